@@ -1,0 +1,32 @@
+"""Fused sequence kernels with hand-derived back-propagation through time.
+
+A kernel runs a whole sequence for one cell family as a ``torch.autograd.Function``:
+the input projections of all steps are one GEMM, each step is one recurrent GEMM plus
+pointwise work into preallocated buffers, and the backward is the book's BPTT
+(eqs. 10.16-10.22 and their gated analogues) written out, with the parameter gradients
+as one GEMM over all T·B rows after the backward loop.
+
+Every kernel has the signature ``kernel(cell, xs (T, B, I), state, mask (T, B, 1) bool or
+None, reverse) -> (ys (T, B, O), state)`` and gives the same values and gradients as
+:func:`rnnlab.unroll` over the cell's reference step.
+"""
+
+from __future__ import annotations
+
+from ..cells import ElmanCell, GRUCell, LSTMCell
+from .elman import elman_kernel
+from .gru import gru_kernel
+from .lstm import lstm_kernel
+
+__all__ = ["find_kernel", "elman_kernel", "lstm_kernel", "gru_kernel"]
+
+
+def find_kernel(cell):
+    """The fused kernel for ``cell``, or None when its family or options have none."""
+    if isinstance(cell, ElmanCell):
+        return elman_kernel
+    if isinstance(cell, LSTMCell) and cell.proj_size == 0:
+        return lstm_kernel
+    if isinstance(cell, GRUCell) and cell.reset == "after":
+        return gru_kernel
+    return None

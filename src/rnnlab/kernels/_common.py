@@ -1,0 +1,35 @@
+"""Pieces shared by the kernels: bias folding and the previous-state sequence."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def input_projection(xs: Tensor, W: Tensor, bias: Tensor | None) -> Tensor:
+    """W x(t) + bias for every step at once: one GEMM over all T·B rows -> (T, B, G)."""
+    T, B, I = xs.shape
+    flat = xs.reshape(T * B, I)
+    out = torch.addmm(bias, flat, W.t()) if bias is not None else flat @ W.t()
+    return out.view(T, B, -1)
+
+
+def previous_states(states: Tensor, h0: Tensor, reverse: bool) -> Tensor:
+    """h(t-1) for every t, in the order the steps ran: states (T, B, H) -> (T, B, H)."""
+    if reverse:
+        return torch.cat([states[1:], h0.unsqueeze(0)], dim=0)
+    return torch.cat([h0.unsqueeze(0), states[:-1]], dim=0)
+
+
+def sum_bias(a: Tensor | None, b: Tensor | None) -> Tensor | None:
+    if a is None:
+        return b
+    return a if b is None else a + b
+
+
+def steps(T: int, reverse: bool):
+    return range(T - 1, -1, -1) if reverse else range(T)
+
+
+def zeros_if_none(grad: Tensor | None, like: Tensor) -> Tensor:
+    return torch.zeros_like(like) if grad is None else grad

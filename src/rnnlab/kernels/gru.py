@@ -1,0 +1,120 @@
+"""Fused GRU (reset gate after the product, as torch.nn and cuDNN) with hand-derived BPTT
+(book section 10.10.2; Cho et al. 2014).
+
+Forward per step, gate order r, z, n:
+
+    X = U x(t) + b_x + (b_hr, b_hz, 0)     (all t: one GEMM before the loop)
+    R = W h(t-1) + (0, 0, b_hn)            (one GEMM per step)
+    r, z = σ(X_r + R_r), σ(X_z + R_z)
+    n    = tanh(X_n + r ⊙ R_n)
+    h(t) = n + z ⊙ (h(t-1) - n)            = (1 - z) ⊙ n + z ⊙ h(t-1)
+
+Backward per step, with ∇h arriving from the output and from step t+1:
+
+    ∇z   = ∇h ⊙ (h(t-1) - n)
+    ∇a_n = ∇h ⊙ (1 - z) ⊙ (1 - n²)          the gradient of X_n
+    ∇r   = ∇a_n ⊙ R_n
+    ∇a_r, ∇a_z = ∇r ⊙ r(1 - r), ∇z ⊙ z(1 - z)
+    ∇R   = (∇a_r, ∇a_z, ∇a_n ⊙ r)
+    ∇h(t-1) = ∇h ⊙ z + Wᵀ ∇R
+    ∇W = Σ_t ∇R(t) h(t-1)ᵀ,  ∇U = Σ_t ∇X(t) x(t)ᵀ                    (after the loop)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ._common import input_projection, previous_states, steps, zeros_if_none
+
+
+class GRUSequence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, xs, h0, W_xh, W_hh, bias_x, b_hn, mask, reverse: bool):
+        T, B, _ = xs.shape
+        H = h0.shape[1]
+        X = input_projection(xs, W_xh, bias_x)   # (T, B, 3H): becomes r, z, n in place
+        W_hhT = W_hh.t().contiguous()
+        bias_h = None if b_hn is None else torch.cat([b_hn.new_zeros(2 * H), b_hn])
+        Rn, Y = xs.new_empty(T, B, H), xs.new_empty(T, B, H)
+        R = xs.new_empty(B, 3 * H)
+        rz_t, r_t, z_t, n_t = (X[..., a:b].unbind(0) for a, b in
+                               ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H)))
+        Rn_t, Y_t = Rn.unbind(0), Y.unbind(0)
+        states = None
+        if mask is not None:
+            states = torch.empty_like(Y)
+            s_t, m_t = states.unbind(0), mask.unbind(0)
+        h = h0
+        for t in steps(T, reverse):
+            if bias_h is None:
+                torch.mm(h, W_hhT, out=R)
+            else:
+                torch.addmm(bias_h, h, W_hhT, out=R)
+            rz_t[t].add_(R[:, :2 * H]).sigmoid_()                  # r, z
+            Rn_t[t].copy_(R[:, 2 * H:])
+            n = n_t[t].addcmul_(r_t[t], Rn_t[t]).tanh_()           # n
+            h_new = torch.sub(h, n, out=Y_t[t]).mul_(z_t[t]).add_(n)
+            if mask is None:
+                h = h_new
+            else:
+                h = torch.where(m_t[t], h_new, h, out=s_t[t])
+                h_new.mul_(m_t[t])
+        ctx.save_for_backward(xs, h0, W_xh, W_hh, X, Rn, Y, states, mask)
+        ctx.reverse = reverse
+        ctx.has_bias = bias_x is not None, b_hn is not None
+        return Y, h.clone()
+
+    @staticmethod
+    def backward(ctx, d_ys, d_hT):
+        xs, h0, W_xh, W_hh, X, Rn, Y, states, mask = ctx.saved_tensors
+        T, B, I = xs.shape
+        H = h0.shape[1]
+        d_ys = zeros_if_none(d_ys, Y)
+        dh = zeros_if_none(d_hT, h0).clone()
+        ones = torch.ones_like(h0)
+        h_prev = previous_states(Y if states is None else states, h0, ctx.reverse)
+        dX, dR = torch.empty_like(X), torch.empty_like(X)
+        rz_t, r_t, z_t, n_t = (X[..., a:b].unbind(0) for a, b in
+                               ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H)))
+        dXn_t, dR_t = dX[..., 2 * H:].unbind(0), dR.unbind(0)
+        dRrz_t, dRr_t, dRz_t, dRn_t = (dR[..., a:b].unbind(0) for a, b in
+                                       ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H)))
+        dy_t, hp_t, Rn_t = d_ys.unbind(0), h_prev.unbind(0), Rn.unbind(0)
+        m_t = mask.to(X.dtype).unbind(0) if mask is not None else None
+        for t in steps(T, not ctx.reverse):
+            if m_t is None:
+                dh_t = dh + dy_t[t]
+            else:                                                  # frozen steps pass on
+                carry = dh - dh * m_t[t]
+                dh_t = (dh + dy_t[t]) * m_t[t]
+            z, n = z_t[t], n_t[t]
+            torch.mul(dh_t, hp_t[t] - n, out=dRz_t[t])             # ∇z = ∇h ⊙ (h(t-1) - n)
+            dn = torch.addcmul(dh_t, dh_t, z, value=-1.0)          # ∇n = ∇h ⊙ (1 - z)
+            torch.mul(dn, torch.addcmul(ones, n, n, value=-1.0), out=dXn_t[t])  # ⊙ tanh'
+            torch.mul(dXn_t[t], Rn_t[t], out=dRr_t[t])             # ∇r = ∇a_n ⊙ R_n
+            rz = rz_t[t]
+            dRrz_t[t].mul_(torch.addcmul(rz, rz, rz, value=-1.0))  # σ' = σ(1 - σ)
+            torch.mul(dXn_t[t], r_t[t], out=dRn_t[t])              # ∇R_n = ∇a_n ⊙ r
+            dh = torch.addmm(dh_t * z, dR_t[t], W_hh)              # ∇h(t-1)
+            if m_t is not None:
+                dh = dh + carry
+        dX[..., :2 * H] = dR[..., :2 * H]                          # r, z: same in X and R
+        dX2, dR2 = dX.view(T * B, 3 * H), dR.view(T * B, 3 * H)
+        d_xs = (dX2 @ W_xh).view(T, B, I) if ctx.needs_input_grad[0] else None
+        d_Wxh = dX2.t() @ xs.reshape(T * B, I) if ctx.needs_input_grad[2] else None
+        d_Whh = dR2.t() @ h_prev.view(T * B, H) if ctx.needs_input_grad[3] else None
+        d_bx = dX2.sum(0) if ctx.has_bias[0] and ctx.needs_input_grad[4] else None
+        d_bhn = dR2[:, 2 * H:].sum(0) if ctx.has_bias[1] and ctx.needs_input_grad[5] else None
+        return d_xs, dh, d_Wxh, d_Whh, d_bx, d_bhn, None, None
+
+
+def gru_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool):
+    """Fused sequence for :class:`rnnlab.GRUCell` with ``reset="after"``."""
+    H = cell.hidden_size
+    bias_x = b_hn = None
+    if cell.b_xh is not None:
+        # b_hr and b_hz add to the input projection; b_hn stays inside r ⊙ (W_hn h + b_hn)
+        bias_x = cell.b_xh + torch.cat([cell.b_hh[:2 * H], cell.b_hh.new_zeros(H)])
+        b_hn = cell.b_hh[2 * H:]
+    return GRUSequence.apply(xs, h0, cell.W_xh, cell.W_hh, bias_x, b_hn, mask, reverse)

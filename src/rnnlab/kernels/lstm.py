@@ -1,0 +1,129 @@
+"""Fused LSTM with hand-derived BPTT (book section 10.10.1; Hochreiter & Schmidhuber 1997).
+
+Inside the kernel the gates are ordered i, f, o, g so that the three sigmoid gates are one
+contiguous block (one pointwise op per step); :func:`lstm_kernel` permutes torch.nn's
+i, f, g, o rows on the way in, and autograd permutes the gradients back.
+
+Forward per step:
+
+    G = U x(t) + b + W h(t-1)            (U x + b for all t: one GEMM before the loop)
+    i, f, o = σ(G_i, G_f, G_o);  g = tanh(G_g)
+    c(t) = f ⊙ c(t-1) + i ⊙ g
+    h(t) = o ⊙ tanh(c(t))
+
+Backward per step, with ∇h and ∇c arriving from the output and from step t+1:
+
+    ∇o      = ∇h ⊙ tanh(c(t))
+    ∇c     += ∇h ⊙ o ⊙ (1 - tanh²(c(t)))
+    ∇i      = ∇c ⊙ g,  ∇f = ∇c ⊙ c(t-1),  ∇g = ∇c ⊙ i
+    ∇c(t-1) = ∇c ⊙ f
+    ∇G      = (∇i, ∇f, ∇o) ⊙ σ(1 - σ),  ∇g ⊙ (1 - g²)
+    ∇h(t-1) = Wᵀ ∇G
+    ∇W = Σ_t ∇G(t) h(t-1)ᵀ,  ∇U = Σ_t ∇G(t) x(t)ᵀ,  ∇b = Σ_t ∇G(t)       (after the loop)
+
+The backward factors (tanh(c), σ') are computed inside the loop, not stored for all T.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..cells import LSTMState
+from ._common import input_projection, previous_states, steps, sum_bias, zeros_if_none
+
+
+class LSTMSequence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, xs, h0, c0, W_xh, W_hh, bias, mask, reverse: bool):
+        T, B, _ = xs.shape
+        H = h0.shape[1]
+        G = input_projection(xs, W_xh, bias)       # (T, B, 4H), activated in place
+        W_hhT = W_hh.t().contiguous()
+        Y, C = xs.new_empty(T, B, H), xs.new_empty(T, B, H)
+        G_t, sig_t, g_t = G.unbind(0), G[..., :3 * H].unbind(0), G[..., 3 * H:].unbind(0)
+        i_t, f_t, o_t = (G[..., k * H:(k + 1) * H].unbind(0) for k in range(3))
+        Y_t, C_t = Y.unbind(0), C.unbind(0)
+        states = None
+        if mask is not None:
+            states = torch.empty_like(Y)            # h state after each step
+            s_t, m_t = states.unbind(0), mask.unbind(0)
+        h, c = h0, c0
+        for t in steps(T, reverse):
+            G_t[t].addmm_(h, W_hhT)
+            sig_t[t].sigmoid_()                                    # i, f, o
+            g_t[t].tanh_()                                         # g
+            c_new = torch.mul(f_t[t], c, out=C_t[t]).addcmul_(i_t[t], g_t[t])
+            h_new = torch.mul(o_t[t], torch.tanh(c_new), out=Y_t[t])
+            if mask is None:
+                h, c = h_new, c_new
+            else:
+                c = torch.where(m_t[t], c_new, c, out=C_t[t])       # frozen past its length
+                h = torch.where(m_t[t], h_new, h, out=s_t[t])
+                h_new.mul_(m_t[t])                                 # outputs zero past it
+        ctx.save_for_backward(xs, h0, c0, W_xh, W_hh, G, Y, C, states, mask)
+        ctx.reverse, ctx.has_bias = reverse, bias is not None
+        return Y, h.clone(), c.clone()
+
+    @staticmethod
+    def backward(ctx, d_ys, d_hT, d_cT):
+        xs, h0, c0, W_xh, W_hh, G, Y, C, states, mask = ctx.saved_tensors
+        T, B, I = xs.shape
+        H = h0.shape[1]
+        d_ys = zeros_if_none(d_ys, Y)
+        dh = zeros_if_none(d_hT, h0).clone()
+        dc = zeros_if_none(d_cT, c0).clone()
+        ones = torch.ones_like(h0)
+        c_prev = previous_states(C, c0, ctx.reverse)
+        dG = torch.empty_like(G)
+        dG_t, dsig_t = dG.unbind(0), dG[..., :3 * H].unbind(0)
+        di_t, df_t, do_t, dg_t = (dG[..., k * H:(k + 1) * H].unbind(0) for k in range(4))
+        sig_t, g_t = G[..., :3 * H].unbind(0), G[..., 3 * H:].unbind(0)
+        i_t, f_t, o_t = (G[..., k * H:(k + 1) * H].unbind(0) for k in range(3))
+        dy_t, C_t, cp_t = d_ys.unbind(0), C.unbind(0), c_prev.unbind(0)
+        m_t = mask.to(G.dtype).unbind(0) if mask is not None else None
+        for t in steps(T, not ctx.reverse):
+            if m_t is None:
+                dh_t, dc_t = dh + dy_t[t], dc
+            else:                                                  # frozen steps pass on
+                carry_h, carry_c = dh - dh * m_t[t], dc - dc * m_t[t]
+                dh_t, dc_t = (dh + dy_t[t]) * m_t[t], dc * m_t[t]
+            tc = torch.tanh(C_t[t])
+            torch.mul(dh_t, tc, out=do_t[t])                       # ∇o = ∇h ⊙ tanh(c)
+            dc_t = torch.addcmul(dc_t, dh_t * o_t[t],              # ∇c += ∇h ⊙ o ⊙ tanh'(c)
+                                 torch.addcmul(ones, tc, tc, value=-1.0))
+            torch.mul(dc_t, g_t[t], out=di_t[t])                   # ∇i = ∇c ⊙ g
+            torch.mul(dc_t, cp_t[t], out=df_t[t])                  # ∇f = ∇c ⊙ c(t-1)
+            torch.mul(dc_t, i_t[t], out=dg_t[t])                   # ∇g = ∇c ⊙ i
+            dc = dc_t * f_t[t]                                     # ∇c(t-1) = ∇c ⊙ f
+            s = sig_t[t]
+            dsig_t[t].mul_(torch.addcmul(s, s, s, value=-1.0))     # σ' = σ(1 - σ)
+            dg_t[t].mul_(torch.addcmul(ones, g_t[t], g_t[t], value=-1.0))  # tanh' = 1 - g²
+            if m_t is None:
+                dh = dG_t[t] @ W_hh                                # ∇h(t-1) = Wᵀ ∇G
+            else:
+                dh = torch.addmm(carry_h, dG_t[t], W_hh)
+                dc = dc + carry_c
+        dG2 = dG.view(T * B, 4 * H)
+        h_prev = previous_states(Y if states is None else states, h0, ctx.reverse)
+        d_xs = (dG2 @ W_xh).view(T, B, I) if ctx.needs_input_grad[0] else None
+        d_Wxh = dG2.t() @ xs.reshape(T * B, I) if ctx.needs_input_grad[3] else None
+        d_Whh = dG2.t() @ h_prev.view(T * B, H) if ctx.needs_input_grad[4] else None
+        d_b = dG2.sum(0) if ctx.has_bias and ctx.needs_input_grad[5] else None
+        return d_xs, dh, dc, d_Wxh, d_Whh, d_b, None, None
+
+
+def _ifog(w: Tensor | None, H: int) -> Tensor | None:
+    """torch.nn's gate rows i, f, g, o -> the kernel's i, f, o, g."""
+    if w is None:
+        return None
+    return torch.cat([w[:2 * H], w[3 * H:], w[2 * H:3 * H]], dim=0)
+
+
+def lstm_kernel(cell, xs: Tensor, state: LSTMState, mask: Tensor | None, reverse: bool):
+    """Fused sequence for :class:`rnnlab.LSTMCell` (no projection)."""
+    H = cell.hidden_size
+    bias = _ifog(sum_bias(cell.b_xh, cell.b_hh), H)
+    ys, h, c = LSTMSequence.apply(xs, state[0], state[1], _ifog(cell.W_xh, H),
+                                  _ifog(cell.W_hh, H), bias, mask, reverse)
+    return ys, LSTMState(h, c)

@@ -1,0 +1,147 @@
+"""Layers over rnnlab cells: one direction, two directions, and a deep stack.
+
+    Recurrent(cell)                    one pass over time (fused kernel when the cell has one)
+    Bidirectional(fwd, bwd)            book section 10.3: concat of a forward and a reverse pass
+    Stack([layer, layer, ...])         book section 10.5: layers on top of each other, dropout between
+
+All three take and return time-major tensors: ``(xs (T, B, I), state, lengths (B,)) ->
+(ys (T, B, O), state)``. None of them loops over time itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .cells import Cell, make_cell
+from .kernels import find_kernel
+from .unroll import check_sequence, length_mask, unroll
+
+__all__ = ["Recurrent", "Bidirectional", "Stack"]
+
+
+class Recurrent(nn.Module):
+    """A cell run over time, forwards or in reverse.
+
+    Uses the cell family's fused kernel with hand-derived BPTT when there is one
+    (:func:`rnnlab.kernels.find_kernel`), else the reference :func:`rnnlab.unroll`; both give
+    the same values and gradients. ``use_kernel=False`` forces the reference loop.
+
+    >>> layer = Recurrent(LSTMCell(8, 16))
+    >>> ys, state = layer(torch.randn(5, 3, 8), lengths=torch.tensor([5, 2, 0]))
+    >>> ys.shape                                       # (T, B, H)
+    torch.Size([5, 3, 16])
+    """
+
+    def __init__(self, cell: Cell, reverse: bool = False, use_kernel: bool = True):
+        super().__init__()
+        if not isinstance(cell, Cell):
+            raise TypeError(f"Recurrent wraps an rnnlab Cell, got {type(cell).__name__}")
+        self.cell = cell
+        self.reverse = reverse
+        self.use_kernel = use_kernel
+        self.input_size, self.output_size = cell.input_size, cell.output_size
+
+    def forward(self, xs: Tensor, state=None, lengths=None):
+        kernel = find_kernel(self.cell) if self.use_kernel else None
+        if kernel is None:
+            return unroll(self.cell, xs, state, lengths, self.reverse)
+        T, B = check_sequence(xs, self.cell.input_size)
+        mask = length_mask(lengths, T, B, xs.device)
+        if state is None:
+            state = self.cell.init_state(B, xs.device, xs.dtype)
+        return kernel(self.cell, xs, state, mask, self.reverse)
+
+    def extra_repr(self) -> str:
+        return f"reverse={self.reverse}"
+
+
+class Bidirectional(nn.Module):
+    """Two passes over the same sequence, book section 10.3 (Schuster & Paliwal 1997):
+
+        ys = concat(forward(xs), backward(xs))       (T, B, O_f + O_b)
+
+    ``backward`` must run in reverse; with ragged lengths it reads each sequence's valid part
+    backwards from its own end. State is the pair ``(forward_state, backward_state)``.
+    """
+
+    def __init__(self, forward: Recurrent, backward: Recurrent):
+        super().__init__()
+        if forward.reverse or not backward.reverse:
+            raise ValueError("Bidirectional needs a forward layer (reverse=False) and a "
+                             "backward layer (reverse=True)")
+        if forward.input_size != backward.input_size:
+            raise ValueError(f"both directions must take the same input size, got "
+                             f"{forward.input_size} and {backward.input_size}")
+        self.fwd, self.bwd = forward, backward
+        self.input_size = forward.input_size
+        self.output_size = forward.output_size + backward.output_size
+
+    @classmethod
+    def from_cells(cls, forward_cell: Cell, backward_cell: Cell,
+                   use_kernel: bool = True) -> Bidirectional:
+        return cls(Recurrent(forward_cell, False, use_kernel),
+                   Recurrent(backward_cell, True, use_kernel))
+
+    def forward(self, xs: Tensor, state=None, lengths=None):
+        sf, sb = (None, None) if state is None else state
+        yf, sf = self.fwd(xs, sf, lengths)
+        yb, sb = self.bwd(xs, sb, lengths)
+        return torch.cat([yf, yb], dim=-1), (sf, sb)
+
+
+class Stack(nn.Module):
+    """A deep RNN, book section 10.5 (Graves et al. 2013): each layer reads the outputs of
+    the one below; dropout (Zaremba et al. 2014) between layers, not after the last.
+    State is a list with one entry per layer.
+    """
+
+    def __init__(self, layers: Sequence[nn.Module], dropout: float = 0.0):
+        super().__init__()
+        if len(layers) == 0:
+            raise ValueError("Stack needs at least one layer")
+        if not 0.0 <= float(dropout) <= 1.0:
+            raise ValueError(f"dropout must lie in [0, 1], got {dropout!r}")
+        for lower, upper in zip(layers, layers[1:]):
+            if lower.output_size != upper.input_size:
+                raise ValueError(f"layer sizes do not chain: a layer with {lower.output_size} "
+                                 f"outputs feeds one with {upper.input_size} inputs")
+        self.layers = nn.ModuleList(layers)
+        self.dropout = float(dropout)
+        self.input_size = layers[0].input_size
+        self.output_size = layers[-1].output_size
+
+    @classmethod
+    def build(cls, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
+              dropout: float = 0.0, bidirectional: bool = False, use_kernel: bool = True,
+              **cell_kwargs) -> Stack:
+        """A stack of ``num_layers`` layers of the named cell (see :func:`rnnlab.make_cell`)."""
+        if not isinstance(num_layers, int) or num_layers < 1:
+            raise ValueError(f"num_layers must be a positive int, got {num_layers!r}")
+        layers: list[nn.Module] = []
+        size = input_size
+        for _ in range(num_layers):
+            if bidirectional:
+                layer = Bidirectional.from_cells(
+                    make_cell(cell, size, hidden_size, **cell_kwargs),
+                    make_cell(cell, size, hidden_size, **cell_kwargs), use_kernel)
+            else:
+                layer = Recurrent(make_cell(cell, size, hidden_size, **cell_kwargs),
+                                  use_kernel=use_kernel)
+            layers.append(layer)
+            size = layer.output_size
+        return cls(layers, dropout)
+
+    def forward(self, xs: Tensor, state=None, lengths=None):
+        if state is not None and len(state) != len(self.layers):
+            raise ValueError(f"state must have one entry per layer ({len(self.layers)}), "
+                             f"got {len(state)}")
+        states = []
+        for k, layer in enumerate(self.layers):
+            if k > 0 and self.dropout > 0:
+                xs = nn.functional.dropout(xs, self.dropout, self.training)
+            xs, s = layer(xs, None if state is None else state[k], lengths)
+            states.append(s)
+        return xs, states
