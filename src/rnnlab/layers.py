@@ -2,7 +2,7 @@
 
     Recurrent(cell)                    one pass over time (fused kernel when the cell has one)
     Bidirectional(fwd, bwd)            book section 10.3: concat of a forward and a reverse pass
-    Stack([layer, layer, ...])         book section 10.5: layers on top of each other, dropout between
+    Stack([layer, layer, ...])         book section 10.5: layers stacked, dropout between
 
 All three take and return time-major tensors: ``(xs (T, B, I), state, lengths (B,)) ->
 (ys (T, B, O), state)``. None of them loops over time itself.
