@@ -92,6 +92,9 @@ class _RNNBase(nn.Module):
         # the stack shares the parameters above but is not a submodule, so that state
         # dicts and named_parameters() carry torch.nn's names only
         object.__setattr__(self, "_stack", Stack(layers, dropout))
+        self._bindings = [(cell, attr, stem + suffix)
+                          for cell, suffix in zip(self._cells(), self._suffixes())
+                          for attr, stem in _NAMES if getattr(cell, attr, None) is not None]
         self.reset_parameters()
 
     def _make_cell(self, input_size, hidden_size, proj_size, factory, options):
@@ -111,6 +114,20 @@ class _RNNBase(nn.Module):
         per_cell = len([a for a, _ in _NAMES if getattr(self._cells()[0], a, None) is not None])
         params = list(self.parameters())
         return [params[k:k + per_cell] for k in range(0, len(params), per_cell)]
+
+    def _suffixes(self) -> list[str]:
+        return [f"_l{layer}" + ("_reverse" if direction else "")
+                for layer in range(self.num_layers)
+                for direction in range(2 if self.bidirectional else 1)]
+
+    def _bind_parameters(self) -> None:
+        """Point the stack's cells at the tensors registered here under torch.nn's names.
+
+        They are the same objects after construction, ``.to()`` and ``deepcopy``, but
+        ``load_state_dict(assign=True)`` and ``torch.func.functional_call`` replace the
+        registered tensors, so every forward reads them afresh."""
+        for cell, attr, name in self._bindings:
+            cell._parameters[attr] = self._parameters[name]
 
     def _cells(self):
         cells = []
@@ -158,7 +175,11 @@ class _RNNBase(nn.Module):
             if batched and self.batch_first:
                 xs = xs.transpose(0, 1)
             lengths = None
+        if xs.shape[-1] != self.input_size:
+            raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected "
+                               f"{self.input_size}, got {xs.shape[-1]}")
         B = xs.shape[1]
+        self._bind_parameters()
         state = self._split_state(hx, B, batched, xs)
         ys, states = self._stack(xs, state, lengths)
         h_n = self._join_state(states)
