@@ -206,9 +206,10 @@ class _RNNBase(nn.Module):
         """torch.nn's (D*L, B, H) state tensors -> the stack's per-layer states."""
         if hx is None:
             return None
-        parts = list(hx) if self._lstm else [hx]
-        if self._lstm and (not isinstance(hx, tuple) or len(hx) != 2):
+        # torch.nn also takes a list [h_0, c_0]
+        if self._lstm and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
             raise ValueError("LSTM expects hx to be a tuple (h_0, c_0)")
+        parts = list(hx) if self._lstm else [hx]
         expected = self._expected_state_shapes(B)
         for k, (p, shape) in enumerate(zip(parts, expected)):
             if not isinstance(p, Tensor):
