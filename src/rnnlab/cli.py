@@ -1,0 +1,169 @@
+"""Command-line interface: a thin layer that parses arguments and calls the library.
+
+    rnnlab tasks
+    rnnlab train TASK [--data PATH] [--set key=value ...] [--out DIR] [--json]
+    rnnlab evaluate RUN [--data PATH] [--json]
+    rnnlab generate RUN [--prompt TEXT] [--temperature T] [--length N] [--seed S] [--json]
+
+Human-readable output by default; with ``--json`` progress goes to stderr and the last line
+of stdout is one JSON object of final figures (``valid_bpc``, ``test_mse``, ...). Bad input
+(unknown task or key, bad value, unreadable data, missing run directory) prints one line
+``rnnlab: error: ...`` on stderr and returns 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from .config import ConfigError, apply_overrides
+from .data.text import DataError
+from .rundir import RunDirError, fresh_run_dir
+from .tasks import TASKS, TaskError, get_task, load_run
+from .train import TrainingError, resolve_device, train
+
+__all__ = ["main"]
+
+USER_ERRORS = (ConfigError, DataError, RunDirError, TaskError)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rnnlab", description="Train, evaluate and sample the "
+                                "recurrent nets of Deep Learning, chapter 10.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("tasks", help="list the tasks")
+
+    t = sub.add_parser("train", help="train a task and save a run directory")
+    t.add_argument("task", metavar="TASK", help="task name (see `rnnlab tasks`)")
+    t.add_argument("--data", metavar="PATH", help="data file (tasks that read one)")
+    t.add_argument("--set", metavar="KEY=VALUE", nargs="+", action="append", default=[],
+                   help="override config values, e.g. --set train.steps=100 model.cell=gru")
+    t.add_argument("--out", metavar="DIR", help="run directory (default runs/TASK; "
+                   "a numbered sibling if it already holds something)")
+    t.add_argument("--json", action="store_true", help="print final metrics as JSON")
+
+    e = sub.add_parser("evaluate", help="score a saved run on its valid and test splits")
+    e.add_argument("run", metavar="RUN", help="run directory")
+    e.add_argument("--data", metavar="PATH", help="score on this data file instead")
+    e.add_argument("--json", action="store_true", help="print metrics as JSON")
+
+    g = sub.add_parser("generate", help="sample from a saved run (char-lm)")
+    g.add_argument("run", metavar="RUN", help="run directory")
+    g.add_argument("--prompt", default=None, help="text to condition on")
+    g.add_argument("--temperature", type=float, default=0.8,
+                   help="softmax temperature; 0 = greedy (default 0.8)")
+    g.add_argument("--length", type=int, default=300, help="characters to sample")
+    g.add_argument("--seed", type=int, default=0, help="sampling seed")
+    g.add_argument("--json", action="store_true", help="print the sample as JSON")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:      # argparse has printed usage and its error already
+        return int(e.code or 0)
+    try:
+        if args.command == "tasks":
+            return cmd_tasks()
+        if args.command == "train":
+            return cmd_train(args)
+        if args.command == "evaluate":
+            return cmd_evaluate(args)
+        return cmd_generate(args)
+    except USER_ERRORS as e:
+        print(f"rnnlab: error: {e}", file=sys.stderr)
+        return 2
+    except TrainingError as e:
+        print(f"rnnlab: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("rnnlab: interrupted", file=sys.stderr)
+        return 130
+
+
+def _say(json_mode: bool):
+    """Where human lines go: stdout normally, stderr when stdout is reserved for JSON."""
+    stream = sys.stderr if json_mode else sys.stdout
+    return lambda line: print(line, file=stream, flush=True)
+
+
+def _fmt(metrics: dict) -> str:
+    return " | ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+
+
+def cmd_tasks() -> int:
+    width = max(len(name) for name in TASKS)
+    for name, cls in TASKS.items():
+        print(f"{name:<{width}}  {cls.description}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    say = _say(args.json)
+    cls = get_task(args.task)
+    cfg = apply_overrides(cls.default_config(), [kv for group in args.set for kv in group])
+    if args.data is not None:
+        if not cls.uses_data_file:
+            raise TaskError(f"task {cls.name!r} generates its own data; --data does not apply")
+        cfg.data.path = args.data
+    cfg.train.check()
+    resolve_device(cfg.train.device)
+    task = cls(cfg)                              # reads and checks the data
+    run = fresh_run_dir(args.out if args.out is not None else Path("runs") / cls.name)
+    say(f"training {cls.name} -> {run}")
+    model, final = train(task, cfg, run, log=say, progress=None if not args.json else False)
+    say(f"final  | {_fmt(final)}")
+    say(f"run saved to {run}")
+    result = {"task": cls.name, "run": str(run), **final}
+    if cls.name == "char-lm":
+        device = next(model.parameters()).device
+        trained = _sample(task, model, cfg.train.seed, device)
+        torch.manual_seed(cfg.train.seed)       # the same initialisation as before training
+        untrained = _sample(task, task.build_model().to(device), cfg.train.seed, device)
+        say(f"--- sample after training (temperature 0.8, seed {cfg.train.seed}) ---")
+        say(trained)
+        say("--- sample from the untrained model (same seed) ---")
+        say(untrained)
+        result.update(sample=trained, untrained_sample=untrained)
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+def _sample(task, model, seed: int, device, length: int = 200) -> str:
+    generator = torch.Generator().manual_seed(seed)
+    return task.generate(model, None, length, 0.8, generator, device)
+
+
+def cmd_evaluate(args) -> int:
+    task, cfg, model = load_run(args.run, args.data)
+    device = resolve_device(cfg.train.device)
+    model.to(device).eval()
+    result = {}
+    for split in ("valid", "test"):
+        metrics = task.evaluate(model, split, device)
+        result.update({f"{split}_{k}": v for k, v in metrics.items()})
+    if args.json:
+        print(json.dumps({"task": task.name, "run": str(args.run), **result}))
+    else:
+        print(f"{task.name} run {args.run}: {_fmt(result)}")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    task, cfg, model = load_run(args.run)
+    device = resolve_device(cfg.train.device)
+    model.to(device)
+    generator = torch.Generator().manual_seed(args.seed)
+    text = task.generate(model, args.prompt, args.length, args.temperature, generator, device)
+    if args.json:
+        print(json.dumps({"task": task.name, "run": str(args.run), "sample": text}))
+    else:
+        print(text)
+    return 0

@@ -1,0 +1,46 @@
+"""Tasks: a registry from name to :class:`~rnnlab.tasks.base.Task` class.
+
+    rnnlab tasks                  lists them; ``rnnlab train NAME`` trains one
+"""
+
+from .base import Task, TaskError
+from .char_lm import CharLM
+from .synthetic import Adding, Copy
+
+__all__ = ["TASKS", "Task", "TaskError", "CharLM", "Adding", "Copy", "get_task", "load_run"]
+
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (CharLM, Adding, Copy)}
+
+
+def get_task(name: str) -> type[Task]:
+    """The task class called ``name``; :class:`TaskError` listing the valid names if none."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise TaskError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}") from None
+
+
+def load_run(path, data_path: str | None = None):
+    """Rebuild ``(task, cfg, model)`` from a run directory written by :func:`rnnlab.train`.
+
+    ``data_path`` replaces the saved ``data.path`` (for tasks that read a file). Raises
+    :class:`rnnlab.rundir.RunDirError` for a missing or incomplete directory.
+    """
+    from ..config import ConfigError, from_dict
+    from ..rundir import CONFIG, TASK_STATE, WEIGHTS, check_run_dir, load_weights, read_json
+
+    run = check_run_dir(path)
+    raw = read_json(run / CONFIG)
+    if not isinstance(raw, dict) or not isinstance(raw.get("task"), str):
+        raise ConfigError(f"{str(run / CONFIG)!r} does not name its task")
+    cls = get_task(raw.pop("task"))
+    cfg = from_dict(cls.default_config(), raw, where=str(run / CONFIG))
+    if data_path is not None:
+        if not cls.uses_data_file:
+            raise TaskError(f"task {cls.name!r} generates its own data; --data does not apply")
+        cfg.data.path = data_path
+    state = read_json(run / TASK_STATE)
+    task = cls(cfg, state=state)
+    model = task.build_model()
+    load_weights(run / WEIGHTS, model)
+    return task, cfg, model

@@ -1,0 +1,76 @@
+"""The task interface: what the model-agnostic training loop needs from a task.
+
+A task owns its data and its loss; the training loop (:func:`rnnlab.train.train`) owns
+optimisation. Everything a task needs from the config is ``cfg.model`` and ``cfg.data``
+(its own dataclasses) plus ``cfg.train.batch_size``.
+
+    task = Adding(cfg)                       # prepares data (reads files, builds a vocab)
+    model = task.build_model()               # an nn.Module
+    batch = task.batch(generator, B, device) # a random training batch
+    loss, metrics = task.loss(model, batch)  # scalar tensor, {"mse": 0.13, ...}
+    task.evaluate(model, "valid", device)    # {"loss": ..., "mse": ...} over the fixed split
+    task.state_dict()                        # JSON-able state saved with the run (a vocab)
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..config import RunConfig
+
+__all__ = ["Task", "TaskError"]
+
+
+class TaskError(ValueError):
+    """A request the task cannot serve (e.g. ``generate`` on a task without sampling)."""
+
+
+class Task:
+    """Abstract task. Subclasses set the class attributes and implement the methods."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]           # one line, shown by ``rnnlab tasks``
+    ModelConfig: ClassVar[type]
+    DataConfig: ClassVar[type]
+    main_metric: ClassVar[str]           # the metric printed at each evaluation
+    uses_data_file: ClassVar[bool] = False
+    #: the task's defaults for :class:`rnnlab.train.TrainConfig` fields
+    train_defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, cfg: RunConfig, state: dict | None = None):
+        """Prepare the data. ``state`` is :meth:`state_dict` of a saved run, when reloading."""
+        self.cfg = cfg
+
+    @classmethod
+    def default_config(cls) -> RunConfig:
+        from ..train import TrainConfig
+
+        return RunConfig(model=cls.ModelConfig(), data=cls.DataConfig(),
+                         train=TrainConfig(**cls.train_defaults))
+
+    def build_model(self) -> nn.Module:
+        raise NotImplementedError
+
+    def batch(self, generator: torch.Generator, batch_size: int, device) -> tuple[Tensor, ...]:
+        """A random training batch, drawn with ``generator``."""
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, batch) -> tuple[Tensor, dict[str, float]]:
+        """The scalar training loss and the metrics of this batch."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: str, device) -> dict[str, float]:
+        """Metrics over the whole fixed ``split`` ("valid" or "test"), always with "loss"."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """JSON-able state the task needs to rebuild the model later (empty by default)."""
+        return {}
+
+    def generate(self, model: nn.Module, prompt: str | None, length: int, temperature: float,
+                 generator: torch.Generator, device) -> str:
+        raise TaskError(f"task {self.name!r} does not generate samples")

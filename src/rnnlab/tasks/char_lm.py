@@ -1,0 +1,217 @@
+"""Character-level language model (book section 10.2; Karpathy's char-rnn; Graves 2013).
+
+    tokens (T, B) -> embedding (T, B, E) -> Stack(cell) (T, B, H) -> linear (T, B, V)
+
+trained to predict character t+1 from characters 1..t on random windows of the training
+text (plain BPTT over each window of ``data.seq_len``). Scored in bits per character,
+bpc = mean cross-entropy in nats / ln 2, over the whole valid or test split read as
+parallel streams with the state carried from one window to the next.
+
+Data: ``data.path`` (any UTF-8 text; ``--data FILE`` on the command line) or, when None, the
+English corpus that ships with Python (:func:`rnnlab.data.default_corpus`). The text is
+split 90/5/5 into contiguous train/valid/test parts. The vocabulary is every character of
+the text, sorted; it is saved with the run (``task_state.json``).
+
+Sampling (``generate``) feeds the prompt, then draws one character at a time from
+softmax(logits / temperature), carrying the state; temperature 0 takes the argmax. A prompt
+character outside the vocabulary is an error that lists the unknown characters.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ..config import ConfigError
+from ..data.text import DataError, default_corpus, read_text
+from ..layers import Stack
+from .base import Task, TaskError
+
+__all__ = ["CharLM", "CharLMModel", "CharLMData", "CharRNN"]
+
+
+class CharRNN(nn.Module):
+    """Embedding -> recurrent stack -> logits. ``embed=0`` feeds one-hot vectors instead."""
+
+    def __init__(self, vocab_size: int, cell: str, embed: int, hidden: int, num_layers: int,
+                 dropout: float):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.embed = nn.Embedding(vocab_size, embed) if embed > 0 else None
+        self.rnn = Stack.build(cell, embed if embed > 0 else vocab_size, hidden, num_layers,
+                               dropout)
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(self.rnn.output_size, vocab_size)
+
+    def forward(self, tokens: Tensor, state=None):
+        """tokens (T, B) int64 -> logits (T, B, V), state (one entry per layer)."""
+        if self.embed is not None:
+            xs = self.embed(tokens)                                   # (T, B, E)
+        else:
+            xs = F.one_hot(tokens, self.vocab_size).float()           # (T, B, V)
+        ys, state = self.rnn(xs, state)                               # (T, B, H)
+        return self.out(self.drop(ys)), state                         # (T, B, V)
+
+
+@dataclass
+class CharLMModel:
+    cell: str = "lstm"
+    embed: int = 64            # embedding size; 0 = one-hot input
+    hidden: int = 512
+    num_layers: int = 1
+    dropout: float = 0.0
+
+
+@dataclass
+class CharLMData:
+    path: str | None = None    # UTF-8 text file; None = Python's pydoc_data corpus
+    seq_len: int = 100         # characters per training window (BPTT length)
+    eval_streams: int = 32     # parallel streams when scoring a split
+
+
+def _detach(state):
+    return [tuple(t.detach() for t in s) if isinstance(s, tuple) else s.detach()
+            for s in state]
+
+
+class CharLM(Task):
+    name = "char-lm"
+    description = ("character-level language model on a UTF-8 text (default: Python's "
+                   "bundled docs); bits per character, and sampling")
+    ModelConfig, DataConfig = CharLMModel, CharLMData
+    main_metric = "bpc"
+    uses_data_file = True
+    train_defaults = dict(steps=1200, batch_size=32, lr=2e-3, clip_norm=5.0,
+                          eval_every=100, checkpoint_every=400)
+
+    def __init__(self, cfg, state=None):
+        super().__init__(cfg, state)
+        if cfg.data.seq_len < 1:
+            raise ConfigError(f"data.seq_len must be at least 1, got {cfg.data.seq_len}")
+        if cfg.data.eval_streams < 1:
+            raise ConfigError("data.eval_streams must be at least 1")
+        self.splits: dict[str, Tensor] | None = None
+        if state is None:
+            text = self._read()
+            self.vocab = "".join(sorted(set(text)))
+        else:
+            if not isinstance(state.get("vocab"), str) or not state["vocab"]:
+                raise TaskError("task state has no vocabulary ('vocab')")
+            self.vocab = state["vocab"]
+        self.index = {ch: i for i, ch in enumerate(self.vocab)}
+        if state is None:
+            self._split(text)
+
+    # --- data ---
+
+    def _read(self) -> str:
+        return default_corpus() if self.cfg.data.path is None else read_text(self.cfg.data.path)
+
+    def _source(self) -> str:
+        return "the default corpus" if self.cfg.data.path is None else repr(self.cfg.data.path)
+
+    def _split(self, text: str) -> None:
+        """Contiguous 90/5/5 split of the text into int64 id tensors."""
+        n, seq_len = len(text), self.cfg.data.seq_len
+        n_valid = n_test = n // 20
+        n_train = n - n_valid - n_test
+        if n_valid < 2 or n_train < seq_len + 1:
+            raise DataError(f"text of {self._source()} is too short: {n} characters; the "
+                            f"90/5/5 split needs at least 40, with a training part (90%) "
+                            f"longer than data.seq_len={seq_len}")
+        self.splits = {
+            "train": self.encode(text[:n_train]),
+            "valid": self.encode(text[n_train:n_train + n_valid]),
+            "test": self.encode(text[n_train + n_valid:]),
+        }
+
+    def _ensure_data(self) -> dict[str, Tensor]:
+        if self.splits is None:       # a reloaded run: read the text again, keep the vocab
+            self._split(self._read())
+        return self.splits
+
+    def encode(self, text: str) -> Tensor:
+        unknown = sorted(set(text) - set(self.index))
+        if unknown:
+            shown = "".join(unknown[:20])
+            raise DataError(f"{len(unknown)} character(s) not in the model's vocabulary: "
+                            f"{shown!r}{' ...' if len(unknown) > 20 else ''}")
+        return torch.tensor([self.index[ch] for ch in text], dtype=torch.long)
+
+    def decode(self, ids) -> str:
+        return "".join(self.vocab[i] for i in ids)
+
+    def state_dict(self) -> dict:
+        return {"vocab": self.vocab}
+
+    # --- model, batches, loss ---
+
+    def build_model(self) -> nn.Module:
+        m = self.cfg.model
+        return CharRNN(len(self.vocab), m.cell, m.embed, m.hidden, m.num_layers, m.dropout)
+
+    def batch(self, generator, batch_size, device):
+        """Random windows: inputs (T, B) and next-character targets (T, B)."""
+        train, T = self._ensure_data()["train"], self.cfg.data.seq_len
+        starts = torch.randint(0, len(train) - T, (batch_size,), generator=generator)
+        windows = torch.stack([train[s:s + T + 1] for s in starts.tolist()], dim=1)  # (T+1, B)
+        return windows[:-1].to(device), windows[1:].to(device)
+
+    def loss(self, model, batch):
+        inputs, targets = batch
+        logits, _ = model(inputs)                                   # (T, B, V)
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        return loss, {"bpc": loss.item() / math.log(2)}
+
+    @torch.no_grad()
+    def evaluate(self, model, split, device):
+        """Mean cross-entropy over the split, read as ``eval_streams`` parallel streams in
+        windows of ``seq_len`` with the state carried across windows."""
+        ids = self._ensure_data()[split]
+        streams = min(self.cfg.data.eval_streams, len(ids) - 1)
+        L = (len(ids) - 1) // streams
+        inputs = ids[:streams * L].view(streams, L).t()             # (L, streams)
+        targets = ids[1:streams * L + 1].view(streams, L).t()       # (L, streams)
+        state, total = None, 0.0
+        for i in range(0, L, self.cfg.data.seq_len):
+            x = inputs[i:i + self.cfg.data.seq_len].to(device)
+            y = targets[i:i + self.cfg.data.seq_len].to(device)
+            logits, state = model(x, state)
+            total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
+            state = _detach(state)
+        nats = total / (streams * L)
+        return {"loss": nats, "bpc": nats / math.log(2)}
+
+    # --- sampling ---
+
+    @torch.no_grad()
+    def generate(self, model, prompt, length, temperature, generator, device) -> str:
+        """``prompt`` followed by ``length`` sampled characters."""
+        if length < 0:
+            raise TaskError(f"length must not be negative, got {length}")
+        if temperature < 0:
+            raise TaskError(f"temperature must not be negative, got {temperature}")
+        if prompt is None or prompt == "":
+            prompt = "\n" if "\n" in self.index else self.vocab[0]
+        unknown = sorted(set(prompt) - set(self.index))
+        if unknown:
+            raise TaskError(f"prompt has characters not in the model's vocabulary: "
+                            f"{''.join(unknown)!r}")
+        model.eval()
+        ids = [self.index[ch] for ch in prompt]
+        logits, state = model(torch.tensor(ids, device=device).view(-1, 1))  # (T, 1, V)
+        out = []
+        for _ in range(length):
+            last = logits[-1, 0].float().cpu()                               # (V,)
+            if temperature == 0:
+                nxt = int(last.argmax())
+            else:
+                probs = torch.softmax(last / temperature, dim=-1)
+                nxt = int(torch.multinomial(probs, 1, generator=generator))
+            out.append(nxt)
+            logits, state = model(torch.tensor([[nxt]], device=device), state)
+        return prompt + self.decode(out)

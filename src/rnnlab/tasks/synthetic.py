@@ -1,0 +1,219 @@
+"""Synthetic long-range memory benchmarks: the adding problem and the copy-memory task.
+
+Both are generated on the fly. Training batches come from the training loop's generator
+(seeded by ``train.seed``); the held-out valid and test sets are fixed, drawn from their own
+generators seeded by ``data.seed`` (valid) and ``data.seed + 1`` (test), so changing
+``train.seed`` never changes what the model is scored on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ..config import ConfigError
+from ..layers import Stack
+from .base import Task
+
+__all__ = ["Adding", "AddingModel", "AddingData", "Copy", "CopyModel", "CopyData",
+           "adding_batch", "copy_batch"]
+
+
+class SequenceModel(nn.Module):
+    """Read-out over a recurrent stack: ``xs (T, B, I) -> Stack -> Linear -> (T, B, O)``."""
+
+    def __init__(self, cell: str, input_size: int, hidden: int, num_layers: int,
+                 output_size: int, dropout: float = 0.0):
+        super().__init__()
+        self.rnn = Stack.build(cell, input_size, hidden, num_layers, dropout)
+        self.out = nn.Linear(self.rnn.output_size, output_size)
+
+    def forward(self, xs: Tensor, state=None):
+        ys, state = self.rnn(xs, state)               # (T, B, H)
+        return self.out(ys), state                    # (T, B, O)
+
+
+# --- adding problem -----------------------------------------------------------------------
+
+
+def adding_batch(generator: torch.Generator, batch_size: int, length: int):
+    """The adding problem of Hochreiter & Schmidhuber (1997), section 5.4.
+
+    Returns ``xs (T, B, 2)`` and ``target (B,)``: channel 0 holds values ~ U[0, 1], channel 1
+    marks exactly two of them, one in each half of the sequence; the target is their sum.
+    """
+    T, B = length, batch_size
+    values = torch.rand(T, B, generator=generator)
+    half = T // 2
+    first = torch.randint(0, half, (B,), generator=generator)
+    second = torch.randint(half, T, (B,), generator=generator)
+    marks = torch.zeros(T, B)
+    cols = torch.arange(B)
+    marks[first, cols] = 1.0
+    marks[second, cols] = 1.0
+    target = values[first, cols] + values[second, cols]
+    return torch.stack([values, marks], dim=-1), target
+
+
+@dataclass
+class AddingModel:
+    cell: str = "lstm"
+    hidden: int = 128
+    num_layers: int = 1
+
+
+@dataclass
+class AddingData:
+    length: int = 100          # T, the sequence length
+    valid_size: int = 1000
+    test_size: int = 1000
+    seed: int = 1234           # seeds the fixed valid (seed) and test (seed + 1) sets
+
+
+class Adding(Task):
+    name = "adding"
+    description = ("adding problem (Hochreiter & Schmidhuber 1997): sum the two marked "
+                   "values of a length-T sequence; MSE, predicting the mean scores ~0.167")
+    ModelConfig, DataConfig = AddingModel, AddingData
+    main_metric = "mse"
+    train_defaults = dict(steps=2000, batch_size=64, lr=2e-3, clip_norm=1.0,
+                          eval_every=200, checkpoint_every=1000)
+
+    def __init__(self, cfg, state=None):
+        super().__init__(cfg, state)
+        d = cfg.data
+        if d.length < 2:
+            raise ConfigError(f"data.length must be at least 2, got {d.length}")
+        if d.valid_size < 1 or d.test_size < 1:
+            raise ConfigError("data.valid_size and data.test_size must be at least 1")
+        self.splits = {
+            "valid": adding_batch(torch.Generator().manual_seed(d.seed), d.valid_size, d.length),
+            "test": adding_batch(torch.Generator().manual_seed(d.seed + 1), d.test_size,
+                                 d.length),
+        }
+
+    def build_model(self) -> nn.Module:
+        m = self.cfg.model
+        return SequenceModel(m.cell, 2, m.hidden, m.num_layers, 1)
+
+    def batch(self, generator, batch_size, device):
+        xs, target = adding_batch(generator, batch_size, self.cfg.data.length)
+        return xs.to(device), target.to(device)
+
+    def _mse(self, model, batch) -> Tensor:
+        xs, target = batch
+        ys, _ = model(xs)                                  # (T, B, 1)
+        return F.mse_loss(ys[-1, :, 0], target)            # many-to-one: the last output
+
+    def loss(self, model, batch):
+        return self._mse(model, batch), {}
+
+    @torch.no_grad()
+    def evaluate(self, model, split, device):
+        xs, target = self.splits[split]
+        total, n = 0.0, target.shape[0]
+        for i in range(0, n, 500):
+            chunk = (xs[:, i:i + 500].to(device), target[i:i + 500].to(device))
+            total += self._mse(model, chunk).item() * chunk[1].shape[0]
+        return {"loss": total / n, "mse": total / n}
+
+
+# --- copy memory --------------------------------------------------------------------------
+
+
+def copy_batch(generator: torch.Generator, batch_size: int, symbols: int, delay: int,
+               alphabet: int):
+    """The copy-memory task (Hochreiter & Schmidhuber 1997; Arjovsky et al. 2016).
+
+    Input tokens ``(T, B)`` with ``T = 2 * symbols + delay + 1``:
+
+        s_1 .. s_S   blank x delay   go   blank x (S - 1)        tokens: 0..A-1 symbols,
+                                     \\___ recall: S outputs ___/       A blank, A + 1 go
+
+    Returns ``tokens (T, B)`` and ``targets (S, B)``, the symbols to recall at the last S steps.
+    """
+    S, A = symbols, alphabet
+    targets = torch.randint(0, A, (S, batch_size), generator=generator)
+    blank = torch.full((delay, batch_size), A)
+    go = torch.full((1, batch_size), A + 1)
+    tail = torch.full((S - 1, batch_size), A)
+    return torch.cat([targets, blank, go, tail]), targets
+
+
+@dataclass
+class CopyModel:
+    cell: str = "lstm"
+    hidden: int = 128
+    num_layers: int = 1
+
+
+@dataclass
+class CopyData:
+    symbols: int = 10          # S, symbols to remember
+    delay: int = 20            # blanks between the last symbol and the go marker
+    alphabet: int = 8          # A, distinct symbols (memoryless accuracy = 1/A)
+    valid_size: int = 1000
+    test_size: int = 1000
+    seed: int = 1234
+
+
+class Copy(Task):
+    name = "copy"
+    description = ("copy memory (Arjovsky et al. 2016): recall S symbols after a delay; "
+                   "per-symbol accuracy, memoryless baseline 1/alphabet")
+    ModelConfig, DataConfig = CopyModel, CopyData
+    main_metric = "accuracy"
+    train_defaults = dict(steps=1500, batch_size=64, lr=3e-3, clip_norm=1.0,
+                          eval_every=150, checkpoint_every=500)
+
+    def __init__(self, cfg, state=None):
+        super().__init__(cfg, state)
+        d = cfg.data
+        if d.symbols < 1 or d.delay < 0 or d.alphabet < 2:
+            raise ConfigError("copy needs data.symbols >= 1, data.delay >= 0, "
+                              "data.alphabet >= 2")
+        if d.valid_size < 1 or d.test_size < 1:
+            raise ConfigError("data.valid_size and data.test_size must be at least 1")
+        self.splits = {
+            "valid": self._draw(torch.Generator().manual_seed(d.seed), d.valid_size),
+            "test": self._draw(torch.Generator().manual_seed(d.seed + 1), d.test_size),
+        }
+
+    def _draw(self, generator, batch_size):
+        d = self.cfg.data
+        return copy_batch(generator, batch_size, d.symbols, d.delay, d.alphabet)
+
+    def build_model(self) -> nn.Module:
+        m, d = self.cfg.model, self.cfg.data
+        return SequenceModel(m.cell, d.alphabet + 2, m.hidden, m.num_layers, d.alphabet)
+
+    def batch(self, generator, batch_size, device):
+        tokens, targets = self._draw(generator, batch_size)
+        return tokens.to(device), targets.to(device)
+
+    def _logits(self, model, tokens):
+        xs = F.one_hot(tokens, self.cfg.data.alphabet + 2).float()   # (T, B, A + 2)
+        ys, _ = model(xs)                                             # (T, B, A)
+        return ys[-self.cfg.data.symbols:]                            # (S, B, A) recall steps
+
+    def loss(self, model, batch):
+        tokens, targets = batch
+        logits = self._logits(model, tokens)
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        accuracy = (logits.argmax(-1) == targets).float().mean().item()
+        return loss, {"accuracy": accuracy}
+
+    @torch.no_grad()
+    def evaluate(self, model, split, device):
+        tokens, targets = self.splits[split]
+        loss_sum, correct, n = 0.0, 0.0, targets.numel()
+        for i in range(0, targets.shape[1], 500):
+            tok, tgt = tokens[:, i:i + 500].to(device), targets[:, i:i + 500].to(device)
+            logits = self._logits(model, tok)
+            loss_sum += F.cross_entropy(logits.flatten(0, 1), tgt.flatten(),
+                                        reduction="sum").item()
+            correct += (logits.argmax(-1) == tgt).sum().item()
+        return {"loss": loss_sum / n, "accuracy": correct / n}

@@ -1,0 +1,206 @@
+"""The training loop. It knows nothing about any particular model or task: a task supplies
+batches, the loss and the evaluation (:class:`rnnlab.tasks.base.Task`); this file does
+
+    for step in 1..steps:
+        batch -> forward -> loss -> backward -> clip -> step -> log
+        every eval_every steps: evaluate on the valid split
+        every checkpoint_every steps: save weights + optimizer/RNG state to the run dir
+
+and at the end evaluates the valid and test splits and writes the plot and summary.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from . import rundir
+from .config import ConfigError, RunConfig, to_dict
+
+__all__ = ["TrainConfig", "TrainingError", "train", "resolve_device", "make_optimizer"]
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings shared by every task (tasks change the defaults)."""
+
+    steps: int = 1000                  # optimizer steps
+    batch_size: int = 32
+    lr: float = 1e-3
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    momentum: float = 0.9              # sgd only
+    weight_decay: float = 0.0
+    clip_norm: float | None = 1.0      # global gradient-norm clipping; None or 0 = off
+    clip_value: float | None = None    # element-wise gradient clipping; None or 0 = off
+    lr_decay: Literal["none", "cosine"] = "none"
+    seed: int = 0
+    eval_every: int = 100              # steps between valid evaluations
+    checkpoint_every: int = 500        # steps between checkpoints (the last step always saves)
+    log_every: int = 10                # steps averaged into one train line of metrics.jsonl
+    threads: int = 0                   # torch intra-op threads; 0 = leave torch's default
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` for values no run can use."""
+        for key in ("steps", "batch_size", "eval_every", "checkpoint_every", "log_every"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"train.{key} must be at least 1, got {getattr(self, key)}")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr must be positive, got {self.lr}")
+        for key in ("weight_decay", "clip_norm", "clip_value", "threads"):
+            value = getattr(self, key)
+            if value is not None and value < 0:
+                raise ConfigError(f"train.{key} must not be negative, got {value}")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (the loss became NaN or infinite)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device=cuda but no CUDA device is available; use cpu or auto")
+    return torch.device(name)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                           weight_decay=cfg.weight_decay)
+
+
+def clip_gradients(params: list[nn.Parameter], clip_norm, clip_value) -> float:
+    """Clip in place (element-wise, then global norm); return the global norm *before*."""
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm(grads).item() if grads else 0.0
+    if clip_value:
+        torch.nn.utils.clip_grad_value_(params, clip_value)
+    if clip_norm:
+        torch.nn.utils.clip_grad_norm_(params, clip_norm)
+    return norm
+
+
+def train(task, cfg: RunConfig, run: Path | None = None, *,
+          log: Callable[[str], None] = print, progress: bool | None = None,
+          on_checkpoint: Callable[[int, Path], None] | None = None):
+    """Train ``task.build_model()`` with ``cfg.train``; return ``(model, final_metrics)``.
+
+    ``run`` is the run directory to write (None: write nothing). ``log`` receives one line
+    per evaluation. ``progress`` shows a tqdm bar on stderr (default: when stderr is a TTY).
+    ``on_checkpoint(step, run)`` is called after each checkpoint is written.
+    ``final_metrics`` maps ``"<split>_<metric>"`` (``valid_bpc``, ``test_mse``, ...) to floats.
+    """
+    tc: TrainConfig = cfg.train
+    tc.check()
+    if tc.threads > 0:
+        torch.set_num_threads(tc.threads)
+    device = resolve_device(tc.device)
+    torch.manual_seed(tc.seed)                        # weight init and dropout
+    batch_rng = torch.Generator().manual_seed(tc.seed)  # which batches, in which order
+    model = task.build_model().to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(model, tc)
+    schedule = None
+    if tc.lr_decay == "cosine":
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=tc.steps)
+    if run is not None:
+        rundir.write_json(run / rundir.CONFIG, {"task": task.name, **to_dict(cfg)})
+        rundir.write_json(run / rundir.TASK_STATE, task.state_dict())
+
+    def record(step: int, split: str, metrics: dict) -> None:
+        if run is not None:
+            rundir.append_metrics(run / rundir.METRICS, {"step": step, "split": split, **metrics})
+
+    def evaluate(step: int, split: str) -> dict:
+        model.eval()
+        metrics = task.evaluate(model, split, device)
+        model.train()
+        record(step, split, metrics)
+        return metrics
+
+    def checkpoint(step: int) -> None:
+        if run is None:
+            return
+        rundir.save_weights(run / rundir.WEIGHTS, model)
+        rundir.save_train_state(run / rundir.TRAIN_STATE, step, optimizer, batch_rng)
+        if on_checkpoint is not None:
+            on_checkpoint(step, run)
+
+    start = time.perf_counter()
+    metric = task.main_metric
+    valid = evaluate(0, "valid")
+    log(f"step {0:>6} | valid {metric} {valid[metric]:.4f} (untrained)")
+    show = progress if progress is not None else sys.stderr.isatty()
+    bar = tqdm(range(1, tc.steps + 1), desc=task.name, disable=not show, file=sys.stderr,
+               dynamic_ncols=True, leave=False)
+    window: dict[str, list[float]] = {}
+    model.train()
+    for step in bar:
+        batch = task.batch(batch_rng, tc.batch_size, device)
+        loss, metrics = task.loss(model, batch)
+        if not math.isfinite(loss.item()):
+            raise TrainingError(f"training diverged at step {step}: loss is {loss.item()}; "
+                                f"try a lower train.lr or a train.clip_norm")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = clip_gradients(params, tc.clip_norm, tc.clip_value)
+        optimizer.step()
+        if schedule is not None:
+            schedule.step()
+
+        for key, value in {"loss": loss.item(), **metrics, "grad_norm": grad_norm}.items():
+            window.setdefault(key, []).append(value)
+        if step % tc.log_every == 0 or step == tc.steps:
+            means = {k: sum(v) / len(v) for k, v in window.items()}
+            record(step, "train", {**means, "lr": optimizer.param_groups[0]["lr"]})
+            bar.set_postfix(loss=f"{means['loss']:.4f}")
+            window = {}
+        if step % tc.eval_every == 0 or step == tc.steps:
+            valid = evaluate(step, "valid")
+            log(f"step {step:>6} | valid {metric} {valid[metric]:.4f} | "
+                f"train loss {loss.item():.4f} | grad norm {grad_norm:.3g} | "
+                f"{time.perf_counter() - start:.0f}s")
+        if step % tc.checkpoint_every == 0 or step == tc.steps:
+            checkpoint(step)
+    bar.close()
+
+    test = evaluate(tc.steps, "test")
+    final = {f"valid_{k}": v for k, v in valid.items()}
+    final.update({f"test_{k}": v for k, v in test.items()})
+    final["train_seconds"] = time.perf_counter() - start
+    if run is not None:
+        rundir.plot_losses(run)
+        rundir.write_text(run / rundir.SUMMARY, summary(task, cfg, model, final, device))
+    return model, final
+
+
+def summary(task, cfg: RunConfig, model: nn.Module, final: dict, device) -> str:
+    n_params = sum(p.numel() for p in model.parameters())
+    lines = [
+        f"task        {task.name}: {task.description}",
+        f"model       {cfg.model}",
+        f"data        {cfg.data}",
+        f"training    {cfg.train.steps} steps, batch {cfg.train.batch_size}, "
+        f"{cfg.train.optimizer} lr {cfg.train.lr}, clip_norm {cfg.train.clip_norm}, "
+        f"seed {cfg.train.seed}, device {device}",
+        f"parameters  {n_params:,}",
+        f"time        {final['train_seconds']:.1f} s",
+        "results     " + ", ".join(f"{k} {v:.4f}" for k, v in final.items()
+                                  if k != "train_seconds"),
+    ]
+    return "\n".join(lines) + "\n"
