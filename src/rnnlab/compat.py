@@ -178,6 +178,9 @@ class _RNNBase(nn.Module):
         if xs.shape[-1] != self.input_size:
             raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected "
                                f"{self.input_size}, got {xs.shape[-1]}")
+        weight = self.weight_hh_l0
+        if xs.dtype != weight.dtype:
+            raise ValueError(f"input must have the type {weight.dtype}, got type {xs.dtype}")
         B = xs.shape[1]
         self._bind_parameters()
         state = self._split_state(hx, B, batched, xs)
@@ -225,7 +228,10 @@ class _RNNBase(nn.Module):
             if tuple(p.shape) != shape:
                 raise RuntimeError(f"Expected hidden size {shape}, got {list(p.shape)}"
                                    f"{' (c_0)' if k == 1 else ''}")
-            parts[k] = p.to(xs.dtype)
+            if p.dtype != xs.dtype:
+                raise ValueError(f"hidden state must have the input's type {xs.dtype}, "
+                                 f"got {p.dtype}")
+            parts[k] = p
         per_cell = [LSTMState(h, c) for h, c in zip(parts[0], parts[1])] if self._lstm \
             else list(parts[0])
         if self.bidirectional:
