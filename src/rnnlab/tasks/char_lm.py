@@ -61,7 +61,7 @@ class CharRNN(nn.Module):
 class CharLMModel:
     cell: str = "lstm"
     embed: int = 64            # embedding size; 0 = one-hot input
-    hidden: int = 512
+    hidden: int = 256
     num_layers: int = 1
     dropout: float = 0.0
 
@@ -85,7 +85,7 @@ class CharLM(Task):
     ModelConfig, DataConfig = CharLMModel, CharLMData
     main_metric = "bpc"
     uses_data_file = True
-    train_defaults = dict(steps=1200, batch_size=32, lr=2e-3, clip_norm=5.0,
+    train_defaults = dict(steps=1000, batch_size=32, lr=3e-3, clip_norm=5.0,
                           eval_every=100, checkpoint_every=400)
 
     def __init__(self, cfg, state=None):
