@@ -130,10 +130,12 @@ def copy_batch(generator: torch.Generator, batch_size: int, symbols: int, delay:
                alphabet: int):
     """The copy-memory task (Hochreiter & Schmidhuber 1997; Arjovsky et al. 2016).
 
-    Input tokens ``(T, B)`` with ``T = 2 * symbols + delay + 1``:
+    Input tokens ``(T, B)`` with ``T = 2 * symbols + delay``:
 
         s_1 .. s_S   blank x delay   go   blank x (S - 1)        tokens: 0..A-1 symbols,
                                      \\___ recall: S outputs ___/       A blank, A + 1 go
+
+    The model reads the go marker and must output s_1 .. s_S at the last S steps.
 
     Returns ``tokens (T, B)`` and ``targets (S, B)``, the symbols to recall at the last S steps.
     """
