@@ -117,3 +117,19 @@ def test_default_adding_lstm_solves_t100(tmp_path):
     cfg = Adding.default_config()
     _, final = train(Adding(cfg), cfg, tmp_path, log=print)
     assert final["test_mse"] < 0.01
+
+
+@pytest.mark.slow
+def test_default_adding_rnn_stays_near_the_mean_predictor(tmp_path):
+    cfg = apply_overrides(Adding.default_config(), ["model.cell=rnn"])
+    _, final = train(Adding(cfg), cfg, tmp_path, log=print)
+    assert final["test_mse"] > 0.1
+
+
+@pytest.mark.slow
+def test_default_copy_lstm_recalls(tmp_path):
+    from rnnlab.tasks import Copy
+
+    cfg = Copy.default_config()
+    _, final = train(Copy(cfg), cfg, tmp_path, log=print)
+    assert final["test_accuracy"] > 0.9
