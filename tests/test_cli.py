@@ -179,3 +179,11 @@ def test_python_dash_m_entry_point():
     done = subprocess.run([sys.executable, "-m", "rnnlab", "tasks"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0 and "adding" in done.stdout
+
+
+def test_evaluate_on_text_outside_the_vocabulary(char_run, capsys, tmp_path):
+    out, _ = char_run
+    other = tmp_path / "other.txt"
+    other.write_text("Zzz! " * 100, encoding="utf-8")
+    assert_user_error(capsys, ["evaluate", str(out), "--data", str(other)], str(other),
+                      "vocabulary", "'!Zz'")

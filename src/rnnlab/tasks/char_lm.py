@@ -123,10 +123,14 @@ class CharLM(Task):
             raise DataError(f"text of {self._source()} is too short: {n} characters; the "
                             f"90/5/5 split needs at least 40, with a training part (90%) "
                             f"longer than data.seq_len={seq_len}")
+        try:
+            ids = self.encode(text)
+        except DataError as e:
+            raise DataError(f"{self._source()}: {e}") from None
         self.splits = {
-            "train": self.encode(text[:n_train]),
-            "valid": self.encode(text[n_train:n_train + n_valid]),
-            "test": self.encode(text[n_train + n_valid:]),
+            "train": ids[:n_train],
+            "valid": ids[n_train:n_train + n_valid],
+            "test": ids[n_train + n_valid:],
         }
 
     def _ensure_data(self) -> dict[str, Tensor]:
