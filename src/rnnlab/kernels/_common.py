@@ -31,5 +31,12 @@ def steps(T: int, reverse: bool):
     return range(T - 1, -1, -1) if reverse else range(T)
 
 
+def backward_steps(T: int, reverse: bool):
+    """The steps of the backward loop, each with the step that follows it there (or None):
+    lets ∂L/∂y of the next step ride in the bias slot of this step's addmm."""
+    order = list(steps(T, not reverse))
+    return list(zip(order, order[1:] + [None]))
+
+
 def zeros_if_none(grad: Tensor | None, like: Tensor) -> Tensor:
     return torch.zeros_like(like) if grad is None else grad

@@ -19,7 +19,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._common import input_projection, previous_states, steps, sum_bias, zeros_if_none
+from ._common import (
+    backward_steps,
+    input_projection,
+    previous_states,
+    steps,
+    sum_bias,
+    zeros_if_none,
+)
 
 
 class ElmanSequence(torch.autograd.Function):
@@ -61,9 +68,14 @@ class ElmanSequence(torch.autograd.Function):
         dA = torch.empty_like(ys)
         dA_t, dy_t, g_t = dA.unbind(0), d_ys.unbind(0), deriv.unbind(0)
         if mask is None:
-            for t in steps(T, not ctx.reverse):
-                torch.mul(dh + dy_t[t], g_t[t], out=dA_t[t])       # ∇_a(t) = h'(t) ∇_h(t)
-                dh = dA_t[t] @ W_hh                                # Wᵀ ∇_a(t): to h(t-1)
+            order = backward_steps(T, ctx.reverse)
+            dh = dh + dy_t[order[0][0]]                            # ∇_h(τ)
+            for t, nxt in order:
+                torch.mul(dh, g_t[t], out=dA_t[t])                 # ∇_a(t) = h'(t) ∇_h(t)
+                if nxt is None:
+                    dh = dA_t[t] @ W_hh                            # to h(0)
+                else:                                              # ∇_h(t-1) = ∂L/∂y(t-1)
+                    dh = torch.addmm(dy_t[nxt], dA_t[t], W_hh)     #   + Wᵀ ∇_a(t)
         else:
             m_t = mask.to(ys.dtype).unbind(0)
             for t in steps(T, not ctx.reverse):

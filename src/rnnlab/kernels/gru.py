@@ -4,7 +4,7 @@
 Forward per step, gate order r, z, n:
 
     X = U x(t) + b_x + (b_hr, b_hz, 0)     (all t: one GEMM before the loop)
-    R = W h(t-1) + (0, 0, b_hn)            (one GEMM per step)
+    R = W h(t-1) + (0, 0, b_hn)            (per step: R_r, R_z accumulate into X in place)
     r, z = σ(X_r + R_r), σ(X_z + R_z)
     n    = tanh(X_n + r ⊙ R_n)
     h(t) = n + z ⊙ (h(t-1) - n)            = (1 - z) ⊙ n + z ⊙ h(t-1)
@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._common import input_projection, previous_states, steps, zeros_if_none
+from ._common import backward_steps, input_projection, previous_states, steps, zeros_if_none
 
 
 class GRUSequence(torch.autograd.Function):
@@ -34,10 +34,9 @@ class GRUSequence(torch.autograd.Function):
         T, B, _ = xs.shape
         H = h0.shape[1]
         X = input_projection(xs, W_xh, bias_x)   # (T, B, 3H): becomes r, z, n in place
-        W_hhT = W_hh.t().contiguous()
-        bias_h = None if b_hn is None else torch.cat([b_hn.new_zeros(2 * H), b_hn])
+        W_rzT = W_hh[:2 * H].t().contiguous()     # h (B, H) @ W_rzᵀ (H, 2H)
+        W_nT = W_hh[2 * H:].t().contiguous()
         Rn, Y = xs.new_empty(T, B, H), xs.new_empty(T, B, H)
-        R = xs.new_empty(B, 3 * H)
         rz_t, r_t, z_t, n_t = (X[..., a:b].unbind(0) for a, b in
                                ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H)))
         Rn_t, Y_t = Rn.unbind(0), Y.unbind(0)
@@ -47,14 +46,13 @@ class GRUSequence(torch.autograd.Function):
             s_t, m_t = states.unbind(0), mask.unbind(0)
         h = h0
         for t in steps(T, reverse):
-            if bias_h is None:
-                torch.mm(h, W_hhT, out=R)
+            rz_t[t].addmm_(h, W_rzT).sigmoid_()                    # r, z
+            if b_hn is None:
+                torch.mm(h, W_nT, out=Rn_t[t])                     # R_n = W_hn h + b_hn
             else:
-                torch.addmm(bias_h, h, W_hhT, out=R)
-            rz_t[t].add_(R[:, :2 * H]).sigmoid_()                  # r, z
-            Rn_t[t].copy_(R[:, 2 * H:])
+                torch.addmm(b_hn, h, W_nT, out=Rn_t[t])
             n = n_t[t].addcmul_(r_t[t], Rn_t[t]).tanh_()           # n
-            h_new = torch.sub(h, n, out=Y_t[t]).mul_(z_t[t]).add_(n)
+            h_new = torch.lerp(n, h, z_t[t], out=Y_t[t])           # n + z ⊙ (h - n)
             if mask is None:
                 h = h_new
             else:
@@ -82,9 +80,12 @@ class GRUSequence(torch.autograd.Function):
                                        ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H)))
         dy_t, hp_t, Rn_t = d_ys.unbind(0), h_prev.unbind(0), Rn.unbind(0)
         m_t = mask.to(X.dtype).unbind(0) if mask is not None else None
-        for t in steps(T, not ctx.reverse):
+        order = backward_steps(T, ctx.reverse)
+        if m_t is None:
+            dh = dh + dy_t[order[0][0]]
+        for t, nxt in order:
             if m_t is None:
-                dh_t = dh + dy_t[t]
+                dh_t = dh
             else:                                                  # frozen steps pass on
                 carry = dh - dh * m_t[t]
                 dh_t = (dh + dy_t[t]) * m_t[t]
@@ -96,9 +97,11 @@ class GRUSequence(torch.autograd.Function):
             rz = rz_t[t]
             dRrz_t[t].mul_(torch.addcmul(rz, rz, rz, value=-1.0))  # σ' = σ(1 - σ)
             torch.mul(dXn_t[t], r_t[t], out=dRn_t[t])              # ∇R_n = ∇a_n ⊙ r
-            dh = torch.addmm(dh_t * z, dR_t[t], W_hh)              # ∇h(t-1)
-            if m_t is not None:
-                dh = dh + carry
+            if m_t is None:                                        # ∇h(t-1) = ∂L/∂y(t-1)
+                direct = dh_t * z if nxt is None else torch.addcmul(dy_t[nxt], dh_t, z)
+            else:                                                  #   + ∇h ⊙ z + Wᵀ ∇R
+                direct = torch.addcmul(carry, dh_t, z)
+            dh = torch.addmm(direct, dR_t[t], W_hh)
         dX[..., :2 * H] = dR[..., :2 * H]                          # r, z: same in X and R
         dX2, dR2 = dX.view(T * B, 3 * H), dR.view(T * B, 3 * H)
         d_xs = (dX2 @ W_xh).view(T, B, I) if ctx.needs_input_grad[0] else None

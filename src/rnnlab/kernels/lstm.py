@@ -30,7 +30,14 @@ import torch
 from torch import Tensor
 
 from ..cells import LSTMState
-from ._common import input_projection, previous_states, steps, sum_bias, zeros_if_none
+from ._common import (
+    backward_steps,
+    input_projection,
+    previous_states,
+    steps,
+    sum_bias,
+    zeros_if_none,
+)
 
 
 class LSTMSequence(torch.autograd.Function):
@@ -82,9 +89,12 @@ class LSTMSequence(torch.autograd.Function):
         i_t, f_t, o_t = (G[..., k * H:(k + 1) * H].unbind(0) for k in range(3))
         dy_t, C_t, cp_t = d_ys.unbind(0), C.unbind(0), c_prev.unbind(0)
         m_t = mask.to(G.dtype).unbind(0) if mask is not None else None
-        for t in steps(T, not ctx.reverse):
+        order = backward_steps(T, ctx.reverse)
+        if m_t is None:
+            dh = dh + dy_t[order[0][0]]
+        for t, nxt in order:
             if m_t is None:
-                dh_t, dc_t = dh + dy_t[t], dc
+                dh_t, dc_t = dh, dc
             else:                                                  # frozen steps pass on
                 carry_h, carry_c = dh - dh * m_t[t], dc - dc * m_t[t]
                 dh_t, dc_t = (dh + dy_t[t]) * m_t[t], dc * m_t[t]
@@ -99,9 +109,9 @@ class LSTMSequence(torch.autograd.Function):
             s = sig_t[t]
             dsig_t[t].mul_(torch.addcmul(s, s, s, value=-1.0))     # σ' = σ(1 - σ)
             dg_t[t].mul_(torch.addcmul(ones, g_t[t], g_t[t], value=-1.0))  # tanh' = 1 - g²
-            if m_t is None:
-                dh = dG_t[t] @ W_hh                                # ∇h(t-1) = Wᵀ ∇G
-            else:
+            if m_t is None:                                        # ∇h(t-1) = ∂L/∂y(t-1)
+                dh = dG_t[t] @ W_hh if nxt is None else torch.addmm(dy_t[nxt], dG_t[t], W_hh)
+            else:                                                  #   + Wᵀ ∇G
                 dh = torch.addmm(carry_h, dG_t[t], W_hh)
                 dc = dc + carry_c
         dG2 = dG.view(T * B, 4 * H)
