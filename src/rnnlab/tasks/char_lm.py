@@ -85,8 +85,10 @@ class CharLM(Task):
     ModelConfig, DataConfig = CharLMModel, CharLMData
     main_metric = "bpc"
     uses_data_file = True
+    # threads=1: on a shared 2-core machine a second intra-op thread stalled training
+    # (no eval after 150 s, against 20 s per 100 steps with one thread)
     train_defaults = dict(steps=1000, batch_size=32, lr=3e-3, clip_norm=5.0,
-                          eval_every=100, checkpoint_every=400)
+                          eval_every=100, checkpoint_every=400, threads=1)
 
     def __init__(self, cfg, state=None):
         super().__init__(cfg, state)
