@@ -130,3 +130,21 @@ def test_float32_kernel_close_to_reference():
     a, _ = rnnlab.Recurrent(cell)(xs, lengths=torch.tensor([20, 7, 1]))
     b, _ = rnnlab.Recurrent(cell, use_kernel=False)(xs, lengths=torch.tensor([20, 7, 1]))
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["tanh", "lstm", "gru"])
+def test_fused_matches_reference_at_size_using_sigmoid_tanh(name):
+    """Blocks of >= 1024 elements take tanh(x) = 2σ(2x) - 1 inside the kernels."""
+    torch.manual_seed(11)
+    make = {"tanh": rnnlab.ElmanCell, "lstm": rnnlab.LSTMCell, "gru": rnnlab.GRUCell}[name]
+    cell = make(6, 128, dtype=torch.float64)
+    xs = torch.randn(4, 16, 6, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([4, 3, 0, 1] * 4)
+    state = map_state(lambda s: s.requires_grad_(True), cell.init_state(16))
+    for reverse in (False, True):
+        ys_k, st_k, gr_k = _run(cell, xs, state, lengths, reverse, use_kernel=True)
+        ys_r, st_r, gr_r = _run(cell, xs, state, lengths, reverse, use_kernel=False)
+        torch.testing.assert_close(ys_k, ys_r, rtol=1e-10, atol=1e-12)
+        for a, b in zip([*st_k, *gr_k], [*st_r, *gr_r]):
+            if a is not None:
+                torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)

@@ -5,6 +5,25 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+# On CPU, torch's tanh costs about 5x its sigmoid per element (30 us against 6 us for a
+# 64 x 128 float32 block here); past about a thousand elements tanh(x) = 2 sigmoid(2x) - 1,
+# four cheap ops, wins (absolute error ~2e-7 in float32). Smaller blocks keep torch's tanh.
+_SIGMOID_TANH_MIN = 1024
+
+
+def tanh_(x: Tensor) -> Tensor:
+    """In-place tanh, through the sigmoid where that is faster."""
+    if x.device.type == "cpu" and x.numel() >= _SIGMOID_TANH_MIN:
+        return x.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
+    return x.tanh_()
+
+
+def tanh(x: Tensor) -> Tensor:
+    """Out-of-place :func:`tanh_`."""
+    if x.device.type == "cpu" and x.numel() >= _SIGMOID_TANH_MIN:
+        return torch.mul(x, 2.0).sigmoid_().mul_(2.0).sub_(1.0)
+    return torch.tanh(x)
+
 
 def input_projection(xs: Tensor, W: Tensor, bias: Tensor | None) -> Tensor:
     """W x(t) + bias for every step at once: one GEMM over all T·B rows -> (T, B, G)."""

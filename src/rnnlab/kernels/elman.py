@@ -25,6 +25,7 @@ from ._common import (
     previous_states,
     steps,
     sum_bias,
+    tanh_,
     zeros_if_none,
 )
 
@@ -35,7 +36,7 @@ class ElmanSequence(torch.autograd.Function):
         T, B, _ = xs.shape
         A = input_projection(xs, W_xh, bias)     # (T, B, H): U x(t) + b, becomes h(t) in place
         W_hhT = W_hh.t().contiguous()            # h (B, H) @ Wᵀ: contiguous is faster per step
-        act_ = torch.relu_ if relu else torch.tanh_
+        act_ = torch.relu_ if relu else tanh_
         a_t = A.unbind(0)
         if mask is None:
             h = h0

@@ -25,7 +25,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._common import backward_steps, input_projection, previous_states, steps, zeros_if_none
+from ._common import (
+    backward_steps,
+    input_projection,
+    previous_states,
+    steps,
+    tanh_,
+    zeros_if_none,
+)
 
 
 class GRUSequence(torch.autograd.Function):
@@ -51,7 +58,7 @@ class GRUSequence(torch.autograd.Function):
                 torch.mm(h, W_nT, out=Rn_t[t])                     # R_n = W_hn h + b_hn
             else:
                 torch.addmm(b_hn, h, W_nT, out=Rn_t[t])
-            n = n_t[t].addcmul_(r_t[t], Rn_t[t]).tanh_()           # n
+            n = tanh_(n_t[t].addcmul_(r_t[t], Rn_t[t]))           # n
             h_new = torch.lerp(n, h, z_t[t], out=Y_t[t])           # n + z ⊙ (h - n)
             if mask is None:
                 h = h_new

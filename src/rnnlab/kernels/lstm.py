@@ -36,6 +36,8 @@ from ._common import (
     previous_states,
     steps,
     sum_bias,
+    tanh,
+    tanh_,
     zeros_if_none,
 )
 
@@ -59,9 +61,9 @@ class LSTMSequence(torch.autograd.Function):
         for t in steps(T, reverse):
             G_t[t].addmm_(h, W_hhT)
             sig_t[t].sigmoid_()                                    # i, f, o
-            g_t[t].tanh_()                                         # g
+            tanh_(g_t[t])                                          # g
             c_new = torch.mul(f_t[t], c, out=C_t[t]).addcmul_(i_t[t], g_t[t])
-            h_new = torch.mul(o_t[t], torch.tanh(c_new), out=Y_t[t])
+            h_new = torch.mul(o_t[t], tanh(c_new), out=Y_t[t])
             if mask is None:
                 h, c = h_new, c_new
             else:
@@ -98,7 +100,7 @@ class LSTMSequence(torch.autograd.Function):
             else:                                                  # frozen steps pass on
                 carry_h, carry_c = dh - dh * m_t[t], dc - dc * m_t[t]
                 dh_t, dc_t = (dh + dy_t[t]) * m_t[t], dc * m_t[t]
-            tc = torch.tanh(C_t[t])
+            tc = tanh(C_t[t])
             torch.mul(dh_t, tc, out=do_t[t])                       # ∇o = ∇h ⊙ tanh(c)
             dc_t = torch.addcmul(dc_t, dh_t * o_t[t],              # ∇c += ∇h ⊙ o ⊙ tanh'(c)
                                  torch.addcmul(ones, tc, tc, value=-1.0))
