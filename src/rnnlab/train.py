@@ -87,7 +87,9 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 def clip_gradients(params: list[nn.Parameter], clip_norm, clip_value) -> float:
     """Clip in place (element-wise, then global norm); return the global norm *before*."""
     grads = [p.grad for p in params if p.grad is not None]
-    norm = torch.nn.utils.get_total_norm(grads).item() if grads else 0.0
+    # the global 2-norm over all gradients (torch.nn.utils.get_total_norm needs torch >= 2.6)
+    norm = torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(g) for g in grads])).item() if grads else 0.0
     if clip_value:
         torch.nn.utils.clip_grad_value_(params, clip_value)
     if clip_norm:
