@@ -1,0 +1,121 @@
+"""Fused minimal gated unit with hand-derived BPTT (Zhou et al. 2016, "Minimal Gated Unit
+for Recurrent Neural Networks"; the single-gate GRU of book section 10.10.2).
+
+Forward per step, gate order f, n:
+
+    X = U x(t) + b_x + b_h                  (all t: one GEMM before the loop)
+    f = σ(X_f + W_hf h(t-1))                 recurrent GEMM 1
+    n = tanh(X_n + W_hn (f ⊙ h(t-1)))        recurrent GEMM 2 (needs f)
+    h(t) = (1 - f) ⊙ h(t-1) + f ⊙ n          = h(t-1) + f ⊙ (n - h(t-1))
+
+Backward per step, with ∇h arriving from the output and from step t+1:
+
+    ∇n      = ∇h ⊙ f
+    ∇a_n    = ∇n ⊙ (1 - n²)                  the gradient of X_n
+    ∇(f⊙h)  = W_hnᵀ ∇a_n                     backward GEMM 1
+    ∇f      = ∇h ⊙ (n - h(t-1)) + ∇(f⊙h) ⊙ h(t-1)
+    ∇a_f    = ∇f ⊙ f(1 - f)                  the gradient of X_f
+    ∇h(t-1) = ∇h ⊙ (1 - f) + ∇(f⊙h) ⊙ f + W_hfᵀ ∇a_f      backward GEMM 2
+    ∇W_hf = Σ_t ∇a_f(t) h(t-1)ᵀ,  ∇W_hn = Σ_t ∇a_n(t) (f ⊙ h(t-1))ᵀ,
+    ∇U = Σ_t ∇X(t) x(t)ᵀ,  ∇b = Σ_t ∇X(t)                    (after the loop)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ._common import (
+    backward_steps,
+    input_projection,
+    previous_states,
+    steps,
+    sum_bias,
+    tanh_,
+    zeros_if_none,
+)
+
+
+class MGUSequence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, xs, h0, W_xh, W_hh, bias, mask, reverse: bool):
+        T, B, _ = xs.shape
+        H = h0.shape[1]
+        X = input_projection(xs, W_xh, bias)      # (T, B, 2H): becomes f, n in place
+        W_fT = W_hh[:H].t().contiguous()          # h (B, H) @ W_hfᵀ (H, H)
+        W_nT = W_hh[H:].t().contiguous()
+        FH, Y = xs.new_empty(T, B, H), xs.new_empty(T, B, H)   # f ⊙ h(t-1), h(t)
+        f_t, n_t = X[..., :H].unbind(0), X[..., H:].unbind(0)
+        FH_t, Y_t = FH.unbind(0), Y.unbind(0)
+        states = None
+        if mask is not None:
+            states = torch.empty_like(Y)
+            s_t, m_t = states.unbind(0), mask.unbind(0)
+        h = h0
+        for t in steps(T, reverse):
+            f = f_t[t].addmm_(h, W_fT).sigmoid_()                 # f = σ(X_f + W_hf h)
+            fh = torch.mul(f, h, out=FH_t[t])
+            n = tanh_(n_t[t].addmm_(fh, W_nT))                     # n = tanh(X_n + W_hn (f⊙h))
+            h_new = torch.lerp(h, n, f, out=Y_t[t])                # h + f ⊙ (n - h)
+            if mask is None:
+                h = h_new
+            else:
+                h = torch.where(m_t[t], h_new, h, out=s_t[t])      # frozen past its length
+                h_new.mul_(m_t[t])                                 # outputs zero past it
+        ctx.save_for_backward(xs, h0, W_xh, W_hh, X, FH, Y, states, mask)
+        ctx.reverse, ctx.has_bias = reverse, bias is not None
+        return Y, h.clone()
+
+    @staticmethod
+    def backward(ctx, d_ys, d_hT):
+        xs, h0, W_xh, W_hh, X, FH, Y, states, mask = ctx.saved_tensors
+        T, B, I = xs.shape
+        H = h0.shape[1]
+        W_hf, W_hn = W_hh[:H], W_hh[H:]
+        d_ys = zeros_if_none(d_ys, Y)
+        dh = zeros_if_none(d_hT, h0).clone()
+        ones = torch.ones_like(h0)
+        h_prev = previous_states(Y if states is None else states, h0, ctx.reverse)
+        dX = torch.empty_like(X)
+        f_t, n_t = X[..., :H].unbind(0), X[..., H:].unbind(0)
+        daf_t, dan_t = dX[..., :H].unbind(0), dX[..., H:].unbind(0)
+        dy_t, hp_t = d_ys.unbind(0), h_prev.unbind(0)
+        m_t = mask.to(X.dtype).unbind(0) if mask is not None else None
+        order = backward_steps(T, ctx.reverse)
+        if m_t is None:
+            dh = dh + dy_t[order[0][0]]
+        for t, nxt in order:
+            if m_t is None:
+                dh_t = dh
+            else:                                                  # frozen steps pass on
+                carry = dh - dh * m_t[t]
+                dh_t = (dh + dy_t[t]) * m_t[t]
+            f, n, hp = f_t[t], n_t[t], hp_t[t]
+            dn = dh_t * f                                          # ∇n = ∇h ⊙ f
+            torch.mul(dn, torch.addcmul(ones, n, n, value=-1.0), out=dan_t[t])  # ⊙ tanh'
+            dfh = dan_t[t] @ W_hn                                  # ∇(f⊙h) = W_hnᵀ ∇a_n
+            df = torch.addcmul(dh_t * (n - hp), dfh, hp)           # ∇f
+            torch.mul(df, torch.addcmul(f, f, f, value=-1.0), out=daf_t[t])  # σ' = f(1 - f)
+            direct = torch.addcmul(dh_t - dn, dfh, f)              # ∇h ⊙ (1 - f) + ∇(f⊙h) ⊙ f
+            if m_t is None:                                        # + ∂L/∂y(t-1)
+                if nxt is not None:
+                    direct += dy_t[nxt]
+            else:
+                direct += carry
+            dh = torch.addmm(direct, daf_t[t], W_hf)               # ∇h(t-1) += W_hfᵀ ∇a_f
+        # parameter gradients: one GEMM each over all T·B rows
+        dX2 = dX.view(T * B, 2 * H)
+        d_xs = (dX2 @ W_xh).view(T, B, I) if ctx.needs_input_grad[0] else None
+        d_Wxh = dX2.t() @ xs.reshape(T * B, I) if ctx.needs_input_grad[2] else None
+        d_Whh = None
+        if ctx.needs_input_grad[3]:
+            d_Whh = torch.cat([dX2[:, :H].t() @ h_prev.view(T * B, H),    # ∇W_hf
+                               dX2[:, H:].t() @ FH.view(T * B, H)])       # ∇W_hn
+        d_b = dX2.sum(0) if ctx.has_bias and ctx.needs_input_grad[4] else None
+        return d_xs, dh, d_Wxh, d_Whh, d_b, None, None
+
+
+def mgu_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool):
+    """Fused sequence for :class:`rnnlab.MGUCell`: (T, B, I) -> ((T, B, H), h (B, H))."""
+    bias = sum_bias(cell.b_xh, cell.b_hh)    # b_hf and b_hn both add to the input projection
+    return MGUSequence.apply(xs, h0, cell.W_xh, cell.W_hh, bias, mask, reverse)

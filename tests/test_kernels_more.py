@@ -1,0 +1,100 @@
+"""The gradient triangle for the second set of fused kernels (MGU, GRU with the reset gate
+before the product, LSTM with projection, leaky Elman): fused == autograd through the
+reference step == float64 gradcheck, with ragged lengths (including 0), both directions,
+a given initial state, and bias on and off."""
+
+import itertools
+
+import pytest
+import torch
+
+import rnnlab
+from rnnlab.kernels.mgu import MGUSequence
+from rnnlab.unroll import length_mask, map_state
+
+T, B, I, H = 5, 4, 3, 4
+RAGGED = torch.tensor([5, 2, 0, 3])
+F64 = {"dtype": torch.float64}
+
+KERNEL_CELLS = {
+    "mgu": lambda bias: rnnlab.MGUCell(I, H, bias=bias, **F64),
+}
+
+
+def _random_state(cell, generator):
+    state = cell.init_state(B)
+    return map_state(lambda s: torch.randn(s.shape, dtype=s.dtype, generator=generator), state)
+
+
+def _flat(state):
+    return list(state) if isinstance(state, tuple) else [state]
+
+
+def _run(cell, xs, state, lengths, reverse, use_kernel):
+    """Values of a loss over every output and the final state, and its gradients."""
+    layer = rnnlab.Recurrent(cell, reverse=reverse, use_kernel=use_kernel)
+    inputs = [xs, *_flat(state), *cell.parameters()]
+    ys, final = layer(xs, state, lengths)
+    g = torch.Generator().manual_seed(7)
+    loss = (ys * torch.randn(ys.shape, dtype=ys.dtype, generator=g)).sum()
+    for s in _flat(final):
+        loss = loss + (s * torch.randn(s.shape, dtype=s.dtype, generator=g)).sum()
+    grads = torch.autograd.grad(loss, inputs, allow_unused=True)
+    return ys.detach(), [s.detach() for s in _flat(final)], grads
+
+
+def _assert_same(cell, xs, state, lengths, reverse, rtol=1e-10, atol=1e-12):
+    ys_k, st_k, gr_k = _run(cell, xs, state, lengths, reverse, use_kernel=True)
+    ys_r, st_r, gr_r = _run(cell, xs, state, lengths, reverse, use_kernel=False)
+    torch.testing.assert_close(ys_k, ys_r, rtol=rtol, atol=atol)
+    for a, b in zip(st_k, st_r):
+        torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
+    for a, b in zip(gr_k, gr_r):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("name,bias,ragged,reverse",
+                         list(itertools.product(KERNEL_CELLS, [True, False], [False, True],
+                                                [False, True])))
+def test_fused_matches_reference_step(name, bias, ragged, reverse):
+    torch.manual_seed(0)
+    cell = KERNEL_CELLS[name](bias)
+    assert rnnlab.find_kernel(cell) is not None
+    g = torch.Generator().manual_seed(1)
+    xs = torch.randn(T, B, I, generator=g, requires_grad=True, **F64)
+    state = map_state(lambda s: s.requires_grad_(True), _random_state(cell, g))
+    _assert_same(cell, xs, state, RAGGED if ragged else None, reverse)
+
+
+@pytest.mark.parametrize("name", list(KERNEL_CELLS))
+def test_fused_matches_reference_at_size_using_sigmoid_tanh(name):
+    """B·H = 16·128 >= 1024: the kernels take tanh(x) = 2σ(2x) - 1."""
+    torch.manual_seed(11)
+    cell = {"mgu": lambda: rnnlab.MGUCell(6, 128, **F64)}[name]()
+    xs = torch.randn(4, 16, 6, requires_grad=True, **F64)
+    lengths = torch.tensor([4, 3, 0, 1] * 4)
+    state = map_state(lambda s: s.requires_grad_(True), cell.init_state(16))
+    for reverse in (False, True):
+        _assert_same(cell, xs, state, lengths, reverse, rtol=1e-9, atol=1e-11)
+
+
+def _mask(ragged):
+    return length_mask(RAGGED, T, B) if ragged else None
+
+
+def _rand(*shape, g, scale=1.0):
+    return (torch.randn(*shape, generator=g, **F64) * scale).requires_grad_(True)
+
+
+GRID = list(itertools.product([True, False], [False, True], [False, True]))
+
+
+@pytest.mark.parametrize("bias,ragged,reverse", GRID)
+def test_mgu_gradcheck(bias, ragged, reverse):
+    g = torch.Generator().manual_seed(2)
+    args = (_rand(T, B, I, g=g), _rand(B, H, g=g), _rand(2 * H, I, g=g),
+            _rand(2 * H, H, g=g, scale=0.5), _rand(2 * H, g=g) if bias else None)
+    mask = _mask(ragged)
+    assert torch.autograd.gradcheck(lambda *a: MGUSequence.apply(*a, mask, reverse), args)
