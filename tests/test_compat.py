@@ -3,7 +3,7 @@
 Every constructor option is crossed with every input form (batched, unbatched, packed
 sorted, packed unsorted) and with and without initial states; outputs, final states and
 the gradients w.r.t. the input, the initial states and every parameter must agree in
-float64, for the fused kernels and for the reference loop (``use_kernel=False``).
+float64, on every execution path: the fused kernels, the reference loop and torch's own op.
 """
 
 from __future__ import annotations
@@ -41,14 +41,14 @@ INPUTS = ["batched", "unbatched", "packed-sorted", "packed-unsorted"]
 LENGTHS = {"packed-sorted": [5, 3, 2], "packed-unsorted": [2, 5, 3]}
 
 
-def make(kind: str, seed: int = 0, use_kernel: bool = True, **kwargs):
+def make(kind: str, seed: int = 0, path: str = "fused", **kwargs):
     """(torch.nn module, rnnlab module) built from the same seed."""
     ref_cls, cls, extra = KINDS[kind]
     kwargs = {**extra, **kwargs}
     torch.manual_seed(seed)
     ref = ref_cls(I, H, **kwargs)
     torch.manual_seed(seed)
-    mine = cls(I, H, use_kernel=use_kernel, **kwargs)
+    mine = cls(I, H, path=path, **kwargs)
     return ref, mine
 
 
@@ -147,8 +147,11 @@ def test_matches_torch_nn(kind, depth, bias, batch_first, bidirectional, mode, w
 
     want = run(ref, *leaves(), mode, batch_first, seed=7)
     _, cls, extra = KINDS[kind]
-    for use_kernel in (True, False):
-        mine = cls(I, H, **extra, **kwargs, use_kernel=use_kernel, dtype=torch.float64)
+    # torch's LSTM warns on every call with a projection (no oneDNN kernel): not a path
+    # rnnlab takes for it, so not tested here
+    paths = ("fused", "reference") if kind == "lstm-proj" else ("fused", "reference", "torch")
+    for path in paths:
+        mine = cls(I, H, **extra, **kwargs, path=path, dtype=torch.float64)
         mine.load_state_dict(ref.state_dict(), strict=True)
         mine.train(ref.training)
         out, finals, input_grads, param_grads = run(mine, *leaves(), mode, batch_first, seed=7)
@@ -497,3 +500,61 @@ def test_dropout_with_one_layer_warns_like_torch_nn():
     for cls in (nn.GRU, rnnlab.GRU):
         with pytest.warns(UserWarning, match="num_layers greater than 1"):
             cls(I, H, dropout=0.5)
+
+
+# -- execution paths ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("mode", ["batched", "packed-unsorted"])
+def test_auto_path_matches_torch_nn(kind, mode):
+    """path="auto" (the default) picks torch's op or the fused kernel; either way the
+    outputs and gradients are torch.nn's, dropout masks included."""
+    ref, mine = make(kind, path="auto", num_layers=2, dropout=0.5, bidirectional=True,
+                     dtype=torch.float64)
+    if mode.startswith("packed"):
+        ref.eval(), mine.eval()
+    g = torch.Generator().manual_seed(3)
+    xs = torch.randn(T, B, I, dtype=torch.float64, generator=g)
+    want = run(ref, xs.clone().requires_grad_(), None, mode, False, seed=5)
+    got = run(mine, xs.clone().requires_grad_(), None, mode, False, seed=5)
+    assert_same_output(got[0], want[0])
+    for a, b in zip([*got[1], *got[2], *got[3].values()], [*want[1], *want[2], *want[3].values()]):
+        if b is not None:
+            close(a, b)
+
+
+def test_auto_path_choice_on_cpu():
+    x = torch.randn(T, B, I)
+    assert rnnlab.LSTM(I, H)._uses_torch(x)                      # oneDNN LSTM is faster
+    assert not rnnlab.LSTM(I, H, proj_size=2)._uses_torch(x)     # no oneDNN kernel for it
+    assert not rnnlab.GRU(I, H)._uses_torch(x)                   # the fused GRU is faster
+    assert not rnnlab.RNN(I, H)._uses_torch(x)
+    assert not rnnlab.GRU(I, H, reset="before")._uses_torch(x)   # rnnlab-only option
+    assert rnnlab.GRU(I, H, path="torch")._uses_torch(x)
+
+
+def test_torch_path_follows_module_changes():
+    """The torch path runs on the registered tensors: dtype moves, deepcopy, assign-loads."""
+    ref, mine = make("lstm", path="torch", num_layers=2)
+    mine.double()
+    ref.double()
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    close(mine(x)[0], ref(x)[0])
+    mine(x)[0].sum().backward()
+    assert mine.weight_hh_l1.grad is not None
+    twin = copy.deepcopy(mine)
+    with torch.no_grad():
+        twin.weight_hh_l0.add_(1.0)
+    close(mine(x)[0], ref(x)[0])
+    assert not torch.allclose(twin(x)[0], ref(x)[0])
+    other = nn.LSTM(I, H, num_layers=2, dtype=torch.float64)
+    mine.load_state_dict(other.state_dict(), assign=True)
+    close(mine(x)[0], other(x)[0])
+
+
+def test_path_errors():
+    with pytest.raises(ValueError, match="path must be one of auto, fused, reference, torch"):
+        rnnlab.LSTM(I, H, path="cudnn")
+    with pytest.raises(ValueError, match=r"path='torch'.*no rnnlab cell options \(reset\)"):
+        rnnlab.GRU(I, H, path="torch", reset="before")

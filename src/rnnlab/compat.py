@@ -14,8 +14,21 @@ Deliberate differences from torch.nn:
 - With ``dropout > 0`` in training mode and a ``PackedSequence`` input, torch.nn draws the
   dropout mask over the packed rows and rnnlab over the padded (T, B, F) tensor, so the
   masks differ (same distribution). Unpacked inputs draw the same masks as torch.nn.
-- Extra keyword options are rnnlab's own: ``use_kernel`` (False forces the reference loop)
-  and, for :class:`GRU`, ``reset="before"`` (Cho et al.'s original reset placement).
+- Extra keyword options are rnnlab's own: ``path`` (below) and, for :class:`GRU`,
+  ``reset="before"`` (Cho et al.'s original reset placement).
+
+Execution paths (``path=``), all on the same parameter tensors and all tested against
+torch.nn:
+- ``"fused"``: rnnlab's fused kernels with hand-derived BPTT (the reference loop for cell
+  options that have no kernel);
+- ``"reference"``: the reference loop through the cells' steps, differentiated by autograd;
+- ``"torch"``: torch's own recurrent op (oneDNN on CPU, cuDNN on CUDA), through a
+  ``torch.nn`` module that holds no weights of its own (not available with rnnlab-only
+  options such as ``reset="before"``);
+- ``"auto"`` (default): the fastest correct one measured (benchmarks/RESULTS.md): torch's op
+  for the LSTM without projection (oneDNN's fused LSTM beats the hand kernel on CPU) and for
+  everything on CUDA (cuDNN); rnnlab's fused kernels for the RNN, the GRU and the projected
+  LSTM on CPU (they beat torch.nn's per-step loop there).
 """
 
 from __future__ import annotations
@@ -32,6 +45,8 @@ from .layers import Bidirectional, Recurrent, Stack
 
 __all__ = ["RNN", "LSTM", "GRU"]
 
+PATHS = ("auto", "fused", "reference", "torch")
+
 # rnnlab cell attribute -> torch.nn parameter name stem, in torch.nn's registration order
 _NAMES = (("W_xh", "weight_ih"), ("W_hh", "weight_hh"), ("b_xh", "bias_ih"),
           ("b_hh", "bias_hh"), ("W_hr", "weight_hr"))
@@ -43,8 +58,13 @@ class _RNNBase(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, proj_size: int = 0, device=None, dtype=None,
-                 use_kernel: bool = True, **cell_options):
+                 path: str = "auto", **cell_options):
         super().__init__()
+        if path not in PATHS:
+            raise ValueError(f"path must be one of {', '.join(PATHS)}; got {path!r}")
+        if path == "torch" and cell_options:
+            raise ValueError(f"path='torch' runs torch.nn's own op, which has no rnnlab cell "
+                             f"options ({', '.join(sorted(cell_options))})")
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_layers", num_layers)):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -65,7 +85,8 @@ class _RNNBase(nn.Module):
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
         self.bidirectional, self.proj_size = bidirectional, proj_size
-        self.use_kernel = use_kernel
+        self.path = path
+        use_kernel = path != "reference"
         out = proj_size or hidden_size
         directions = 2 if bidirectional else 1
         factory = {"device": device, "dtype": dtype, "bias": bias}
@@ -95,7 +116,26 @@ class _RNNBase(nn.Module):
         self._bindings = [(cell, attr, stem + suffix)
                           for cell, suffix in zip(self._cells(), self._suffixes())
                           for attr, stem in _NAMES if getattr(cell, attr, None) is not None]
+        # torch.nn's own module for path="torch", built on the meta device so that it holds
+        # no weights: every forward runs it on the parameters registered here
+        self._torch = None
+        if not cell_options:
+            with warnings.catch_warnings():      # its dropout warning was given above
+                warnings.simplefilter("ignore")
+                object.__setattr__(self, "_torch", self._torch_module(device="meta"))
         self.reset_parameters()
+
+    def _torch_module(self, device) -> nn.Module:
+        raise NotImplementedError
+
+    def _uses_torch(self, input) -> bool:
+        if self.path == "torch":
+            return True
+        if self.path != "auto" or self._torch is None:
+            return False
+        data = input.data if isinstance(input, PackedSequence) else input
+        cuda = isinstance(data, Tensor) and data.is_cuda
+        return cuda or (self._lstm and self.proj_size == 0)
 
     def _make_cell(self, input_size, hidden_size, proj_size, factory, options):
         raise NotImplementedError
@@ -159,6 +199,9 @@ class _RNNBase(nn.Module):
     # -- forward -------------------------------------------------------------------------
 
     def forward(self, input, hx=None):
+        if self._uses_torch(input):
+            self._torch.training = self.training
+            return torch.func.functional_call(self._torch, dict(self._parameters), (input, hx))
         packed = isinstance(input, PackedSequence)
         if packed:
             xs, lengths = pad_packed_sequence(input)            # (T, B, I), original order
@@ -264,6 +307,11 @@ class RNN(_RNNBase):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, 0, device, dtype, **options)
 
+    def _torch_module(self, device) -> nn.Module:
+        return nn.RNN(self.input_size, self.hidden_size, self.num_layers, self.nonlinearity,
+                      self.bias, self.batch_first, self.dropout, self.bidirectional,
+                      device=device)
+
     def _make_cell(self, input_size, hidden_size, proj_size, factory, options):
         return ElmanCell(input_size, hidden_size, self.nonlinearity, **factory, **options)
 
@@ -285,6 +333,11 @@ class LSTM(_RNNBase):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, proj_size, device, dtype, **options)
 
+    def _torch_module(self, device) -> nn.Module:
+        return nn.LSTM(self.input_size, self.hidden_size, self.num_layers, self.bias,
+                       self.batch_first, self.dropout, self.bidirectional, self.proj_size,
+                       device=device)
+
     def _make_cell(self, input_size, hidden_size, proj_size, factory, options):
         return LSTMCell(input_size, hidden_size, proj_size=proj_size, forget_bias=0.0,
                         **factory, **options)
@@ -303,6 +356,10 @@ class GRU(_RNNBase):
                  bidirectional: bool = False, device=None, dtype=None, **options):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, 0, device, dtype, **options)
+
+    def _torch_module(self, device) -> nn.Module:
+        return nn.GRU(self.input_size, self.hidden_size, self.num_layers, self.bias,
+                      self.batch_first, self.dropout, self.bidirectional, device=device)
 
     def _make_cell(self, input_size, hidden_size, proj_size, factory, options):
         return GRUCell(input_size, hidden_size, **factory, **options)
