@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import rnnlab
+from rnnlab.kernels.gru import GRUBeforeSequence
 from rnnlab.kernels.mgu import MGUSequence
 from rnnlab.unroll import length_mask, map_state
 
@@ -18,6 +19,7 @@ F64 = {"dtype": torch.float64}
 
 KERNEL_CELLS = {
     "mgu": lambda bias: rnnlab.MGUCell(I, H, bias=bias, **F64),
+    "gru-before": lambda bias: rnnlab.GRUCell(I, H, bias=bias, reset="before", **F64),
 }
 
 
@@ -72,7 +74,9 @@ def test_fused_matches_reference_step(name, bias, ragged, reverse):
 def test_fused_matches_reference_at_size_using_sigmoid_tanh(name):
     """B·H = 16·128 >= 1024: the kernels take tanh(x) = 2σ(2x) - 1."""
     torch.manual_seed(11)
-    cell = {"mgu": lambda: rnnlab.MGUCell(6, 128, **F64)}[name]()
+    cell = {"mgu": lambda: rnnlab.MGUCell(6, 128, **F64),
+            "gru-before": lambda: rnnlab.GRUCell(6, 128, reset="before", **F64),
+            }[name]()
     xs = torch.randn(4, 16, 6, requires_grad=True, **F64)
     lengths = torch.tensor([4, 3, 0, 1] * 4)
     state = map_state(lambda s: s.requires_grad_(True), cell.init_state(16))
@@ -98,3 +102,12 @@ def test_mgu_gradcheck(bias, ragged, reverse):
             _rand(2 * H, H, g=g, scale=0.5), _rand(2 * H, g=g) if bias else None)
     mask = _mask(ragged)
     assert torch.autograd.gradcheck(lambda *a: MGUSequence.apply(*a, mask, reverse), args)
+
+
+@pytest.mark.parametrize("bias,ragged,reverse", GRID)
+def test_gru_before_gradcheck(bias, ragged, reverse):
+    g = torch.Generator().manual_seed(3)
+    args = (_rand(T, B, I, g=g), _rand(B, H, g=g), _rand(3 * H, I, g=g),
+            _rand(3 * H, H, g=g, scale=0.5), _rand(3 * H, g=g) if bias else None)
+    mask = _mask(ragged)
+    assert torch.autograd.gradcheck(lambda *a: GRUBeforeSequence.apply(*a, mask, reverse), args)

@@ -6,7 +6,8 @@ pointwise work into preallocated buffers, and the backward is the book's BPTT
 (eqs. 10.16-10.22 and their gated analogues) written out, with the parameter gradients
 as one GEMM over all T·B rows after the backward loop.
 
-Kernels: Elman (tanh, relu), LSTM (no projection), GRU (reset after the product), MGU.
+Kernels: Elman (tanh, relu), LSTM (no projection), GRU (reset gate after or
+before the product), MGU.
 :func:`find_kernel` returns None for other cells and options, which then run the reference
 loop.
 
@@ -19,11 +20,12 @@ from __future__ import annotations
 
 from ..cells import ElmanCell, GRUCell, LSTMCell, MGUCell
 from .elman import elman_kernel
-from .gru import gru_kernel
+from .gru import gru_before_kernel, gru_kernel
 from .lstm import lstm_kernel
 from .mgu import mgu_kernel
 
-__all__ = ["find_kernel", "elman_kernel", "lstm_kernel", "gru_kernel", "mgu_kernel"]
+__all__ = ["find_kernel", "elman_kernel", "lstm_kernel", "gru_kernel", "gru_before_kernel",
+           "mgu_kernel"]
 
 
 def find_kernel(cell):
@@ -34,6 +36,8 @@ def find_kernel(cell):
         return lstm_kernel
     if isinstance(cell, GRUCell) and cell.reset == "after":
         return gru_kernel
+    if isinstance(cell, GRUCell) and cell.reset == "before":
+        return gru_before_kernel
     if isinstance(cell, MGUCell):
         return mgu_kernel
     return None

@@ -18,6 +18,26 @@ Backward per step, with ∇h arriving from the output and from step t+1:
     ∇R   = (∇a_r, ∇a_z, ∇a_n ⊙ r)
     ∇h(t-1) = ∇h ⊙ z + Wᵀ ∇R
     ∇W = Σ_t ∇R(t) h(t-1)ᵀ,  ∇U = Σ_t ∇X(t) x(t)ᵀ                    (after the loop)
+
+:class:`GRUBeforeSequence` is the original formulation (reset gate before the product,
+Cho et al. 2014, book eq. 10.45). Every bias adds to the input projection, and the
+candidate needs r first, so each step has two recurrent GEMMs:
+
+    X = U x(t) + b_x + b_h                  (all t: one GEMM before the loop)
+    r, z = σ(X_r + W_hr h(t-1)), σ(X_z + W_hz h(t-1))          GEMM 1
+    n    = tanh(X_n + W_hn (r ⊙ h(t-1)))                         GEMM 2
+    h(t) = n + z ⊙ (h(t-1) - n)
+
+Backward per step:
+
+    ∇z      = ∇h ⊙ (h(t-1) - n)
+    ∇a_n    = ∇h ⊙ (1 - z) ⊙ (1 - n²)
+    ∇(r⊙h)  = W_hnᵀ ∇a_n                     backward GEMM 1
+    ∇r      = ∇(r⊙h) ⊙ h(t-1)
+    ∇a_r, ∇a_z = ∇r ⊙ r(1 - r), ∇z ⊙ z(1 - z)
+    ∇h(t-1) = ∇h ⊙ z + ∇(r⊙h) ⊙ r + W_hrzᵀ (∇a_r, ∇a_z)         backward GEMM 2
+    ∇W_hrz = Σ_t ∇a_rz(t) h(t-1)ᵀ,  ∇W_hn = Σ_t ∇a_n(t) (r ⊙ h(t-1))ᵀ,
+    ∇U = Σ_t ∇X(t) x(t)ᵀ,  ∇b = Σ_t ∇X(t)                      (after the loop)
 """
 
 from __future__ import annotations
@@ -30,6 +50,7 @@ from ._common import (
     input_projection,
     previous_states,
     steps,
+    sum_bias,
     tanh_,
     zeros_if_none,
 )
@@ -128,3 +149,93 @@ def gru_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool)
         bias_x = cell.b_xh + torch.cat([cell.b_hh[:2 * H], cell.b_hh.new_zeros(H)])
         b_hn = cell.b_hh[2 * H:]
     return GRUSequence.apply(xs, h0, cell.W_xh, cell.W_hh, bias_x, b_hn, mask, reverse)
+
+
+class GRUBeforeSequence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, xs, h0, W_xh, W_hh, bias, mask, reverse: bool):
+        T, B, _ = xs.shape
+        H = h0.shape[1]
+        X = input_projection(xs, W_xh, bias)      # (T, B, 3H): becomes r, z, n in place
+        W_rzT = W_hh[:2 * H].t().contiguous()     # h (B, H) @ W_rzᵀ (H, 2H)
+        W_nT = W_hh[2 * H:].t().contiguous()
+        RH, Y = xs.new_empty(T, B, H), xs.new_empty(T, B, H)   # r ⊙ h(t-1), h(t)
+        rz_t, r_t, z_t, n_t = (X[..., a:b].unbind(0) for a, b in
+                               ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H)))
+        RH_t, Y_t = RH.unbind(0), Y.unbind(0)
+        states = None
+        if mask is not None:
+            states = torch.empty_like(Y)
+            s_t, m_t = states.unbind(0), mask.unbind(0)
+        h = h0
+        for t in steps(T, reverse):
+            rz_t[t].addmm_(h, W_rzT).sigmoid_()                    # r, z
+            rh = torch.mul(r_t[t], h, out=RH_t[t])
+            n = tanh_(n_t[t].addmm_(rh, W_nT))                     # n = tanh(X_n + W_hn (r⊙h))
+            h_new = torch.lerp(n, h, z_t[t], out=Y_t[t])           # n + z ⊙ (h - n)
+            if mask is None:
+                h = h_new
+            else:
+                h = torch.where(m_t[t], h_new, h, out=s_t[t])      # frozen past its length
+                h_new.mul_(m_t[t])                                 # outputs zero past it
+        ctx.save_for_backward(xs, h0, W_xh, W_hh, X, RH, Y, states, mask)
+        ctx.reverse, ctx.has_bias = reverse, bias is not None
+        return Y, h.clone()
+
+    @staticmethod
+    def backward(ctx, d_ys, d_hT):
+        xs, h0, W_xh, W_hh, X, RH, Y, states, mask = ctx.saved_tensors
+        T, B, I = xs.shape
+        H = h0.shape[1]
+        W_rz, W_hn = W_hh[:2 * H], W_hh[2 * H:]
+        d_ys = zeros_if_none(d_ys, Y)
+        dh = zeros_if_none(d_hT, h0).clone()
+        ones = torch.ones_like(h0)
+        h_prev = previous_states(Y if states is None else states, h0, ctx.reverse)
+        dX = torch.empty_like(X)
+        rz_t, r_t, z_t, n_t = (X[..., a:b].unbind(0) for a, b in
+                               ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H)))
+        drz_t, dr_t, dz_t, dn_t = (dX[..., a:b].unbind(0) for a, b in
+                                   ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H)))
+        dy_t, hp_t = d_ys.unbind(0), h_prev.unbind(0)
+        m_t = mask.to(X.dtype).unbind(0) if mask is not None else None
+        order = backward_steps(T, ctx.reverse)
+        if m_t is None:
+            dh = dh + dy_t[order[0][0]]
+        for t, nxt in order:
+            if m_t is None:
+                dh_t = dh
+            else:                                                  # frozen steps pass on
+                carry = dh - dh * m_t[t]
+                dh_t = (dh + dy_t[t]) * m_t[t]
+            r, z, n, hp = r_t[t], z_t[t], n_t[t], hp_t[t]
+            torch.mul(dh_t, hp - n, out=dz_t[t])                   # ∇z = ∇h ⊙ (h(t-1) - n)
+            dn = torch.addcmul(dh_t, dh_t, z, value=-1.0)          # ∇n = ∇h ⊙ (1 - z)
+            torch.mul(dn, torch.addcmul(ones, n, n, value=-1.0), out=dn_t[t])  # ⊙ tanh'
+            drh = dn_t[t] @ W_hn                                   # ∇(r⊙h) = W_hnᵀ ∇a_n
+            torch.mul(drh, hp, out=dr_t[t])                        # ∇r = ∇(r⊙h) ⊙ h(t-1)
+            rz = rz_t[t]
+            drz_t[t].mul_(torch.addcmul(rz, rz, rz, value=-1.0))   # σ' = σ(1 - σ)
+            direct = torch.addcmul(dh_t * z, drh, r)               # ∇h ⊙ z + ∇(r⊙h) ⊙ r
+            if m_t is None:                                        # + ∂L/∂y(t-1)
+                if nxt is not None:
+                    direct += dy_t[nxt]
+            else:
+                direct += carry
+            dh = torch.addmm(direct, drz_t[t], W_rz)               # ∇h(t-1) += W_hrzᵀ ∇a_rz
+        # parameter gradients: one GEMM each over all T·B rows
+        dX2 = dX.view(T * B, 3 * H)
+        d_xs = (dX2 @ W_xh).view(T, B, I) if ctx.needs_input_grad[0] else None
+        d_Wxh = dX2.t() @ xs.reshape(T * B, I) if ctx.needs_input_grad[2] else None
+        d_Whh = None
+        if ctx.needs_input_grad[3]:
+            d_Whh = torch.cat([dX2[:, :2 * H].t() @ h_prev.view(T * B, H),  # ∇W_hr, ∇W_hz
+                               dX2[:, 2 * H:].t() @ RH.view(T * B, H)])     # ∇W_hn
+        d_b = dX2.sum(0) if ctx.has_bias and ctx.needs_input_grad[4] else None
+        return d_xs, dh, d_Wxh, d_Whh, d_b, None, None
+
+
+def gru_before_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool):
+    """Fused sequence for :class:`rnnlab.GRUCell` with ``reset="before"``."""
+    bias = sum_bias(cell.b_xh, cell.b_hh)    # every recurrent bias adds to the projection
+    return GRUBeforeSequence.apply(xs, h0, cell.W_xh, cell.W_hh, bias, mask, reverse)
