@@ -19,10 +19,12 @@ None, reverse) -> (ys (T, B, O), state)`` and gives the same values and gradient
 from __future__ import annotations
 
 from ..cells import ElmanCell, GRUCell, LSTMCell, MGUCell
+from ..cells_linear import MinGRUCell, MinLSTMCell
 from .elman import elman_kernel
 from .gru import gru_before_kernel, gru_kernel
 from .lstm import lstm_kernel
 from .mgu import mgu_kernel
+from .scan import linear_kernel
 
 __all__ = ["find_kernel", "elman_kernel", "lstm_kernel", "gru_kernel", "gru_before_kernel",
            "mgu_kernel"]
@@ -40,4 +42,6 @@ def find_kernel(cell):
         return gru_before_kernel
     if isinstance(cell, MGUCell):
         return mgu_kernel
+    if isinstance(cell, (MinGRUCell, MinLSTMCell)):
+        return linear_kernel
     return None
