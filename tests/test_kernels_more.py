@@ -10,16 +10,18 @@ import torch
 
 import rnnlab
 from rnnlab.kernels.gru import GRUBeforeSequence
+from rnnlab.kernels.lstm import LSTMSequence
 from rnnlab.kernels.mgu import MGUSequence
 from rnnlab.unroll import length_mask, map_state
 
-T, B, I, H = 5, 4, 3, 4
+T, B, I, H, P = 5, 4, 3, 4, 3
 RAGGED = torch.tensor([5, 2, 0, 3])
 F64 = {"dtype": torch.float64}
 
 KERNEL_CELLS = {
     "mgu": lambda bias: rnnlab.MGUCell(I, H, bias=bias, **F64),
     "gru-before": lambda bias: rnnlab.GRUCell(I, H, bias=bias, reset="before", **F64),
+    "lstm-proj": lambda bias: rnnlab.LSTMCell(I, H, bias=bias, proj_size=P, **F64),
 }
 
 
@@ -76,6 +78,7 @@ def test_fused_matches_reference_at_size_using_sigmoid_tanh(name):
     torch.manual_seed(11)
     cell = {"mgu": lambda: rnnlab.MGUCell(6, 128, **F64),
             "gru-before": lambda: rnnlab.GRUCell(6, 128, reset="before", **F64),
+            "lstm-proj": lambda: rnnlab.LSTMCell(6, 128, proj_size=64, **F64),
             }[name]()
     xs = torch.randn(4, 16, 6, requires_grad=True, **F64)
     lengths = torch.tensor([4, 3, 0, 1] * 4)
@@ -111,3 +114,14 @@ def test_gru_before_gradcheck(bias, ragged, reverse):
             _rand(3 * H, H, g=g, scale=0.5), _rand(3 * H, g=g) if bias else None)
     mask = _mask(ragged)
     assert torch.autograd.gradcheck(lambda *a: GRUBeforeSequence.apply(*a, mask, reverse), args)
+
+
+@pytest.mark.parametrize("bias,ragged,reverse", GRID)
+def test_lstm_proj_gradcheck(bias, ragged, reverse):
+    g = torch.Generator().manual_seed(4)
+    args = (_rand(T, B, I, g=g), _rand(B, P, g=g), _rand(B, H, g=g), _rand(4 * H, I, g=g),
+            _rand(4 * H, P, g=g, scale=0.5), _rand(4 * H, g=g) if bias else None)
+    W_hr = _rand(P, H, g=g)
+    mask = _mask(ragged)
+    assert torch.autograd.gradcheck(
+        lambda *a: LSTMSequence.apply(*a[:-1], mask, reverse, a[-1]), (*args, W_hr))

@@ -6,7 +6,7 @@ pointwise work into preallocated buffers, and the backward is the book's BPTT
 (eqs. 10.16-10.22 and their gated analogues) written out, with the parameter gradients
 as one GEMM over all T·B rows after the backward loop.
 
-Kernels: Elman (tanh, relu), LSTM (no projection), GRU (reset gate after or
+Kernels: Elman (tanh, relu), LSTM (with or without projection), GRU (reset gate after or
 before the product), MGU.
 :func:`find_kernel` returns None for other cells and options, which then run the reference
 loop.
@@ -34,7 +34,7 @@ def find_kernel(cell):
     """The fused kernel for ``cell``, or None when its family or options have none."""
     if isinstance(cell, ElmanCell):
         return elman_kernel
-    if isinstance(cell, LSTMCell) and cell.proj_size == 0:
+    if isinstance(cell, LSTMCell):
         return lstm_kernel
     if isinstance(cell, GRUCell) and cell.reset == "after":
         return gru_kernel

@@ -9,17 +9,20 @@ Forward per step:
     G = U x(t) + b + W h(t-1)            (U x + b for all t: one GEMM before the loop)
     i, f, o = σ(G_i, G_f, G_o);  g = tanh(G_g)
     c(t) = f ⊙ c(t-1) + i ⊙ g
-    h(t) = o ⊙ tanh(c(t))
+    m(t) = o ⊙ tanh(c(t))
+    h(t) = m(t)                          (or h(t) = W_hr m(t), Sak et al. 2014: h is (B, P))
 
 Backward per step, with ∇h and ∇c arriving from the output and from step t+1:
 
-    ∇o      = ∇h ⊙ tanh(c(t))
-    ∇c     += ∇h ⊙ o ⊙ (1 - tanh²(c(t)))
+    ∇m      = ∇h                         (with projection: ∇m = W_hrᵀ ∇h, one more GEMM)
+    ∇o      = ∇m ⊙ tanh(c(t))
+    ∇c     += ∇m ⊙ o ⊙ (1 - tanh²(c(t)))
     ∇i      = ∇c ⊙ g,  ∇f = ∇c ⊙ c(t-1),  ∇g = ∇c ⊙ i
     ∇c(t-1) = ∇c ⊙ f
     ∇G      = (∇i, ∇f, ∇o) ⊙ σ(1 - σ),  ∇g ⊙ (1 - g²)
     ∇h(t-1) = Wᵀ ∇G
     ∇W = Σ_t ∇G(t) h(t-1)ᵀ,  ∇U = Σ_t ∇G(t) x(t)ᵀ,  ∇b = Σ_t ∇G(t)       (after the loop)
+    ∇W_hr = Σ_t ∇h(t) m(t)ᵀ                                              (after the loop)
 
 The backward factors (tanh(c), σ') are computed inside the loop, not stored for all T.
 """
@@ -44,15 +47,19 @@ from ._common import (
 
 class LSTMSequence(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, xs, h0, c0, W_xh, W_hh, bias, mask, reverse: bool):
+    def forward(ctx, xs, h0, c0, W_xh, W_hh, bias, mask, reverse: bool, W_hr=None):
+        # W_hr (P, H) comes last so that calls without a projection keep their signature
         T, B, _ = xs.shape
-        H = h0.shape[1]
+        P, H = h0.shape[1], c0.shape[1]            # P = H without a projection
         G = input_projection(xs, W_xh, bias)       # (T, B, 4H), activated in place
-        W_hhT = W_hh.t().contiguous()
-        Y, C = xs.new_empty(T, B, H), xs.new_empty(T, B, H)
+        W_hhT = W_hh.t().contiguous()              # (P, 4H)
+        Y, C = xs.new_empty(T, B, P), xs.new_empty(T, B, H)
+        M, W_hrT = Y, None                         # m(t) = o ⊙ tanh(c(t)) is h(t) ...
+        if W_hr is not None:                       # ... or projected: h(t) = W_hr m(t)
+            M, W_hrT = xs.new_empty(T, B, H), W_hr.t().contiguous()
         G_t, sig_t, g_t = G.unbind(0), G[..., :3 * H].unbind(0), G[..., 3 * H:].unbind(0)
         i_t, f_t, o_t = (G[..., k * H:(k + 1) * H].unbind(0) for k in range(3))
-        Y_t, C_t = Y.unbind(0), C.unbind(0)
+        Y_t, C_t, M_t = Y.unbind(0), C.unbind(0), M.unbind(0)
         states = None
         if mask is not None:
             states = torch.empty_like(Y)            # h state after each step
@@ -63,26 +70,32 @@ class LSTMSequence(torch.autograd.Function):
             sig_t[t].sigmoid_()                                    # i, f, o
             tanh_(g_t[t])                                          # g
             c_new = torch.mul(f_t[t], c, out=C_t[t]).addcmul_(i_t[t], g_t[t])
-            h_new = torch.mul(o_t[t], tanh(c_new), out=Y_t[t])
+            h_new = torch.mul(o_t[t], tanh(c_new), out=M_t[t])      # m = o ⊙ tanh(c)
+            if W_hr is not None:
+                h_new = torch.mm(h_new, W_hrT, out=Y_t[t])         # h = W_hr m
             if mask is None:
                 h, c = h_new, c_new
             else:
                 c = torch.where(m_t[t], c_new, c, out=C_t[t])       # frozen past its length
                 h = torch.where(m_t[t], h_new, h, out=s_t[t])
                 h_new.mul_(m_t[t])                                 # outputs zero past it
-        ctx.save_for_backward(xs, h0, c0, W_xh, W_hh, G, Y, C, states, mask)
+        ctx.save_for_backward(xs, h0, c0, W_xh, W_hh, W_hr, G, Y,
+                              None if W_hr is None else M, C, states, mask)
         ctx.reverse, ctx.has_bias = reverse, bias is not None
         return Y, h.clone(), c.clone()
 
     @staticmethod
     def backward(ctx, d_ys, d_hT, d_cT):
-        xs, h0, c0, W_xh, W_hh, G, Y, C, states, mask = ctx.saved_tensors
+        xs, h0, c0, W_xh, W_hh, W_hr, G, Y, M, C, states, mask = ctx.saved_tensors
         T, B, I = xs.shape
-        H = h0.shape[1]
+        P, H = h0.shape[1], c0.shape[1]
         d_ys = zeros_if_none(d_ys, Y)
         dh = zeros_if_none(d_hT, h0).clone()
         dc = zeros_if_none(d_cT, c0).clone()
-        ones = torch.ones_like(h0)
+        ones = torch.ones_like(c0)
+        if W_hr is not None:
+            dHp = torch.empty_like(Y)                  # ∇h(t) for every t, for ∇W_hr
+            dHp_t = dHp.unbind(0)
         c_prev = previous_states(C, c0, ctx.reverse)
         dG = torch.empty_like(G)
         dG_t, dsig_t = dG.unbind(0), dG[..., :3 * H].unbind(0)
@@ -100,9 +113,13 @@ class LSTMSequence(torch.autograd.Function):
             else:                                                  # frozen steps pass on
                 carry_h, carry_c = dh - dh * m_t[t], dc - dc * m_t[t]
                 dh_t, dc_t = (dh + dy_t[t]) * m_t[t], dc * m_t[t]
+            dm = dh_t                                              # ∇m = ∇h
+            if W_hr is not None:
+                dHp_t[t].copy_(dh_t)
+                dm = dh_t @ W_hr                                   # ∇m = W_hrᵀ ∇h
             tc = tanh(C_t[t])
-            torch.mul(dh_t, tc, out=do_t[t])                       # ∇o = ∇h ⊙ tanh(c)
-            dc_t = torch.addcmul(dc_t, dh_t * o_t[t],              # ∇c += ∇h ⊙ o ⊙ tanh'(c)
+            torch.mul(dm, tc, out=do_t[t])                         # ∇o = ∇m ⊙ tanh(c)
+            dc_t = torch.addcmul(dc_t, dm * o_t[t],                # ∇c += ∇m ⊙ o ⊙ tanh'(c)
                                  torch.addcmul(ones, tc, tc, value=-1.0))
             torch.mul(dc_t, g_t[t], out=di_t[t])                   # ∇i = ∇c ⊙ g
             torch.mul(dc_t, cp_t[t], out=df_t[t])                  # ∇f = ∇c ⊙ c(t-1)
@@ -120,9 +137,12 @@ class LSTMSequence(torch.autograd.Function):
         h_prev = previous_states(Y if states is None else states, h0, ctx.reverse)
         d_xs = (dG2 @ W_xh).view(T, B, I) if ctx.needs_input_grad[0] else None
         d_Wxh = dG2.t() @ xs.reshape(T * B, I) if ctx.needs_input_grad[3] else None
-        d_Whh = dG2.t() @ h_prev.view(T * B, H) if ctx.needs_input_grad[4] else None
+        d_Whh = dG2.t() @ h_prev.view(T * B, P) if ctx.needs_input_grad[4] else None
         d_b = dG2.sum(0) if ctx.has_bias and ctx.needs_input_grad[5] else None
-        return d_xs, dh, dc, d_Wxh, d_Whh, d_b, None, None
+        d_Whr = None
+        if W_hr is not None and ctx.needs_input_grad[8]:               # ∇W_hr = Σ_t ∇h m(t)ᵀ
+            d_Whr = dHp.view(T * B, P).t() @ M.view(T * B, H)
+        return d_xs, dh, dc, d_Wxh, d_Whh, d_b, None, None, d_Whr
 
 
 def _ifog(w: Tensor | None, H: int) -> Tensor | None:
@@ -133,9 +153,10 @@ def _ifog(w: Tensor | None, H: int) -> Tensor | None:
 
 
 def lstm_kernel(cell, xs: Tensor, state: LSTMState, mask: Tensor | None, reverse: bool):
-    """Fused sequence for :class:`rnnlab.LSTMCell` (no projection)."""
+    """Fused sequence for :class:`rnnlab.LSTMCell`, with or without projection:
+    (T, B, I) -> ((T, B, P or H), LSTMState(h (B, P or H), c (B, H)))."""
     H = cell.hidden_size
     bias = _ifog(sum_bias(cell.b_xh, cell.b_hh), H)
     ys, h, c = LSTMSequence.apply(xs, state[0], state[1], _ifog(cell.W_xh, H),
-                                  _ifog(cell.W_hh, H), bias, mask, reverse)
+                                  _ifog(cell.W_hh, H), bias, mask, reverse, cell.W_hr)
     return ys, LSTMState(h, c)
