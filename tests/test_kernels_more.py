@@ -10,6 +10,7 @@ import torch
 
 import rnnlab
 from rnnlab.kernels.gru import GRUBeforeSequence
+from rnnlab.kernels.leaky import LeakySequence
 from rnnlab.kernels.lstm import LSTMSequence
 from rnnlab.kernels.mgu import MGUSequence
 from rnnlab.unroll import length_mask, map_state
@@ -18,10 +19,22 @@ T, B, I, H, P = 5, 4, 3, 4, 3
 RAGGED = torch.tensor([5, 2, 0, 3])
 F64 = {"dtype": torch.float64}
 
+def _leaky(cell, learn):
+    """A LeakyCell with α spread over (0, 1) per unit, so each unit's ∇ρ differs."""
+    leaky = rnnlab.LeakyCell(cell, alpha=0.5, learn_alpha=learn)
+    with torch.no_grad():
+        leaky.rho.copy_(torch.linspace(-2.0, 2.0, cell.hidden_size, dtype=leaky.rho.dtype))
+    return leaky
+
+
 KERNEL_CELLS = {
     "mgu": lambda bias: rnnlab.MGUCell(I, H, bias=bias, **F64),
     "gru-before": lambda bias: rnnlab.GRUCell(I, H, bias=bias, reset="before", **F64),
     "lstm-proj": lambda bias: rnnlab.LSTMCell(I, H, bias=bias, proj_size=P, **F64),
+    "leaky": lambda bias: _leaky(rnnlab.ElmanCell(I, H, bias=bias, **F64), learn=True),
+    "leaky-relu": lambda bias: _leaky(rnnlab.ElmanCell(I, H, "relu", bias=bias, **F64),
+                                      learn=True),
+    "leaky-fixed": lambda bias: _leaky(rnnlab.ElmanCell(I, H, bias=bias, **F64), learn=False),
 }
 
 
@@ -79,6 +92,9 @@ def test_fused_matches_reference_at_size_using_sigmoid_tanh(name):
     cell = {"mgu": lambda: rnnlab.MGUCell(6, 128, **F64),
             "gru-before": lambda: rnnlab.GRUCell(6, 128, reset="before", **F64),
             "lstm-proj": lambda: rnnlab.LSTMCell(6, 128, proj_size=64, **F64),
+            "leaky": lambda: _leaky(rnnlab.ElmanCell(6, 128, **F64), learn=True),
+            "leaky-relu": lambda: _leaky(rnnlab.ElmanCell(6, 128, "relu", **F64), learn=True),
+            "leaky-fixed": lambda: _leaky(rnnlab.ElmanCell(6, 128, **F64), learn=False),
             }[name]()
     xs = torch.randn(4, 16, 6, requires_grad=True, **F64)
     lengths = torch.tensor([4, 3, 0, 1] * 4)
@@ -125,3 +141,20 @@ def test_lstm_proj_gradcheck(bias, ragged, reverse):
     mask = _mask(ragged)
     assert torch.autograd.gradcheck(
         lambda *a: LSTMSequence.apply(*a[:-1], mask, reverse, a[-1]), (*args, W_hr))
+
+
+@pytest.mark.parametrize("bias,ragged,reverse,relu",
+                         [(*c, relu) for c in GRID for relu in (False, True)])
+def test_leaky_gradcheck(bias, ragged, reverse, relu):
+    g = torch.Generator().manual_seed(5)
+    args = (_rand(T, B, I, g=g), _rand(B, H, g=g), _rand(H, I, g=g),
+            _rand(H, H, g=g, scale=0.5), _rand(H, g=g) if bias else None, _rand(H, g=g))
+    mask = _mask(ragged)
+    assert torch.autograd.gradcheck(
+        lambda *a: LeakySequence.apply(*a, mask, reverse, relu), args)
+
+
+def test_leaky_kernel_only_around_elman():
+    assert rnnlab.find_kernel(rnnlab.LeakyCell(rnnlab.ElmanCell(I, H))) is not None
+    assert rnnlab.find_kernel(rnnlab.LeakyCell(rnnlab.GRUCell(I, H))) is None
+    assert rnnlab.find_kernel(rnnlab.LeakyCell(rnnlab.LSTMCell(I, H))) is None

@@ -7,7 +7,7 @@ pointwise work into preallocated buffers, and the backward is the book's BPTT
 as one GEMM over all T·B rows after the backward loop.
 
 Kernels: Elman (tanh, relu), LSTM (with or without projection), GRU (reset gate after or
-before the product), MGU.
+before the product), MGU, leaky Elman (a LeakyCell around an ElmanCell).
 :func:`find_kernel` returns None for other cells and options, which then run the reference
 loop.
 
@@ -18,16 +18,17 @@ None, reverse) -> (ys (T, B, O), state)`` and gives the same values and gradient
 
 from __future__ import annotations
 
-from ..cells import ElmanCell, GRUCell, LSTMCell, MGUCell
+from ..cells import ElmanCell, GRUCell, LeakyCell, LSTMCell, MGUCell
 from ..cells_linear import MinGRUCell, MinLSTMCell
 from .elman import elman_kernel
 from .gru import gru_before_kernel, gru_kernel
+from .leaky import leaky_kernel
 from .lstm import lstm_kernel
 from .mgu import mgu_kernel
 from .scan import linear_kernel
 
 __all__ = ["find_kernel", "elman_kernel", "lstm_kernel", "gru_kernel", "gru_before_kernel",
-           "mgu_kernel"]
+           "mgu_kernel", "leaky_kernel"]
 
 
 def find_kernel(cell):
@@ -42,6 +43,8 @@ def find_kernel(cell):
         return gru_before_kernel
     if isinstance(cell, MGUCell):
         return mgu_kernel
+    if isinstance(cell, LeakyCell) and isinstance(cell.cell, ElmanCell):
+        return leaky_kernel
     if isinstance(cell, (MinGRUCell, MinLSTMCell)):
         return linear_kernel
     return None

@@ -163,14 +163,14 @@ class ChunkedScan(torch.autograd.Function):
 
 
 # When the chunked scan wins, measured with benchmarks/scan.py (1 thread, float32, a loaded
-# 2-core x86_64 machine, torch 2.13; benchmarks/RESULTS-scan.md). The scan alone at
-# T = 4096, sequential / chunked time, forward and training:
-#   channels (B·H)  256: 6.1× / 4.3×    1024: 2.2× / 1.7×    2048: 1.4× / 1.2×
-#                  4096: 1.05× / 0.86×  8192: 0.89× / 1.0×
-# and at T = 256 and 1024 the chunked scan wins at every channel count up to 1024 (1.5-4.8×).
-# So: chunked up to 2048 channels, the loop above (it never loses there by more than
-# noise). Below 64 steps the chunked scan saves few ops (2√(2T) against T); not measured.
-CHUNKED_MAX_CHANNELS = 2048
+# 2-core AMD EPYC machine, torch 2.13; benchmarks/RESULTS-scan.md). The scan alone at
+# T = 4096, sequential / chunked time, forward and training, in two runs:
+#   channels (B·H)   256: 6.1×, 5.0× / 4.3×, 3.6×     1024: 2.2×, 2.1× / 1.7×, 1.6×
+#                   2048: 1.4×, 0.84× / 1.2×, 0.71×   4096: 1.05×, 0.44× / 0.86×, 0.87×
+# and at T = 256 and 1024 the chunked scan wins at 64-1024 channels (1.5-4.8×). The
+# crossover lies between 1024 and 2048 channels, where the two runs disagree: chunked up to
+# 1024, the loop above. Below 64 steps the chunked scan saves few ops (2√(2T) against T).
+CHUNKED_MAX_CHANNELS = 1024
 CHUNKED_MIN_STEPS = 64
 
 METHODS = ("auto", "sequential", "chunked")
