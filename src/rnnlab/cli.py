@@ -4,6 +4,8 @@
     rnnlab train TASK [--data PATH] [--set key=value ...] [--out DIR] [--json]
     rnnlab evaluate RUN [--data PATH] [--json]
     rnnlab generate RUN [--prompt TEXT] [--temperature T] [--length N] [--seed S] [--json]
+    rnnlab bench [--threads 1 2] [--configs ...] [--cells ...] [--repeats N] [--json]
+                 [--out FILE]
 
 Human-readable output by default; with ``--json`` progress goes to stderr and the last line
 of stdout is one JSON object of final figures (``valid_bpc``, ``test_mse``, ...). Bad input
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from . import bench
 from .config import ConfigError, apply_overrides
 from .data.text import DataError
 from .rundir import RunDirError, fresh_run_dir
@@ -60,7 +63,28 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--length", type=int, default=300, help="characters to sample")
     g.add_argument("--seed", type=int, default=0, help="sampling seed")
     g.add_argument("--json", action="store_true", help="print the sample as JSON")
+
+    b = sub.add_parser("bench", help="speed, memory and correctness of every cell family "
+                       "vs torch.nn and the autograd loop (BENCHMARKS.md protocol)")
+    b.add_argument("--threads", type=_positive_int, nargs="+", default=[1, 2], metavar="N")
+    b.add_argument("--configs", nargs="+", choices=list(bench.CONFIGS),
+                   default=list(bench.DEFAULT_CONFIGS), metavar="CONFIG",
+                   help=f"default: {' '.join(bench.DEFAULT_CONFIGS)}")
+    b.add_argument("--cells", nargs="+", choices=list(bench.CELLS), default=list(bench.CELLS),
+                   metavar="CELL", help=f"default: all of {' '.join(bench.CELLS)}")
+    b.add_argument("--repeats", type=_positive_int, default=7, metavar="N",
+                   help="timed samples per implementation (BENCHMARKS.md asks >= 5; "
+                   "halved, min 5, for medium/long; default 7)")
+    b.add_argument("--json", action="store_true", help="print one JSON object, no tables")
+    b.add_argument("--out", metavar="FILE",
+                   help="also write the markdown results file (e.g. benchmarks/RESULTS.md)")
     return p
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_train(args)
         if args.command == "evaluate":
             return cmd_evaluate(args)
+        if args.command == "bench":
+            return cmd_bench(args)
         return cmd_generate(args)
     except USER_ERRORS as e:
         print(f"rnnlab: error: {e}", file=sys.stderr)
@@ -167,3 +193,24 @@ def cmd_generate(args) -> int:
     else:
         print(text)
     return 0
+
+
+def cmd_bench(args) -> int:
+    if args.repeats < 5:
+        print(f"rnnlab: note: --repeats {args.repeats} is below the protocol's 5",
+              file=sys.stderr)
+    info = bench.machine()
+    rows = bench.run(args.cells, args.configs, args.threads, args.repeats, log=_say(True))
+    if args.json:
+        print(bench.to_json(rows, info))
+    else:
+        print("\n\n".join(bench.tables(rows, n) for n in args.threads))
+    for line in bench.failures(rows):
+        print(line, file=sys.stderr)
+    if args.out:
+        command = ("rnnlab bench --threads " + " ".join(map(str, args.threads))
+                   + " --configs " + " ".join(args.configs) + " --cells " + " ".join(args.cells)
+                   + f" --repeats {args.repeats} --out {args.out}")
+        Path(args.out).write_text(bench.results_markdown(rows, args.threads, info, command),
+                                  encoding="utf-8")
+    return 1 if bench.failures(rows) else 0
