@@ -14,9 +14,11 @@ from .cells import (
     OutputFeedbackCell,
     make_cell,
 )
+from .cells_linear import MinGRUCell, MinLSTMCell
 from .compat import GRU, LSTM, RNN
 from .config import ConfigError, RunConfig, apply_overrides
 from .kernels import find_kernel
+from .kernels.scan import linear_scan
 from .layers import Bidirectional, Recurrent, Stack
 from .tasks import TASKS, Task, load_run
 from .train import TrainConfig, train
@@ -34,9 +36,12 @@ __all__ = [
     "GRUCell",
     "MGUCell",
     "LeakyCell",
+    "MinGRUCell",
+    "MinLSTMCell",
     "make_cell",
     "unroll",
     "find_kernel",
+    "linear_scan",
     "Recurrent",
     "Bidirectional",
     "Stack",
