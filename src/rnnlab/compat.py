@@ -201,6 +201,13 @@ class _RNNBase(nn.Module):
     def forward(self, input, hx=None):
         if self._uses_torch(input):
             self._torch.training = self.training
+            if all(isinstance(p, nn.Parameter) for p in self._parameters.values()):
+                for name, p in self._parameters.items():   # (re)bind; cheap when unchanged
+                    if getattr(self._torch, name) is not p:
+                        setattr(self._torch, name, p)
+                return self._torch(input, hx)
+            # plain tensors (torch.func.functional_call on this module) cannot be set as
+            # parameters of torch.nn's module: hand them over the same way
             return torch.func.functional_call(self._torch, dict(self._parameters), (input, hx))
         packed = isinstance(input, PackedSequence)
         if packed:

@@ -7,7 +7,8 @@ pointwise work into preallocated buffers, and the backward is the book's BPTT
 as one GEMM over all T·B rows after the backward loop.
 
 Kernels: Elman (tanh, relu), LSTM (with or without projection), GRU (reset gate after or
-before the product), MGU, leaky Elman (a LeakyCell around an ElmanCell).
+before the product), MGU, leaky Elman (a LeakyCell around an ElmanCell), and the linear
+recurrences of minGRU / minLSTM (sequential or chunked parallel scan, :mod:`.scan`).
 :func:`find_kernel` returns None for other cells and options, which then run the reference
 loop.
 
@@ -28,7 +29,7 @@ from .mgu import mgu_kernel
 from .scan import linear_kernel
 
 __all__ = ["find_kernel", "elman_kernel", "lstm_kernel", "gru_kernel", "gru_before_kernel",
-           "mgu_kernel", "leaky_kernel"]
+           "mgu_kernel", "leaky_kernel", "linear_kernel"]
 
 
 def find_kernel(cell):
@@ -37,10 +38,8 @@ def find_kernel(cell):
         return elman_kernel
     if isinstance(cell, LSTMCell):
         return lstm_kernel
-    if isinstance(cell, GRUCell) and cell.reset == "after":
-        return gru_kernel
-    if isinstance(cell, GRUCell) and cell.reset == "before":
-        return gru_before_kernel
+    if isinstance(cell, GRUCell):
+        return gru_kernel if cell.reset == "after" else gru_before_kernel
     if isinstance(cell, MGUCell):
         return mgu_kernel
     if isinstance(cell, LeakyCell) and isinstance(cell.cell, ElmanCell):
