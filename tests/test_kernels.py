@@ -5,6 +5,7 @@ import itertools
 
 import pytest
 import torch
+from triangle import flat, random_state, run_layer
 
 import rnnlab
 from rnnlab.kernels.elman import ElmanSequence
@@ -26,28 +27,6 @@ KERNEL_CELLS = {
 }
 
 
-def _random_state(cell, generator):
-    state = cell.init_state(B)
-    return map_state(lambda s: torch.randn(s.shape, dtype=s.dtype, generator=generator), state)
-
-
-def _flat(state):
-    return list(state) if isinstance(state, tuple) else [state]
-
-
-def _run(cell, xs, state, lengths, reverse, use_kernel):
-    """Values of a loss over every output and the final state, and its gradients."""
-    layer = rnnlab.Recurrent(cell, reverse=reverse, use_kernel=use_kernel)
-    inputs = [xs, *_flat(state), *cell.parameters()]
-    ys, final = layer(xs, state, lengths)
-    g = torch.Generator().manual_seed(7)
-    loss = (ys * torch.randn(ys.shape, dtype=ys.dtype, generator=g)).sum()
-    for s in _flat(final):
-        loss = loss + (s * torch.randn(s.shape, dtype=s.dtype, generator=g)).sum()
-    grads = torch.autograd.grad(loss, inputs, allow_unused=True)
-    return ys.detach(), [s.detach() for s in _flat(final)], grads
-
-
 @pytest.mark.parametrize("name,ragged,reverse",
                          list(itertools.product(KERNEL_CELLS, [False, True], [False, True])))
 def test_fused_matches_reference_step(name, ragged, reverse):
@@ -56,12 +35,12 @@ def test_fused_matches_reference_step(name, ragged, reverse):
     assert rnnlab.find_kernel(cell) is not None
     g = torch.Generator().manual_seed(1)
     xs = torch.randn(T, B, I, dtype=torch.float64, generator=g, requires_grad=True)
-    state = _random_state(cell, g)
-    for s in _flat(state):
+    state = random_state(cell, B, g)
+    for s in flat(state):
         s.requires_grad_(True)
     lengths = RAGGED if ragged else None
-    ys_k, st_k, gr_k = _run(cell, xs, state, lengths, reverse, use_kernel=True)
-    ys_r, st_r, gr_r = _run(cell, xs, state, lengths, reverse, use_kernel=False)
+    ys_k, st_k, gr_k = run_layer(cell, xs, state, lengths, reverse, use_kernel=True)
+    ys_r, st_r, gr_r = run_layer(cell, xs, state, lengths, reverse, use_kernel=False)
     torch.testing.assert_close(ys_k, ys_r, rtol=1e-12, atol=1e-12)
     for a, b in zip(st_k, st_r):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
@@ -142,8 +121,8 @@ def test_fused_matches_reference_at_size_using_sigmoid_tanh(name):
     lengths = torch.tensor([4, 3, 0, 1] * 4)
     state = map_state(lambda s: s.requires_grad_(True), cell.init_state(16))
     for reverse in (False, True):
-        ys_k, st_k, gr_k = _run(cell, xs, state, lengths, reverse, use_kernel=True)
-        ys_r, st_r, gr_r = _run(cell, xs, state, lengths, reverse, use_kernel=False)
+        ys_k, st_k, gr_k = run_layer(cell, xs, state, lengths, reverse, use_kernel=True)
+        ys_r, st_r, gr_r = run_layer(cell, xs, state, lengths, reverse, use_kernel=False)
         torch.testing.assert_close(ys_k, ys_r, rtol=1e-10, atol=1e-12)
         for a, b in zip([*st_k, *gr_k], [*st_r, *gr_r]):
             if a is not None:

@@ -7,6 +7,7 @@ import itertools
 
 import pytest
 import torch
+from triangle import random_state, run_layer
 
 import rnnlab
 from rnnlab.kernels.gru import GRUBeforeSequence
@@ -38,31 +39,9 @@ KERNEL_CELLS = {
 }
 
 
-def _random_state(cell, generator):
-    state = cell.init_state(B)
-    return map_state(lambda s: torch.randn(s.shape, dtype=s.dtype, generator=generator), state)
-
-
-def _flat(state):
-    return list(state) if isinstance(state, tuple) else [state]
-
-
-def _run(cell, xs, state, lengths, reverse, use_kernel):
-    """Values of a loss over every output and the final state, and its gradients."""
-    layer = rnnlab.Recurrent(cell, reverse=reverse, use_kernel=use_kernel)
-    inputs = [xs, *_flat(state), *cell.parameters()]
-    ys, final = layer(xs, state, lengths)
-    g = torch.Generator().manual_seed(7)
-    loss = (ys * torch.randn(ys.shape, dtype=ys.dtype, generator=g)).sum()
-    for s in _flat(final):
-        loss = loss + (s * torch.randn(s.shape, dtype=s.dtype, generator=g)).sum()
-    grads = torch.autograd.grad(loss, inputs, allow_unused=True)
-    return ys.detach(), [s.detach() for s in _flat(final)], grads
-
-
 def _assert_same(cell, xs, state, lengths, reverse, rtol=1e-10, atol=1e-12):
-    ys_k, st_k, gr_k = _run(cell, xs, state, lengths, reverse, use_kernel=True)
-    ys_r, st_r, gr_r = _run(cell, xs, state, lengths, reverse, use_kernel=False)
+    ys_k, st_k, gr_k = run_layer(cell, xs, state, lengths, reverse, use_kernel=True)
+    ys_r, st_r, gr_r = run_layer(cell, xs, state, lengths, reverse, use_kernel=False)
     torch.testing.assert_close(ys_k, ys_r, rtol=rtol, atol=atol)
     for a, b in zip(st_k, st_r):
         torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
@@ -81,7 +60,7 @@ def test_fused_matches_reference_step(name, bias, ragged, reverse):
     assert rnnlab.find_kernel(cell) is not None
     g = torch.Generator().manual_seed(1)
     xs = torch.randn(T, B, I, generator=g, requires_grad=True, **F64)
-    state = map_state(lambda s: s.requires_grad_(True), _random_state(cell, g))
+    state = map_state(lambda s: s.requires_grad_(True), random_state(cell, B, g))
     _assert_same(cell, xs, state, RAGGED if ragged else None, reverse)
 
 
