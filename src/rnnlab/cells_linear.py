@@ -55,15 +55,14 @@ class MinGRUCell(Cell):
 
     def coefficients(self, xs: Tensor) -> tuple[Tensor, Tensor]:
         """(a, b) of h(t) = a(t) ⊙ h(t-1) + b(t) for every step: xs (T, B, I) -> two
-        (T, B, H), from one GEMM over all T·B rows."""
+        (T, B, H), from one GEMM over all T·B rows (or one step: (B, I) -> (B, H))."""
         z, h_tilde = nn.functional.linear(xs, self.W_xh, self.b_xh).chunk(2, dim=-1)
         z = torch.sigmoid(z)
         return 1 - z, z * h_tilde
 
     def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-        z, h_tilde = nn.functional.linear(x, self.W_xh, self.b_xh).chunk(2, dim=-1)
-        z = torch.sigmoid(z)
-        h = (1 - z) * h + z * h_tilde
+        a, b = self.coefficients(x)                 # x (B, I) -> a, b (B, H)
+        h = a * h + b
         return h, h
 
     def extra_repr(self) -> str:
@@ -102,17 +101,15 @@ class MinLSTMCell(Cell):
 
     def coefficients(self, xs: Tensor) -> tuple[Tensor, Tensor]:
         """(a, b) of h(t) = a(t) ⊙ h(t-1) + b(t) for every step: xs (T, B, I) -> two
-        (T, B, H), from one GEMM over all T·B rows."""
+        (T, B, H), from one GEMM over all T·B rows (or one step: (B, I) -> (B, H))."""
         f, i, h_tilde = nn.functional.linear(xs, self.W_xh, self.b_xh).chunk(3, dim=-1)
         f, i = torch.sigmoid(f), torch.sigmoid(i)
         total = f + i
         return f / total, i / total * h_tilde
 
     def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-        f, i, h_tilde = nn.functional.linear(x, self.W_xh, self.b_xh).chunk(3, dim=-1)
-        f, i = torch.sigmoid(f), torch.sigmoid(i)
-        f, i = f / (f + i), i / (f + i)
-        h = f * h + i * h_tilde
+        a, b = self.coefficients(x)                 # x (B, I) -> a, b (B, H)
+        h = a * h + b
         return h, h
 
     def extra_repr(self) -> str:

@@ -57,5 +57,40 @@ def backward_steps(T: int, reverse: bool):
     return list(zip(order, order[1:] + [None]))
 
 
+def frozen_states(like: Tensor, mask: Tensor | None):
+    """For ragged lengths: a (T, B, H) buffer for the state after each forward step, its
+    per-step views and the mask's per-step views; all None without a mask."""
+    if mask is None:
+        return None, None, None
+    states = torch.empty_like(like)
+    return states, states.unbind(0), mask.unbind(0)
+
+
+def leave_step(h_new: Tensor, h: Tensor, m_t, s_t, t: int) -> Tensor:
+    """The state after forward step t. With a mask, a sequence past its length keeps h
+    (written into ``s_t[t]``) and its output ``h_new`` is zeroed in place."""
+    if m_t is None:
+        return h_new
+    h = torch.where(m_t[t], h_new, h, out=s_t[t])
+    h_new.mul_(m_t[t])
+    return h
+
+
+def enter_step(dh, dy_t, m_t, t: int, nxt):
+    """Split the gradient of a state at backward step t.
+
+    Returns ``(entering, passed_on)``: the gradient that enters step t's derivatives, and
+    what goes straight to the state at t-1 besides them (None: nothing). Without a mask,
+    ∂L/∂y(t) already rode in with the previous backward step and ∂L/∂y(t-1) is what passes
+    on (in the bias slot of the next addmm). With a mask, a step past its sequence's length
+    froze the state: (∇ + ∂L/∂y(t)) ⊙ m enters and ∇ ⊙ (1 - m) passes on unchanged.
+    ``dy_t`` None: a state with no output of its own (the LSTM's c).
+    """
+    if m_t is None:
+        return dh, (None if nxt is None or dy_t is None else dy_t[nxt])
+    m = m_t[t]
+    return (dh if dy_t is None else dh + dy_t[t]) * m, dh - dh * m
+
+
 def zeros_if_none(grad: Tensor | None, like: Tensor) -> Tensor:
     return torch.zeros_like(like) if grad is None else grad

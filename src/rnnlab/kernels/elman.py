@@ -21,7 +21,10 @@ from torch import Tensor
 
 from ._common import (
     backward_steps,
+    enter_step,
+    frozen_states,
     input_projection,
+    leave_step,
     previous_states,
     steps,
     sum_bias,
@@ -38,20 +41,12 @@ class ElmanSequence(torch.autograd.Function):
         W_hhT = W_hh.t().contiguous()            # h (B, H) @ Wᵀ: contiguous is faster per step
         act_ = torch.relu_ if relu else tanh_
         a_t = A.unbind(0)
-        if mask is None:
-            h = h0
-            for t in steps(T, reverse):
-                h = act_(a_t[t].addmm_(h, W_hhT))                  # h(t) = tanh(a(t))
-            ys, states = A, None
-        else:
-            states = torch.empty_like(A)                           # state after each step
-            s_t, m_t = states.unbind(0), mask.unbind(0)
-            h = h0
-            for t in steps(T, reverse):
-                new = act_(a_t[t].addmm_(h, W_hhT))
-                h = torch.where(m_t[t], new, h, out=s_t[t])        # frozen past its length
-                new.mul_(m_t[t])                                   # outputs zero past it
-            ys = A
+        states, s_t, m_t = frozen_states(A, mask)                  # ragged lengths only
+        h = h0
+        for t in steps(T, reverse):
+            new = act_(a_t[t].addmm_(h, W_hhT))                    # h(t) = tanh(a(t))
+            h = leave_step(new, h, m_t, s_t, t)                    # frozen past its length
+        ys = A                                                     # outputs (0 past lengths)
         ctx.save_for_backward(xs, h0, W_xh, W_hh, ys, states, mask)
         ctx.reverse, ctx.relu, ctx.has_bias = reverse, relu, bias is not None
         return ys, h.clone()
@@ -68,21 +63,17 @@ class ElmanSequence(torch.autograd.Function):
             torch.ones_like(ys[:1]), ys, ys, value=-1.0)
         dA = torch.empty_like(ys)
         dA_t, dy_t, g_t = dA.unbind(0), d_ys.unbind(0), deriv.unbind(0)
-        if mask is None:
-            order = backward_steps(T, ctx.reverse)
+        m_t = mask.to(ys.dtype).unbind(0) if mask is not None else None
+        order = backward_steps(T, ctx.reverse)
+        if m_t is None:
             dh = dh + dy_t[order[0][0]]                            # ∇_h(τ)
-            for t, nxt in order:
-                torch.mul(dh, g_t[t], out=dA_t[t])                 # ∇_a(t) = h'(t) ∇_h(t)
-                if nxt is None:
-                    dh = dA_t[t] @ W_hh                            # to h(0)
-                else:                                              # ∇_h(t-1) = ∂L/∂y(t-1)
-                    dh = torch.addmm(dy_t[nxt], dA_t[t], W_hh)     #   + Wᵀ ∇_a(t)
-        else:
-            m_t = mask.to(ys.dtype).unbind(0)
-            for t in steps(T, not ctx.reverse):
-                carry = dh - dh * m_t[t]                           # frozen steps pass dh on
-                torch.mul((dh + dy_t[t]) * m_t[t], g_t[t], out=dA_t[t])
-                dh = torch.addmm(carry, dA_t[t], W_hh)
+        for t, nxt in order:
+            dh_t, passed_on = enter_step(dh, dy_t, m_t, t, nxt)
+            torch.mul(dh_t, g_t[t], out=dA_t[t])                   # ∇_a(t) = h'(t) ∇_h(t)
+            if passed_on is None:                                  # ∇_h(t-1) = Wᵀ ∇_a(t)
+                dh = dA_t[t] @ W_hh                                #   (+ ∂L/∂y(t-1) or the
+            else:                                                  #   frozen steps' ∇)
+                dh = torch.addmm(passed_on, dA_t[t], W_hh)
         # parameter gradients: one GEMM each over all T·B rows (10.22)
         dA2 = dA.view(T * B, H)
         h_prev = previous_states(ys if states is None else states, h0, ctx.reverse)

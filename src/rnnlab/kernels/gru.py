@@ -47,7 +47,10 @@ from torch import Tensor
 
 from ._common import (
     backward_steps,
+    enter_step,
+    frozen_states,
     input_projection,
+    leave_step,
     previous_states,
     steps,
     sum_bias,
@@ -68,10 +71,7 @@ class GRUSequence(torch.autograd.Function):
         rz_t, r_t, z_t, n_t = (X[..., a:b].unbind(0) for a, b in
                                ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H)))
         Rn_t, Y_t = Rn.unbind(0), Y.unbind(0)
-        states = None
-        if mask is not None:
-            states = torch.empty_like(Y)
-            s_t, m_t = states.unbind(0), mask.unbind(0)
+        states, s_t, m_t = frozen_states(Y, mask)                 # ragged lengths only
         h = h0
         for t in steps(T, reverse):
             rz_t[t].addmm_(h, W_rzT).sigmoid_()                    # r, z
@@ -81,11 +81,7 @@ class GRUSequence(torch.autograd.Function):
                 torch.addmm(b_hn, h, W_nT, out=Rn_t[t])
             n = tanh_(n_t[t].addcmul_(r_t[t], Rn_t[t]))           # n
             h_new = torch.lerp(n, h, z_t[t], out=Y_t[t])           # n + z ⊙ (h - n)
-            if mask is None:
-                h = h_new
-            else:
-                h = torch.where(m_t[t], h_new, h, out=s_t[t])
-                h_new.mul_(m_t[t])
+            h = leave_step(h_new, h, m_t, s_t, t)                  # frozen past its length
         ctx.save_for_backward(xs, h0, W_xh, W_hh, X, Rn, Y, states, mask)
         ctx.reverse = reverse
         ctx.has_bias = bias_x is not None, b_hn is not None
@@ -112,11 +108,7 @@ class GRUSequence(torch.autograd.Function):
         if m_t is None:
             dh = dh + dy_t[order[0][0]]
         for t, nxt in order:
-            if m_t is None:
-                dh_t = dh
-            else:                                                  # frozen steps pass on
-                carry = dh - dh * m_t[t]
-                dh_t = (dh + dy_t[t]) * m_t[t]
+            dh_t, passed_on = enter_step(dh, dy_t, m_t, t, nxt)
             z, n = z_t[t], n_t[t]
             torch.mul(dh_t, hp_t[t] - n, out=dRz_t[t])             # ∇z = ∇h ⊙ (h(t-1) - n)
             dn = torch.addcmul(dh_t, dh_t, z, value=-1.0)          # ∇n = ∇h ⊙ (1 - z)
@@ -125,10 +117,8 @@ class GRUSequence(torch.autograd.Function):
             rz = rz_t[t]
             dRrz_t[t].mul_(torch.addcmul(rz, rz, rz, value=-1.0))  # σ' = σ(1 - σ)
             torch.mul(dXn_t[t], r_t[t], out=dRn_t[t])              # ∇R_n = ∇a_n ⊙ r
-            if m_t is None:                                        # ∇h(t-1) = ∂L/∂y(t-1)
-                direct = dh_t * z if nxt is None else torch.addcmul(dy_t[nxt], dh_t, z)
-            else:                                                  #   + ∇h ⊙ z + Wᵀ ∇R
-                direct = torch.addcmul(carry, dh_t, z)
+            # ∇h(t-1) = ∇h ⊙ z + Wᵀ ∇R (+ ∂L/∂y(t-1) or the frozen steps' ∇)
+            direct = dh_t * z if passed_on is None else torch.addcmul(passed_on, dh_t, z)
             dh = torch.addmm(direct, dR_t[t], W_hh)
         dX[..., :2 * H] = dR[..., :2 * H]                          # r, z: same in X and R
         dX2, dR2 = dX.view(T * B, 3 * H), dR.view(T * B, 3 * H)
@@ -163,21 +153,14 @@ class GRUBeforeSequence(torch.autograd.Function):
         rz_t, r_t, z_t, n_t = (X[..., a:b].unbind(0) for a, b in
                                ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H)))
         RH_t, Y_t = RH.unbind(0), Y.unbind(0)
-        states = None
-        if mask is not None:
-            states = torch.empty_like(Y)
-            s_t, m_t = states.unbind(0), mask.unbind(0)
+        states, s_t, m_t = frozen_states(Y, mask)                 # ragged lengths only
         h = h0
         for t in steps(T, reverse):
             rz_t[t].addmm_(h, W_rzT).sigmoid_()                    # r, z
             rh = torch.mul(r_t[t], h, out=RH_t[t])
             n = tanh_(n_t[t].addmm_(rh, W_nT))                     # n = tanh(X_n + W_hn (r⊙h))
             h_new = torch.lerp(n, h, z_t[t], out=Y_t[t])           # n + z ⊙ (h - n)
-            if mask is None:
-                h = h_new
-            else:
-                h = torch.where(m_t[t], h_new, h, out=s_t[t])      # frozen past its length
-                h_new.mul_(m_t[t])                                 # outputs zero past it
+            h = leave_step(h_new, h, m_t, s_t, t)                  # frozen past its length
         ctx.save_for_backward(xs, h0, W_xh, W_hh, X, RH, Y, states, mask)
         ctx.reverse, ctx.has_bias = reverse, bias is not None
         return Y, h.clone()
@@ -203,11 +186,7 @@ class GRUBeforeSequence(torch.autograd.Function):
         if m_t is None:
             dh = dh + dy_t[order[0][0]]
         for t, nxt in order:
-            if m_t is None:
-                dh_t = dh
-            else:                                                  # frozen steps pass on
-                carry = dh - dh * m_t[t]
-                dh_t = (dh + dy_t[t]) * m_t[t]
+            dh_t, passed_on = enter_step(dh, dy_t, m_t, t, nxt)
             r, z, n, hp = r_t[t], z_t[t], n_t[t], hp_t[t]
             torch.mul(dh_t, hp - n, out=dz_t[t])                   # ∇z = ∇h ⊙ (h(t-1) - n)
             dn = torch.addcmul(dh_t, dh_t, z, value=-1.0)          # ∇n = ∇h ⊙ (1 - z)
@@ -217,11 +196,8 @@ class GRUBeforeSequence(torch.autograd.Function):
             rz = rz_t[t]
             drz_t[t].mul_(torch.addcmul(rz, rz, rz, value=-1.0))   # σ' = σ(1 - σ)
             direct = torch.addcmul(dh_t * z, drh, r)               # ∇h ⊙ z + ∇(r⊙h) ⊙ r
-            if m_t is None:                                        # + ∂L/∂y(t-1)
-                if nxt is not None:
-                    direct += dy_t[nxt]
-            else:
-                direct += carry
+            if passed_on is not None:                              # + ∂L/∂y(t-1) or the
+                direct += passed_on                                #   frozen steps' ∇
             dh = torch.addmm(direct, drz_t[t], W_rz)               # ∇h(t-1) += W_hrzᵀ ∇a_rz
         # parameter gradients: one GEMM each over all T·B rows
         dX2 = dX.view(T * B, 3 * H)

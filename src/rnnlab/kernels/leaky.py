@@ -25,7 +25,10 @@ from torch import Tensor
 
 from ._common import (
     backward_steps,
+    enter_step,
+    frozen_states,
     input_projection,
+    leave_step,
     previous_states,
     steps,
     sum_bias,
@@ -44,19 +47,12 @@ class LeakySequence(torch.autograd.Function):
         act_ = torch.relu_ if relu else tanh_
         Y = torch.empty_like(U)
         u_t, Y_t = U.unbind(0), Y.unbind(0)
-        states = None
-        if mask is not None:
-            states = torch.empty_like(Y)
-            s_t, m_t = states.unbind(0), mask.unbind(0)
+        states, s_t, m_t = frozen_states(Y, mask)                 # ragged lengths only
         h = h0
         for t in steps(T, reverse):
             u = act_(u_t[t].addmm_(h, W_hhT))                      # u(t) = tanh(a(t))
             h_new = torch.lerp(u, h, alpha, out=Y_t[t])            # u + α ⊙ (h(t-1) - u)
-            if mask is None:
-                h = h_new
-            else:
-                h = torch.where(m_t[t], h_new, h, out=s_t[t])      # frozen past its length
-                h_new.mul_(m_t[t])                                 # outputs zero past it
+            h = leave_step(h_new, h, m_t, s_t, t)                  # frozen past its length
         ctx.save_for_backward(xs, h0, W_xh, W_hh, rho, U, Y, states, mask)
         ctx.reverse, ctx.relu, ctx.has_bias = reverse, relu, bias is not None
         return Y, h.clone()
@@ -84,20 +80,13 @@ class LeakySequence(torch.autograd.Function):
         if m_t is None:
             dh = dh + dy_t[order[0][0]]
         for t, nxt in order:
-            if m_t is None:
-                dh_t = dh
-            else:                                                  # frozen steps pass on
-                carry = dh - dh * m_t[t]
-                dh_t = (dh + dy_t[t]) * m_t[t]
+            dh_t, passed_on = enter_step(dh, dy_t, m_t, t, nxt)
             if need_rho:
                 dH_t[t].copy_(dh_t)
             torch.mul(dh_t, g_t[t], out=dA_t[t])                   # ∇a = ∇h ⊙ (1 - α) ⊙ act'
             direct = dh_t * alpha                                  # ∇h ⊙ α
-            if m_t is None:                                        # + ∂L/∂y(t-1)
-                if nxt is not None:
-                    direct += dy_t[nxt]
-            else:
-                direct += carry
+            if passed_on is not None:                              # + ∂L/∂y(t-1) or the
+                direct += passed_on                                #   frozen steps' ∇
             dh = torch.addmm(direct, dA_t[t], W_hh)                # ∇h(t-1) += Wᵀ ∇a
         # parameter gradients: one GEMM (or reduction) each over all T·B rows
         dA2 = dA.view(T * B, H)

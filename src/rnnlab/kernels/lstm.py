@@ -35,7 +35,10 @@ from torch import Tensor
 from ..cells import LSTMState
 from ._common import (
     backward_steps,
+    enter_step,
+    frozen_states,
     input_projection,
+    leave_step,
     previous_states,
     steps,
     sum_bias,
@@ -60,10 +63,7 @@ class LSTMSequence(torch.autograd.Function):
         G_t, sig_t, g_t = G.unbind(0), G[..., :3 * H].unbind(0), G[..., 3 * H:].unbind(0)
         i_t, f_t, o_t = (G[..., k * H:(k + 1) * H].unbind(0) for k in range(3))
         Y_t, C_t, M_t = Y.unbind(0), C.unbind(0), M.unbind(0)
-        states = None
-        if mask is not None:
-            states = torch.empty_like(Y)            # h state after each step
-            s_t, m_t = states.unbind(0), mask.unbind(0)
+        states, s_t, m_t = frozen_states(Y, mask)  # h state after each step, if ragged
         h, c = h0, c0
         for t in steps(T, reverse):
             G_t[t].addmm_(h, W_hhT)
@@ -73,12 +73,9 @@ class LSTMSequence(torch.autograd.Function):
             h_new = torch.mul(o_t[t], tanh(c_new), out=M_t[t])      # m = o ⊙ tanh(c)
             if W_hr is not None:
                 h_new = torch.mm(h_new, W_hrT, out=Y_t[t])         # h = W_hr m
-            if mask is None:
-                h, c = h_new, c_new
-            else:
-                c = torch.where(m_t[t], c_new, c, out=C_t[t])       # frozen past its length
-                h = torch.where(m_t[t], h_new, h, out=s_t[t])
-                h_new.mul_(m_t[t])                                 # outputs zero past it
+            # frozen past its length (c in place in C, h in the state buffer)
+            c = c_new if m_t is None else torch.where(m_t[t], c_new, c, out=C_t[t])
+            h = leave_step(h_new, h, m_t, s_t, t)
         ctx.save_for_backward(xs, h0, c0, W_xh, W_hh, W_hr, G, Y,
                               None if W_hr is None else M, C, states, mask)
         ctx.reverse, ctx.has_bias = reverse, bias is not None
@@ -108,11 +105,8 @@ class LSTMSequence(torch.autograd.Function):
         if m_t is None:
             dh = dh + dy_t[order[0][0]]
         for t, nxt in order:
-            if m_t is None:
-                dh_t, dc_t = dh, dc
-            else:                                                  # frozen steps pass on
-                carry_h, carry_c = dh - dh * m_t[t], dc - dc * m_t[t]
-                dh_t, dc_t = (dh + dy_t[t]) * m_t[t], dc * m_t[t]
+            dh_t, passed_on = enter_step(dh, dy_t, m_t, t, nxt)
+            dc_t, carry_c = enter_step(dc, None, m_t, t, nxt)
             dm = dh_t                                              # ∇m = ∇h
             if W_hr is not None:
                 dHp_t[t].copy_(dh_t)
@@ -128,10 +122,9 @@ class LSTMSequence(torch.autograd.Function):
             s = sig_t[t]
             dsig_t[t].mul_(torch.addcmul(s, s, s, value=-1.0))     # σ' = σ(1 - σ)
             dg_t[t].mul_(torch.addcmul(ones, g_t[t], g_t[t], value=-1.0))  # tanh' = 1 - g²
-            if m_t is None:                                        # ∇h(t-1) = ∂L/∂y(t-1)
-                dh = dG_t[t] @ W_hh if nxt is None else torch.addmm(dy_t[nxt], dG_t[t], W_hh)
-            else:                                                  #   + Wᵀ ∇G
-                dh = torch.addmm(carry_h, dG_t[t], W_hh)
+            # ∇h(t-1) = Wᵀ ∇G (+ ∂L/∂y(t-1) or the frozen steps' ∇)
+            dh = dG_t[t] @ W_hh if passed_on is None else torch.addmm(passed_on, dG_t[t], W_hh)
+            if carry_c is not None:
                 dc = dc + carry_c
         dG2 = dG.view(T * B, 4 * H)
         h_prev = previous_states(Y if states is None else states, h0, ctx.reverse)

@@ -27,7 +27,10 @@ from torch import Tensor
 
 from ._common import (
     backward_steps,
+    enter_step,
+    frozen_states,
     input_projection,
+    leave_step,
     previous_states,
     steps,
     sum_bias,
@@ -47,21 +50,14 @@ class MGUSequence(torch.autograd.Function):
         FH, Y = xs.new_empty(T, B, H), xs.new_empty(T, B, H)   # f ⊙ h(t-1), h(t)
         f_t, n_t = X[..., :H].unbind(0), X[..., H:].unbind(0)
         FH_t, Y_t = FH.unbind(0), Y.unbind(0)
-        states = None
-        if mask is not None:
-            states = torch.empty_like(Y)
-            s_t, m_t = states.unbind(0), mask.unbind(0)
+        states, s_t, m_t = frozen_states(Y, mask)                 # ragged lengths only
         h = h0
         for t in steps(T, reverse):
             f = f_t[t].addmm_(h, W_fT).sigmoid_()                 # f = σ(X_f + W_hf h)
             fh = torch.mul(f, h, out=FH_t[t])
             n = tanh_(n_t[t].addmm_(fh, W_nT))                     # n = tanh(X_n + W_hn (f⊙h))
             h_new = torch.lerp(h, n, f, out=Y_t[t])                # h + f ⊙ (n - h)
-            if mask is None:
-                h = h_new
-            else:
-                h = torch.where(m_t[t], h_new, h, out=s_t[t])      # frozen past its length
-                h_new.mul_(m_t[t])                                 # outputs zero past it
+            h = leave_step(h_new, h, m_t, s_t, t)                  # frozen past its length
         ctx.save_for_backward(xs, h0, W_xh, W_hh, X, FH, Y, states, mask)
         ctx.reverse, ctx.has_bias = reverse, bias is not None
         return Y, h.clone()
@@ -85,11 +81,7 @@ class MGUSequence(torch.autograd.Function):
         if m_t is None:
             dh = dh + dy_t[order[0][0]]
         for t, nxt in order:
-            if m_t is None:
-                dh_t = dh
-            else:                                                  # frozen steps pass on
-                carry = dh - dh * m_t[t]
-                dh_t = (dh + dy_t[t]) * m_t[t]
+            dh_t, passed_on = enter_step(dh, dy_t, m_t, t, nxt)
             f, n, hp = f_t[t], n_t[t], hp_t[t]
             dn = dh_t * f                                          # ∇n = ∇h ⊙ f
             torch.mul(dn, torch.addcmul(ones, n, n, value=-1.0), out=dan_t[t])  # ⊙ tanh'
@@ -97,11 +89,8 @@ class MGUSequence(torch.autograd.Function):
             df = torch.addcmul(dh_t * (n - hp), dfh, hp)           # ∇f
             torch.mul(df, torch.addcmul(f, f, f, value=-1.0), out=daf_t[t])  # σ' = f(1 - f)
             direct = torch.addcmul(dh_t - dn, dfh, f)              # ∇h ⊙ (1 - f) + ∇(f⊙h) ⊙ f
-            if m_t is None:                                        # + ∂L/∂y(t-1)
-                if nxt is not None:
-                    direct += dy_t[nxt]
-            else:
-                direct += carry
+            if passed_on is not None:                              # + ∂L/∂y(t-1) or the
+                direct += passed_on                                #   frozen steps' ∇
             dh = torch.addmm(direct, daf_t[t], W_hf)               # ∇h(t-1) += W_hfᵀ ∇a_f
         # parameter gradients: one GEMM each over all T·B rows
         dX2 = dX.view(T * B, 2 * H)
