@@ -86,6 +86,8 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 def clip_gradients(params: list[nn.Parameter], clip_norm, clip_value) -> float:
     """Clip in place (element-wise, then global norm); return the global norm *before*."""
+    if clip_norm and not clip_value:     # clip_grad_norm_ returns the norm before clipping
+        return float(torch.nn.utils.clip_grad_norm_(params, clip_norm))
     grads = [p.grad for p in params if p.grad is not None]
     # the global 2-norm over all gradients (torch.nn.utils.get_total_norm needs torch >= 2.6)
     norm = torch.linalg.vector_norm(
