@@ -172,6 +172,46 @@ def test_generate_on_a_task_without_sampling(capsys, tmp_path):
     assert_user_error(capsys, ["generate", str(run)], "adding", "does not generate")
 
 
+def test_predict_on_a_task_without_predict(capsys, tmp_path):
+    run = tmp_path / "a"
+    assert main(["train", "adding", "--out", str(run), "--json", "--set", *TINY,
+                 "train.steps=1", "model.hidden=4", "data.length=4", "data.valid_size=8",
+                 "data.test_size=8"]) == 0
+    capsys.readouterr()
+    for command in ("predict", "translate", "caption"):
+        assert_user_error(capsys, [command, str(run), "some input"], "adding", "no predict")
+
+
+def test_generate_out_writes_the_sample(char_run, capsys, tmp_path):
+    out, _ = char_run
+    sample = tmp_path / "sample.txt"
+    assert main(["generate", str(out), "--length", "20", "--out", str(sample), "--json"]) == 0
+    result = last_json(capsys.readouterr().out)
+    assert sample.read_text(encoding="utf-8") == result["sample"]
+
+
+def test_unknown_preset_lists_the_presets(capsys, monkeypatch):
+    from rnnlab.tasks import Adding
+    assert_user_error(capsys, ["train", "adding", "--config", "huge"], "no preset 'huge'",
+                      "none")
+    monkeypatch.setattr(Adding, "presets", {"short": ["data.length=4", "train.steps=1"]})
+    assert_user_error(capsys, ["train", "adding", "--config", "huge"], "short")
+
+
+def test_preset_applies_before_set(capsys, tmp_path, monkeypatch):
+    from rnnlab.tasks import Adding
+    monkeypatch.setattr(Adding, "presets", {"short": [
+        "data.length=4", "train.steps=2", "model.hidden=4", "data.valid_size=8",
+        "data.test_size=8"]})
+    run = tmp_path / "p"
+    assert main(["train", "adding", "--config", "short", "--out", str(run), "--json",
+                 "--set", *TINY, "train.steps=1"]) == 0
+    saved = json.loads((run / rundir.CONFIG).read_text())
+    assert saved["data"]["length"] == 4 and saved["train"]["steps"] == 1
+    assert main(["tasks"]) == 0
+    assert "presets (--config): short" in capsys.readouterr().out
+
+
 def test_python_dash_m_entry_point():
     import subprocess
     import sys

@@ -133,3 +133,14 @@ def test_default_copy_lstm_recalls(tmp_path):
     cfg = Copy.default_config()
     _, final = train(Copy(cfg), cfg, tmp_path, log=print)
     assert final["test_accuracy"] > 0.9
+
+
+def test_step_decay_halves_after_start_then_every_interval(tmp_path):
+    task, cfg = tiny_adding("train.steps=7", "train.optimizer=sgd", "train.lr=1.0",
+                            "train.lr_decay=step", "train.lr_decay_start=3",
+                            "train.lr_decay_every=2", "train.lr_decay_factor=0.5")
+    train(task, cfg, tmp_path, log=lambda _: None, progress=False)
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / rundir.METRICS).read_text().splitlines()
+           if json.loads(line)["split"] == "train"]
+    # the lr logged after step s is the one the next step uses: step_decay(s)
+    assert lrs == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25, 0.125]

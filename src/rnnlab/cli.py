@@ -1,9 +1,11 @@
 """Command-line interface: a thin layer that parses arguments and calls the library.
 
     rnnlab tasks
-    rnnlab train TASK [--data PATH] [--set key=value ...] [--out DIR] [--json]
+    rnnlab train TASK [--data PATH] [--config NAME] [--set key=value ...] [--out DIR] [--json]
     rnnlab evaluate RUN [--data PATH] [--json]
-    rnnlab generate RUN [--prompt TEXT] [--temperature T] [--length N] [--seed S] [--json]
+    rnnlab generate RUN [--prompt TEXT] [--temperature T] [--length N] [--seed S]
+                        [--out FILE] [--json]
+    rnnlab predict RUN INPUT ... [--json]     (also spelled `translate` and `caption`)
     rnnlab bench [--threads 1 2] [--configs ...] [--cells ...] [--repeats N] [--json]
                  [--out FILE]
 
@@ -44,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a task and save a run directory")
     t.add_argument("task", metavar="TASK", help="task name (see `rnnlab tasks`)")
     t.add_argument("--data", metavar="PATH", help="data file (tasks that read one)")
+    t.add_argument("--config", metavar="NAME", help="a named preset of the task (its "
+                   "overrides apply first, then --set); `rnnlab tasks` lists them")
     t.add_argument("--set", metavar="KEY=VALUE", nargs="+", action="append", default=[],
                    help="override config values, e.g. --set train.steps=100 model.cell=gru")
     t.add_argument("--out", metavar="DIR", help="run directory (default runs/TASK; "
@@ -62,7 +66,18 @@ def _parser() -> argparse.ArgumentParser:
                    help="softmax temperature; 0 = greedy (default 0.8)")
     g.add_argument("--length", type=int, default=300, help="characters to sample")
     g.add_argument("--seed", type=int, default=0, help="sampling seed")
+    g.add_argument("--out", metavar="FILE", help="also write the sample to FILE (music: a "
+                   "MIDI file)")
     g.add_argument("--json", action="store_true", help="print the sample as JSON")
+
+    for name, help_ in (("predict", "apply a saved run to inputs (tag, classify, ...)"),
+                        ("translate", "translate sentences with a saved translate run"),
+                        ("caption", "caption image files with a saved caption run")):
+        q = sub.add_parser(name, help=help_)
+        q.add_argument("run", metavar="RUN", help="run directory")
+        q.add_argument("inputs", metavar="INPUT", nargs="+",
+                       help="texts (or image paths, for caption)")
+        q.add_argument("--json", action="store_true", help="print the outputs as JSON")
 
     b = sub.add_parser("bench", help="speed, memory and correctness of every cell family "
                        "vs torch.nn and the autograd loop (BENCHMARKS.md protocol)")
@@ -101,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_evaluate(args)
         if args.command == "bench":
             return cmd_bench(args)
+        if args.command in ("predict", "translate", "caption"):
+            return cmd_predict(args)
         return cmd_generate(args)
     except USER_ERRORS as e:
         print(f"rnnlab: error: {e}", file=sys.stderr)
@@ -127,13 +144,26 @@ def cmd_tasks() -> int:
     width = max(len(name) for name in TASKS)
     for name, cls in TASKS.items():
         print(f"{name:<{width}}  {cls.description}")
+        if cls.presets:
+            print(f"{'':<{width}}  presets (--config): {', '.join(cls.presets)}")
     return 0
+
+
+def preset_overrides(cls, name: str | None) -> list[str]:
+    """The ``--set`` overrides of the task's preset ``name`` ([] for None)."""
+    if name is None:
+        return []
+    if name not in cls.presets:
+        valid = ", ".join(cls.presets) or "none"
+        raise ConfigError(f"task {cls.name!r} has no preset {name!r}; its presets: {valid}")
+    return list(cls.presets[name])
 
 
 def cmd_train(args) -> int:
     say = _say(args.json)
     cls = get_task(args.task)
-    cfg = apply_overrides(cls.default_config(), [kv for group in args.set for kv in group])
+    overrides = preset_overrides(cls, args.config) + [kv for group in args.set for kv in group]
+    cfg = apply_overrides(cls.default_config(), overrides)
     if args.data is not None:
         if not cls.uses_data_file:
             raise TaskError(f"task {cls.name!r} generates its own data; --data does not apply")
@@ -187,11 +217,29 @@ def cmd_generate(args) -> int:
     device = resolve_device(cfg.train.device)
     model.to(device)
     generator = torch.Generator().manual_seed(args.seed)
-    text = task.generate(model, args.prompt, args.length, args.temperature, generator, device)
+    text = task.generate(model, args.prompt, args.length, args.temperature, generator, device,
+                         out=args.out)
     if args.json:
-        print(json.dumps({"task": task.name, "run": str(args.run), "sample": text}))
+        result = {"task": task.name, "run": str(args.run), "sample": text}
+        if args.out:
+            result["out"] = args.out
+        print(json.dumps(result))
     else:
         print(text)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    task, cfg, model = load_run(args.run)
+    device = resolve_device(cfg.train.device)
+    model.to(device).eval()
+    outputs = task.predict(model, args.inputs, device)
+    if args.json:
+        print(json.dumps({"task": task.name, "run": str(args.run),
+                          "inputs": args.inputs, "outputs": outputs}))
+    else:
+        for output in outputs:
+            print(output)
     return 0
 
 

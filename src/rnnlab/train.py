@@ -41,7 +41,12 @@ class TrainConfig:
     weight_decay: float = 0.0
     clip_norm: float | None = 1.0      # global gradient-norm clipping; None or 0 = off
     clip_value: float | None = None    # element-wise gradient clipping; None or 0 = off
-    lr_decay: Literal["none", "cosine"] = "none"
+    lr_decay: Literal["none", "cosine", "step"] = "none"
+    # "step": lr x lr_decay_factor at step lr_decay_start, and again every lr_decay_every
+    # steps after it (Zaremba et al. 2014: x0.5 per epoch after epoch 4 = start 4E, every E)
+    lr_decay_start: int = 0
+    lr_decay_every: int = 1000
+    lr_decay_factor: float = 0.5
     seed: int = 0
     eval_every: int = 100              # steps between valid evaluations
     checkpoint_every: int = 500        # steps between checkpoints (the last step always saves)
@@ -51,7 +56,8 @@ class TrainConfig:
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for values no run can use."""
-        for key in ("steps", "batch_size", "eval_every", "checkpoint_every", "log_every"):
+        for key in ("steps", "batch_size", "eval_every", "checkpoint_every", "log_every",
+                    "lr_decay_every"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"train.{key} must be at least 1, got {getattr(self, key)}")
         if self.lr <= 0:
@@ -60,6 +66,12 @@ class TrainConfig:
             value = getattr(self, key)
             if value is not None and value < 0:
                 raise ConfigError(f"train.{key} must not be negative, got {value}")
+        if self.lr_decay_start < 0:
+            raise ConfigError(f"train.lr_decay_start must not be negative, "
+                              f"got {self.lr_decay_start}")
+        if not 0 < self.lr_decay_factor <= 1:
+            raise ConfigError(f"train.lr_decay_factor must be in (0, 1], "
+                              f"got {self.lr_decay_factor}")
 
 
 class TrainingError(RuntimeError):
@@ -82,6 +94,22 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                            weight_decay=cfg.weight_decay)
+
+
+def step_decay(step: int, start: int, every: int, factor: float) -> float:
+    """The learning-rate multiplier after ``step`` optimizer steps under step decay."""
+    return 1.0 if step < start else factor ** ((step - start) // every + 1)
+
+
+def make_schedule(optimizer, cfg: TrainConfig):
+    """The learning-rate scheduler for ``cfg.lr_decay`` (None for "none")."""
+    if cfg.lr_decay == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.steps)
+    if cfg.lr_decay == "step":
+        start, every, factor = cfg.lr_decay_start, cfg.lr_decay_every, cfg.lr_decay_factor
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: step_decay(step, start, every, factor))
+    return None
 
 
 def clip_gradients(params: list[nn.Parameter], clip_norm, clip_value) -> float:
@@ -119,9 +147,7 @@ def train(task, cfg: RunConfig, run: Path | None = None, *,
     model = task.build_model().to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(model, tc)
-    schedule = None
-    if tc.lr_decay == "cosine":
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=tc.steps)
+    schedule = make_schedule(optimizer, tc)
     if run is not None:
         rundir.write_json(run / rundir.CONFIG, {"task": task.name, **to_dict(cfg)})
         rundir.write_json(run / rundir.TASK_STATE, task.state_dict())

@@ -10,6 +10,15 @@ optimisation. Everything a task needs from the config is ``cfg.model`` and ``cfg
     loss, metrics = task.loss(model, batch)  # scalar tensor, {"mse": 0.13, ...}
     task.evaluate(model, "valid", device)    # {"loss": ..., "mse": ...} over the fixed split
     task.state_dict()                        # JSON-able state saved with the run (a vocab)
+
+Optional, where the task has them:
+
+    task.generate(model, prompt, length, temperature, generator, device, out=None) -> str
+    task.predict(model, ["an input", ...], device) -> ["its output", ...]
+                                             # rnnlab predict / translate / caption RUN INPUT..
+    task.position() / task.set_position(d)   # JSON-able data position beyond the batch RNG
+                                             # (a truncated-BPTT cursor), saved for --resume
+    Task.presets = {"small": ["model.hidden=200", ...]}   # rnnlab train TASK --config small
 """
 
 from __future__ import annotations
@@ -39,6 +48,8 @@ class Task:
     uses_data_file: ClassVar[bool] = False
     #: the task's defaults for :class:`rnnlab.train.TrainConfig` fields
     train_defaults: ClassVar[dict[str, Any]] = {}
+    #: named configurations, each a list of ``--set`` overrides (``rnnlab train --config NAME``)
+    presets: ClassVar[dict[str, list[str]]] = {}
 
     def __init__(self, cfg: RunConfig, state: dict | None = None):
         """Prepare the data. ``state`` is :meth:`state_dict` of a saved run, when reloading."""
@@ -71,6 +82,21 @@ class Task:
         """JSON-able state the task needs to rebuild the model later (empty by default)."""
         return {}
 
+    def position(self) -> dict:
+        """JSON-able data position that the batch generator's state does not already hold
+        (e.g. a truncated-BPTT cursor); saved with each checkpoint so a resumed run goes on
+        from the same batch. Empty by default."""
+        return {}
+
+    def set_position(self, position: dict) -> None:
+        """Restore :meth:`position` from a checkpoint."""
+
     def generate(self, model: nn.Module, prompt: str | None, length: int, temperature: float,
-                 generator: torch.Generator, device) -> str:
+                 generator: torch.Generator, device, out=None) -> str:
+        """A sample as text; ``out`` (a path, or None) is where a task that makes a file
+        (a MIDI tune) writes it. The returned text is printed by ``rnnlab generate``."""
         raise TaskError(f"task {self.name!r} does not generate samples")
+
+    def predict(self, model: nn.Module, inputs: list[str], device) -> list[str]:
+        """One output per input (a sentence to tag or translate, an image path to caption)."""
+        raise TaskError(f"task {self.name!r} has no predict; it is scored with evaluate")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -195,8 +196,8 @@ class CharLM(Task):
     # --- sampling ---
 
     @torch.no_grad()
-    def generate(self, model, prompt, length, temperature, generator, device) -> str:
-        """``prompt`` followed by ``length`` sampled characters."""
+    def generate(self, model, prompt, length, temperature, generator, device, out=None) -> str:
+        """``prompt`` followed by ``length`` sampled characters (also written to ``out``)."""
         if length < 0:
             raise TaskError(f"length must not be negative, got {length}")
         if temperature < 0:
@@ -210,7 +211,7 @@ class CharLM(Task):
         model.eval()
         ids = [self.index[ch] for ch in prompt]
         logits, state = model(torch.tensor(ids, device=device).view(-1, 1))  # (T, 1, V)
-        out = []
+        sampled = []
         for _ in range(length):
             last = logits[-1, 0].float().cpu()                               # (V,)
             if temperature == 0:
@@ -218,6 +219,10 @@ class CharLM(Task):
             else:
                 probs = torch.softmax(last / temperature, dim=-1)
                 nxt = int(torch.multinomial(probs, 1, generator=generator))
-            out.append(nxt)
+            sampled.append(nxt)
             logits, state = model(torch.tensor([[nxt]], device=device), state)
-        return prompt + self.decode(out)
+        text = prompt + self.decode(sampled)
+        if out is not None:
+            from ..rundir import write_text
+            write_text(Path(out), text)
+        return text
