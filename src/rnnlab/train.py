@@ -181,6 +181,7 @@ def train(task, cfg: RunConfig, run: Path | None = None, *,
     window: dict[str, list[float]] = {}
     model.train()
     for step in bar:
+        task.step = step
         batch = task.batch(batch_rng, tc.batch_size, device)
         loss, metrics = task.loss(model, batch)
         if not math.isfinite(loss.item()):

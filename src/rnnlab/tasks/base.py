@@ -54,6 +54,9 @@ class Task:
     def __init__(self, cfg: RunConfig, state: dict | None = None):
         """Prepare the data. ``state`` is :meth:`state_dict` of a saved run, when reloading."""
         self.cfg = cfg
+        #: the optimizer step being taken (1-based), set by the training loop before each
+        #: :meth:`batch`; schedules that depend on progress (scheduled sampling) read it
+        self.step = 0
 
     @classmethod
     def default_config(cls) -> RunConfig:
