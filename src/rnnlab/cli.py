@@ -2,6 +2,7 @@
 
     rnnlab tasks
     rnnlab train TASK [--data PATH] [--config NAME] [--set key=value ...] [--out DIR] [--json]
+    rnnlab train --resume RUN [--data PATH] [--json]
     rnnlab evaluate RUN [--data PATH] [--json]
     rnnlab generate RUN [--prompt TEXT] [--temperature T] [--length N] [--seed S]
                         [--out FILE] [--json]
@@ -27,7 +28,7 @@ import torch
 from . import bench
 from .config import ConfigError, apply_overrides
 from .data.text import DataError
-from .rundir import RunDirError, fresh_run_dir
+from .rundir import CONFIG, TASK_STATE, RunDirError, fresh_run_dir
 from .tasks import TASKS, TaskError, get_task, load_run
 from .train import TrainingError, resolve_device, train
 
@@ -44,7 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("tasks", help="list the tasks")
 
     t = sub.add_parser("train", help="train a task and save a run directory")
-    t.add_argument("task", metavar="TASK", help="task name (see `rnnlab tasks`)")
+    t.add_argument("task", metavar="TASK", nargs="?", help="task name (see `rnnlab tasks`)")
+    t.add_argument("--resume", metavar="RUN", help="continue a killed or stopped run from its "
+                   "last checkpoint, with its saved config (no TASK, --config or --set)")
     t.add_argument("--data", metavar="PATH", help="data file (tasks that read one)")
     t.add_argument("--config", metavar="NAME", help="a named preset of the task (its "
                    "overrides apply first, then --set); `rnnlab tasks` lists them")
@@ -161,19 +164,32 @@ def preset_overrides(cls, name: str | None) -> list[str]:
 
 def cmd_train(args) -> int:
     say = _say(args.json)
-    cls = get_task(args.task)
-    overrides = preset_overrides(cls, args.config) + [kv for group in args.set for kv in group]
-    cfg = apply_overrides(cls.default_config(), overrides)
-    if args.data is not None:
-        if not cls.uses_data_file:
-            raise TaskError(f"task {cls.name!r} generates its own data; --data does not apply")
-        cfg.data.path = args.data
-    cfg.train.check()
-    resolve_device(cfg.train.device)
-    task = cls(cfg)                              # reads and checks the data
-    run = fresh_run_dir(args.out if args.out is not None else Path("runs") / cls.name)
-    say(f"training {cls.name} -> {run}")
-    model, final = train(task, cfg, run, log=say, progress=None if not args.json else False)
+    if args.resume is not None:
+        if args.task is not None or args.config is not None or args.set or args.out:
+            raise ConfigError("--resume continues a run with its saved config; it takes no "
+                              "TASK, --config, --set or --out (only --data and --json)")
+        task, cfg, _ = load_run(args.resume, args.data, need=(CONFIG, TASK_STATE))
+        cls, run = type(task), Path(args.resume)
+        say(f"resuming {cls.name} in {run}")
+    else:
+        if args.task is None:
+            raise ConfigError("train needs a TASK (see `rnnlab tasks`) or --resume RUN")
+        cls = get_task(args.task)
+        overrides = (preset_overrides(cls, args.config)
+                     + [kv for group in args.set for kv in group])
+        cfg = apply_overrides(cls.default_config(), overrides)
+        if args.data is not None:
+            if not cls.uses_data_file:
+                raise TaskError(f"task {cls.name!r} generates its own data; --data does not "
+                                f"apply")
+            cfg.data.path = args.data
+        cfg.train.check()
+        resolve_device(cfg.train.device)
+        task = cls(cfg)                              # reads and checks the data
+        run = fresh_run_dir(args.out if args.out is not None else Path("runs") / cls.name)
+        say(f"training {cls.name} -> {run}")
+    model, final = train(task, cfg, run, log=say, progress=None if not args.json else False,
+                         resume=args.resume is not None)
     say(f"final  | {_fmt(final)}")
     say(f"run saved to {run}")
     result = {"task": cls.name, "run": str(run), **final}

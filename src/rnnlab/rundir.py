@@ -4,14 +4,21 @@
         config.json         resolved config: {"task": ..., "model": ..., "data": ..., "train": ...}
         task_state.json     task state the model needs, as JSON (e.g. the char vocabulary)
         model.safetensors   weights
-        train_state.pt      step, optimizer state, RNG states (tensors and plain containers only;
-                            loaded with torch.load(weights_only=True), never unpickled freely)
+        train_state.pt      the checkpoint to resume from, as one file: step, weights, optimizer
+                            and scheduler state, RNG states, the task's data position (tensors
+                            and plain containers only; loaded with torch.load(weights_only=True),
+                            never unpickled freely)
         metrics.jsonl       one JSON object per line: {"step", "split", <metric>: value, ...}
         loss.png            train and valid loss against step
         summary.txt         a short human summary
 
-Every file except ``metrics.jsonl`` (appended a line at a time) is written to a temporary file
-and moved into place with ``os.replace``, so a crash never leaves a half-written file.
+Every file except ``metrics.jsonl`` (appended a line at a time) is written to a temporary file,
+flushed to disk and moved into place with ``os.replace``, so a crash never leaves a
+half-written file. Resuming needs only ``train_state.pt``: because everything a resumed run
+needs is in that one file, a kill between writing it and ``model.safetensors`` cannot pair
+weights of one step with optimizer state of another. On resume ``metrics.jsonl`` is cut back
+to the checkpoint's step (:func:`truncate_metrics`), dropping lines a killed run wrote after it,
+a torn last line included.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ __all__ = [
     "RunDirError", "CONFIG", "TASK_STATE", "WEIGHTS", "TRAIN_STATE", "METRICS", "PLOT", "SUMMARY",
     "fresh_run_dir", "check_run_dir", "write_json", "read_json", "save_weights", "load_weights",
     "save_train_state", "load_train_state", "append_metrics", "read_metrics", "plot_losses",
-    "write_text",
+    "write_text", "truncate_metrics",
 ]
 
 CONFIG = "config.json"
@@ -83,6 +90,8 @@ def _atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        with open(tmp, "rb") as f:          # on disk before the rename makes it visible
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -122,14 +131,17 @@ def load_weights(path: Path, model: nn.Module) -> None:
                           f"config: {str(e).splitlines()[0]}") from None
 
 
-def save_train_state(path: Path, step: int, optimizer: torch.optim.Optimizer,
-                     batch_generator: torch.Generator) -> None:
-    """Everything beyond the weights needed to resume: step, optimizer and RNG states."""
+def save_train_state(path: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
+                     batch_generator: torch.Generator, **extra) -> None:
+    """Everything needed to resume at ``step``, in one file: weights, optimizer state, the
+    global and batch RNG states, plus ``extra`` (plain containers, numbers and tensors)."""
     state = {
         "step": step,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "batch_rng": batch_generator.get_state(),
+        **extra,
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -150,10 +162,23 @@ def append_metrics(path: Path, record: dict) -> None:
 
 
 def read_metrics(path: Path) -> list[dict]:
+    """The records of ``metrics.jsonl``; a torn last line (a killed run) is skipped."""
     if not Path(path).exists():
         return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    records = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Keep only the records up to ``step`` (those a resumed run will not write again)."""
+    kept = [r for r in read_metrics(path) if isinstance(r, dict) and r.get("step", 0) <= step]
+    write_text(Path(path), "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def plot_losses(run: Path) -> None:

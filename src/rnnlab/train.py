@@ -129,13 +129,20 @@ def clip_gradients(params: list[nn.Parameter], clip_norm, clip_value) -> float:
 
 def train(task, cfg: RunConfig, run: Path | None = None, *,
           log: Callable[[str], None] = print, progress: bool | None = None,
-          on_checkpoint: Callable[[int, Path], None] | None = None):
+          on_checkpoint: Callable[[int, Path], None] | None = None, resume: bool = False):
     """Train ``task.build_model()`` with ``cfg.train``; return ``(model, final_metrics)``.
 
     ``run`` is the run directory to write (None: write nothing). ``log`` receives one line
     per evaluation. ``progress`` shows a tqdm bar on stderr (default: when stderr is a TTY).
     ``on_checkpoint(step, run)`` is called after each checkpoint is written.
     ``final_metrics`` maps ``"<split>_<metric>"`` (``valid_bpc``, ``test_mse``, ...) to floats.
+
+    ``resume=True`` continues the run in ``run`` from its last checkpoint (``train_state.pt``):
+    weights, optimizer and scheduler state, both RNG states, the task's data position and the
+    partial log window are restored, so on the CPU the resumed run ends with weights
+    bit-identical to an uninterrupted one. Without a checkpoint it starts from step 0.
+    A non-finite loss or gradient norm raises :class:`TrainingError` naming the step; the
+    last checkpoint, written before it, is left as it was.
     """
     tc: TrainConfig = cfg.train
     tc.check()
@@ -148,7 +155,13 @@ def train(task, cfg: RunConfig, run: Path | None = None, *,
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(model, tc)
     schedule = make_schedule(optimizer, tc)
-    if run is not None:
+    saved = None
+    if resume:
+        if run is None:
+            raise ValueError("resume=True needs the run directory")
+        if (run / rundir.TRAIN_STATE).is_file():
+            saved = rundir.load_train_state(run / rundir.TRAIN_STATE)
+    if saved is None and run is not None:
         rundir.write_json(run / rundir.CONFIG, {"task": task.name, **to_dict(cfg)})
         rundir.write_json(run / rundir.TASK_STATE, task.state_dict())
 
@@ -163,33 +176,55 @@ def train(task, cfg: RunConfig, run: Path | None = None, *,
         record(step, split, metrics)
         return metrics
 
+    window: dict[str, list[float]] = {}
+    last_checkpoint = 0
+
     def checkpoint(step: int) -> None:
+        nonlocal last_checkpoint
         if run is None:
             return
+        # train_state.pt first: it alone is what --resume reads
+        rundir.save_train_state(
+            run / rundir.TRAIN_STATE, step, model, optimizer, batch_rng,
+            schedule=schedule.state_dict() if schedule is not None else {},
+            task_position=task.position(), window=window, valid=valid)
         rundir.save_weights(run / rundir.WEIGHTS, model)
-        rundir.save_train_state(run / rundir.TRAIN_STATE, step, optimizer, batch_rng)
+        last_checkpoint = step
         if on_checkpoint is not None:
             on_checkpoint(step, run)
 
+    def diverged(step: int, what: str) -> TrainingError:
+        kept = (f"the checkpoint of step {last_checkpoint} in {str(run)!r} is kept"
+                if run is not None and last_checkpoint else "no checkpoint was written")
+        return TrainingError(f"training diverged at step {step}: {what}; {kept}; "
+                             f"try a lower train.lr or a train.clip_norm")
+
     start = time.perf_counter()
     metric = task.main_metric
-    valid = evaluate(0, "valid")
-    log(f"step {0:>6} | valid {metric} {valid[metric]:.4f} (untrained)")
+    first = 1
+    if saved is not None:
+        first = _restore(saved, model, optimizer, schedule, batch_rng, task, device) + 1
+        window, valid, last_checkpoint = saved["window"], saved["valid"], first - 1
+        rundir.truncate_metrics(run / rundir.METRICS, first - 1)
+        log(f"resuming {task.name} from step {first - 1} of {tc.steps}")
+    else:
+        valid = evaluate(0, "valid")
+        log(f"step {0:>6} | valid {metric} {valid[metric]:.4f} (untrained)")
     show = progress if progress is not None else sys.stderr.isatty()
-    bar = tqdm(range(1, tc.steps + 1), desc=task.name, disable=not show, file=sys.stderr,
-               dynamic_ncols=True, leave=False)
-    window: dict[str, list[float]] = {}
+    bar = tqdm(range(first, tc.steps + 1), desc=task.name, disable=not show, file=sys.stderr,
+               dynamic_ncols=True, leave=False, initial=first - 1, total=tc.steps)
     model.train()
     for step in bar:
         task.step = step
         batch = task.batch(batch_rng, tc.batch_size, device)
         loss, metrics = task.loss(model, batch)
         if not math.isfinite(loss.item()):
-            raise TrainingError(f"training diverged at step {step}: loss is {loss.item()}; "
-                                f"try a lower train.lr or a train.clip_norm")
+            raise diverged(step, f"loss is {loss.item()}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = clip_gradients(params, tc.clip_norm, tc.clip_value)
+        if not math.isfinite(grad_norm):
+            raise diverged(step, f"gradient norm is {grad_norm}")
         optimizer.step()
         if schedule is not None:
             schedule.step()
@@ -218,6 +253,20 @@ def train(task, cfg: RunConfig, run: Path | None = None, *,
         rundir.plot_losses(run)
         rundir.write_text(run / rundir.SUMMARY, summary(task, cfg, model, final, device))
     return model, final
+
+
+def _restore(saved: dict, model, optimizer, schedule, batch_rng, task, device) -> int:
+    """Load a checkpoint written by ``train`` into the live objects; return its step."""
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    if schedule is not None and saved.get("schedule"):
+        schedule.load_state_dict(saved["schedule"])
+    torch.set_rng_state(saved["torch_rng"])
+    batch_rng.set_state(saved["batch_rng"])
+    if device.type == "cuda" and "cuda_rng" in saved:
+        torch.cuda.set_rng_state_all(saved["cuda_rng"])
+    task.set_position(saved.get("task_position", {}))
+    return int(saved["step"])
 
 
 def summary(task, cfg: RunConfig, model: nn.Module, final: dict, device) -> str:
