@@ -6,10 +6,12 @@
 from .base import Task, TaskError
 from .char_lm import CharLM
 from .synthetic import Adding, Copy
+from .word_lm import WordLM
 
-__all__ = ["TASKS", "Task", "TaskError", "CharLM", "Adding", "Copy", "get_task", "load_run"]
+__all__ = ["TASKS", "Task", "TaskError", "CharLM", "Adding", "Copy", "WordLM", "get_task",
+           "load_run"]
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (CharLM, Adding, Copy)}
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (CharLM, Adding, Copy, WordLM)}
 
 
 def get_task(name: str) -> type[Task]:
@@ -20,20 +22,17 @@ def get_task(name: str) -> type[Task]:
         raise TaskError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}") from None
 
 
-def load_run(path, data_path: str | None = None, need=None):
+def load_run(path, data_path: str | None = None):
     """Rebuild ``(task, cfg, model)`` from a run directory written by :func:`rnnlab.train`.
 
-    ``data_path`` replaces the saved ``data.path`` (for tasks that read a file). ``need`` is
-    the files the directory must hold (default: config, task state and weights); without
-    the weights file the model keeps its fresh initialisation. Raises
+    ``data_path`` replaces the saved ``data.path`` (for tasks that read a file). Raises
     :class:`rnnlab.rundir.RunDirError` for a missing or incomplete directory.
     """
-    from .. import rundir
     from ..config import ConfigError, from_dict
+    from ..rundir import CONFIG, TASK_STATE, WEIGHTS, check_run_dir, load_weights, read_json
 
-    CONFIG, TASK_STATE, WEIGHTS = rundir.CONFIG, rundir.TASK_STATE, rundir.WEIGHTS
-    run = rundir.check_run_dir(path, rundir.REQUIRED if need is None else need)
-    raw = rundir.read_json(run / CONFIG)
+    run = check_run_dir(path)
+    raw = read_json(run / CONFIG)
     if not isinstance(raw, dict) or not isinstance(raw.get("task"), str):
         raise ConfigError(f"{str(run / CONFIG)!r} does not name its task")
     cls = get_task(raw.pop("task"))
@@ -42,9 +41,8 @@ def load_run(path, data_path: str | None = None, need=None):
         if not cls.uses_data_file:
             raise TaskError(f"task {cls.name!r} generates its own data; --data does not apply")
         cfg.data.path = data_path
-    state = rundir.read_json(run / TASK_STATE)
+    state = read_json(run / TASK_STATE)
     task = cls(cfg, state=state)
     model = task.build_model()
-    if (run / WEIGHTS).is_file():
-        rundir.load_weights(run / WEIGHTS, model)
+    load_weights(run / WEIGHTS, model)
     return task, cfg, model
