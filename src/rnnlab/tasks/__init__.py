@@ -22,17 +22,20 @@ def get_task(name: str) -> type[Task]:
         raise TaskError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}") from None
 
 
-def load_run(path, data_path: str | None = None):
+def load_run(path, data_path: str | None = None, need=None):
     """Rebuild ``(task, cfg, model)`` from a run directory written by :func:`rnnlab.train`.
 
-    ``data_path`` replaces the saved ``data.path`` (for tasks that read a file). Raises
+    ``data_path`` replaces the saved ``data.path`` (for tasks that read a file). ``need`` is
+    the files the directory must hold (default: config, task state and weights); without
+    the weights file the model keeps its fresh initialisation. Raises
     :class:`rnnlab.rundir.RunDirError` for a missing or incomplete directory.
     """
+    from .. import rundir
     from ..config import ConfigError, from_dict
-    from ..rundir import CONFIG, TASK_STATE, WEIGHTS, check_run_dir, load_weights, read_json
 
-    run = check_run_dir(path)
-    raw = read_json(run / CONFIG)
+    CONFIG, TASK_STATE, WEIGHTS = rundir.CONFIG, rundir.TASK_STATE, rundir.WEIGHTS
+    run = rundir.check_run_dir(path, rundir.REQUIRED if need is None else need)
+    raw = rundir.read_json(run / CONFIG)
     if not isinstance(raw, dict) or not isinstance(raw.get("task"), str):
         raise ConfigError(f"{str(run / CONFIG)!r} does not name its task")
     cls = get_task(raw.pop("task"))
@@ -41,8 +44,9 @@ def load_run(path, data_path: str | None = None):
         if not cls.uses_data_file:
             raise TaskError(f"task {cls.name!r} generates its own data; --data does not apply")
         cfg.data.path = data_path
-    state = read_json(run / TASK_STATE)
+    state = rundir.read_json(run / TASK_STATE)
     task = cls(cfg, state=state)
     model = task.build_model()
-    load_weights(run / WEIGHTS, model)
+    if (run / WEIGHTS).is_file():
+        rundir.load_weights(run / WEIGHTS, model)
     return task, cfg, model
