@@ -183,6 +183,17 @@ def test_perplexity_is_exp_of_the_loss_over_every_token(tmp_path):
     assert set(metrics) == {"perplexity"}
 
 
+def test_unigram_baseline(tmp_path):
+    root = write_ptb(tmp_path / "d", train=["a a b", "a"], valid=["b c"], test=["a"])
+    task = make_task(root, "train.batch_size=1", "data.bptt=1")
+    # vocab a, <eos>, b, <unk>; train counts 3, 2, 1, 0 -> add-one: 4, 3, 2, 1 over 10
+    p = {"a": 0.4, EOS: 0.3, "b": 0.2, UNK: 0.1}
+    nats = -(math.log(p[UNK]) + math.log(p[EOS])) / 2        # targets of "b c <eos>"
+    got = task.unigram("valid")
+    assert got["loss"] == pytest.approx(nats) and got["perplexity"] == pytest.approx(
+        math.exp(nats))
+
+
 # --- presets, init, tying, epochs -----------------------------------------------------------
 
 
@@ -371,6 +382,43 @@ def test_position_round_trip_continues_with_the_same_window(tmp_path):
         b.set_position({**pos, "batch_size": 5})
     with pytest.raises(TaskError, match="bad word-lm position"):
         b.set_position({"epoch": 0, "window": a.windows_per_epoch + 1})
+
+
+def test_resume_through_the_training_loop_continues_the_stream(tmp_path):
+    from rnnlab.tasks import load_run
+    from rnnlab.train import train
+
+    root = write_ptb(tmp_path / "d")
+    E = make_task(root).windows_per_epoch
+    over = [f"train.steps={E + 3}", "train.checkpoint_every=4", "train.eval_every=1000",
+            "train.threads=1", "train.device=cpu"]
+    whole_task = make_task(root, *over)
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    train(whole_task, whole_task.cfg, whole, log=lambda _: None, progress=False)
+
+    class Crash(Exception):
+        pass
+
+    def crash_at_8(step, run):
+        if step == 8:
+            raise Crash
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    task = make_task(root, *over)
+    with pytest.raises(Crash):
+        train(task, task.cfg, broken, log=lambda _: None, progress=False,
+              on_checkpoint=crash_at_8)
+    assert task.position() == {"epoch": 0, "window": 8, "batch_size": 4}
+    resumed, cfg, _ = load_run(broken, need=(rundir.CONFIG, rundir.TASK_STATE))
+    seen = []
+    batch = resumed.batch
+    resumed.batch = lambda *a: (seen.append(dict(resumed.position())), batch(*a))[1]
+    train(resumed, cfg, broken, log=lambda _: None, progress=False, resume=True)
+    assert seen[0] == {"epoch": 0, "window": 8, "batch_size": 4}      # window 9 comes next
+    assert resumed.position() == whole_task.position() == \
+        {"epoch": 1, "window": 3, "batch_size": 4}
 
 
 def test_registered():

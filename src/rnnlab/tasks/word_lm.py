@@ -42,6 +42,9 @@ the carried state itself, so ``train.batch_size`` must stay the same through a r
 run continues with the same window; the carried state is *not* saved, a resumed run starts
 that window from a zero state (a few windows of slightly worse context, once).
 
+Baseline: :meth:`WordLM.unigram` scores a split with the add-one unigram distribution of the
+training split (what a model that ignores context can reach).
+
 Evaluation reads the whole valid/test split as ``data.eval_streams`` parallel streams in
 windows of ``bptt`` with the state carried, and scores every token: the few ids that do not
 fill the S x L block are scored as the continuation of the last stream.
@@ -481,6 +484,16 @@ class WordLM(Task):
             total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
         nats = total / n
         return {"loss": nats, "perplexity": math.exp(min(nats, 700.0))}
+
+    def unigram(self, split: str) -> dict[str, float]:
+        """The unigram baseline on ``split``: p(w) = (count_train(w) + 1) / (N_train + V)
+        (add-one, so every word of the vocabulary has p > 0), scored on the same targets as
+        :meth:`evaluate` (every token but the first); ``{"loss", "perplexity"}``."""
+        data = self._ensure_data()
+        counts = torch.bincount(data["train"], minlength=len(self.vocab)).double() + 1.0
+        log_p = counts.log() - counts.sum().log()                          # (V,)
+        nats = -log_p[data[split][1:]].mean().item()
+        return {"loss": nats, "perplexity": math.exp(nats)}
 
     # --- sampling ---
 
