@@ -5,13 +5,14 @@
 
 from .base import Task, TaskError
 from .char_lm import CharLM
+from .music import Music
 from .synthetic import Adding, Copy
 from .word_lm import WordLM
 
-__all__ = ["TASKS", "Task", "TaskError", "CharLM", "Adding", "Copy", "WordLM", "get_task",
+__all__ = ["TASKS", "Task", "TaskError", "CharLM", "Music", "Adding", "Copy", "WordLM", "get_task",
            "load_run"]
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (CharLM, Adding, Copy, WordLM)}
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (CharLM, Music, Adding, Copy, WordLM)}
 
 
 def get_task(name: str) -> type[Task]:
