@@ -5,14 +5,17 @@
 
 from .base import Task, TaskError
 from .char_lm import CharLM
+from .digits import Digits
+from .forecast import Forecast
 from .music import Music
 from .synthetic import Adding, Copy
 from .word_lm import WordLM
 
-__all__ = ["TASKS", "Task", "TaskError", "CharLM", "Music", "Adding", "Copy", "WordLM", "get_task",
-           "load_run"]
+__all__ = ["TASKS", "Task", "TaskError", "CharLM", "Music", "Adding", "Copy", "WordLM", "Forecast",
+           "Digits", "get_task", "load_run"]
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (CharLM, Music, Adding, Copy, WordLM)}
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (CharLM, Music, Adding, Copy, WordLM,
+                                                          Forecast, Digits)}
 
 
 def get_task(name: str) -> type[Task]:
