@@ -118,6 +118,8 @@ class ForecastData:
     mode: Literal["many-to-one", "many-to-many"] = "many-to-one"
     season: int = 24           # period of the seasonal-naive baseline (24 = daily, hourly data)
     split: Literal["auto", "ratio", "etth", "ettm"] = "auto"
+    relative: bool = False     # read changes from the window's last step, forecast changes
+    #                            from the target's last value (NLinear); many-to-one only
     eval_batch: int = 512      # windows per forward pass when scoring a split
     synthetic_rows: int = 6000  # length of the generated series (no --data)
     seed: int = 1234           # seeds the generated series
@@ -207,6 +209,10 @@ class Forecast(Task):
         for key in ("window", "horizon", "season", "eval_batch", "synthetic_rows"):
             if getattr(d, key) < 1:
                 raise ConfigError(f"data.{key} must be at least 1, got {getattr(d, key)}")
+        if d.relative and d.mode != "many-to-one":
+            raise ConfigError("data.relative=true needs data.mode=many-to-one: the offset is "
+                              "the window's last step, which the earlier steps of a "
+                              "many-to-many forecast have not seen")
         self.X: Tensor | None = None        # (rows, F) normalised inputs
         self.Y: Tensor | None = None        # (rows, K) normalised targets
         self._baselines: dict[str, dict[str, float]] = {}
@@ -244,8 +250,9 @@ class Forecast(Task):
             self.targets = _names(d.target, "target") or [series.columns[-1]]
             self.inputs = _names(d.inputs, "inputs") or list(series.columns)
             self.used = self.inputs + [c for c in self.targets if c not in self.inputs]
-        cols = self._columns(series, self.used, "inputs" if stats is None else "inputs/target")
         self._columns(series, self.targets, "target")
+        self._columns(series, self.inputs, "inputs")
+        cols = self._columns(series, self.used, "inputs")
         n = len(series.values)
         name = Path(series.path).name
         train_end, valid_end, test_end = split_bounds(n, d.split, name)
@@ -315,7 +322,10 @@ class Forecast(Task):
         d, train = self.cfg.data, self.origins["train"]
         origins = train[torch.randint(0, len(train), (batch_size,), generator=generator)]
         xs = self._windows(origins)
-        if d.mode == "many-to-one":
+        if d.relative:                  # changes from the window's last step (many-to-one)
+            xs = xs - xs[-1:]
+            ys = self._futures(origins) - self.Y[origins - 1][:, None]      # (B, horizon, K)
+        elif d.mode == "many-to-one":
             ys = self._futures(origins)                                      # (B, horizon, K)
         else:        # step t of the window (row origin - T + t) forecasts rows after it
             steps = origins[:, None] - d.window + 1 + torch.arange(d.window)  # (B, T)
@@ -336,15 +346,23 @@ class Forecast(Task):
         mse = torch.mean((preds - ys) ** 2)
         return mse, {"mse": mse.item(), "mae": torch.mean(torch.abs(preds - ys)).item()}
 
+    def _forecast_windows(self, model, xs: Tensor, last: Tensor) -> Tensor:
+        """Forecasts ``(B, horizon, K)`` from input windows ``xs (T, B, F)`` whose targets'
+        last observed values are ``last (B, K)`` (used by ``data.relative``)."""
+        if not self.cfg.data.relative:
+            return self._predict(model, xs)[-1]
+        return self._predict(model, xs - xs[-1:])[-1] + last[:, None]
+
     @torch.no_grad()
     def forecast(self, model, origins: Tensor, device) -> Tensor:
         """The net's forecasts ``(N, horizon, K)`` (normalised) from each origin, on CPU."""
         self._ensure_data()
         out = []
         for i in range(0, len(origins), self.cfg.data.eval_batch):
-            xs = self._windows(origins[i:i + self.cfg.data.eval_batch]).to(device)
-            out.append(self._predict(model, xs)[-1].float().cpu())           # (B, horizon, K)
-        return torch.cat(out)
+            chunk = origins[i:i + self.cfg.data.eval_batch]
+            xs, last = self._windows(chunk).to(device), self.Y[chunk - 1].to(device)
+            out.append(self._forecast_windows(model, xs, last).float().cpu())
+        return torch.cat(out)                                                # (N, horizon, K)
 
     @torch.no_grad()
     def evaluate(self, model, split, device):
@@ -388,10 +406,12 @@ class Forecast(Task):
             raise DataError(f"{path}: too few rows: {len(series.values)}, the model reads "
                             f"data.window = {window}")
         z = (series.values[-window:, cols] - self.mean) / self.std                 # (T, used)
-        xs = torch.from_numpy(z[:, [self.used.index(c) for c in self.inputs]]).float()
-        with torch.no_grad():
-            pred = self._predict(model, xs[:, None].to(device))[-1, 0].cpu().double()
+        z = torch.from_numpy(z).float()
+        xs = z[:, [self.used.index(c) for c in self.inputs]]                       # (T, F)
         k = [self.used.index(c) for c in self.targets]
+        with torch.no_grad():
+            pred = self._forecast_windows(model, xs[:, None].to(device),
+                                          z[-1:, k].to(device))[0].cpu().double()
         pred = pred.numpy() * self.std[k] + self.mean[k]                          # (horizon, K)
         lines = [f"forecast after {path} (last row {series.times[-1]}):",
                  "step  " + "  ".join(f"{c:>12}" for c in self.targets)]
