@@ -8,14 +8,15 @@ from .char_lm import CharLM
 from .digits import Digits
 from .forecast import Forecast
 from .music import Music
+from .pos import Pos
 from .synthetic import Adding, Copy
 from .word_lm import WordLM
 
 __all__ = ["TASKS", "Task", "TaskError", "CharLM", "Music", "Adding", "Copy", "WordLM", "Forecast",
-           "Digits", "get_task", "load_run"]
+           "Digits", "Pos", "get_task", "load_run"]
 
 TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (CharLM, Music, Adding, Copy, WordLM,
-                                                          Forecast, Digits)}
+                                                          Forecast, Digits, Pos)}
 
 
 def get_task(name: str) -> type[Task]:
