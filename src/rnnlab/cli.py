@@ -7,6 +7,7 @@
     rnnlab generate RUN [--prompt TEXT] [--temperature T] [--length N] [--seed S]
                         [--out FILE] [--json]
     rnnlab predict RUN INPUT ... [--json]     (also spelled `translate` and `caption`)
+    rnnlab diagnose RUN [--batch N] [--seed S] [--json]
     rnnlab bench [--threads 1 2] [--configs ...] [--cells ...] [--repeats N] [--json]
                  [--out FILE]
 
@@ -28,13 +29,14 @@ import torch
 from . import bench
 from .config import ConfigError, apply_overrides
 from .data.text import DataError
+from .diagnose import DiagnoseError, diagnose_run
 from .rundir import CONFIG, TASK_STATE, RunDirError, fresh_run_dir
 from .tasks import TASKS, TaskError, get_task, load_run
 from .train import TrainingError, resolve_device, train
 
 __all__ = ["main"]
 
-USER_ERRORS = (ConfigError, DataError, RunDirError, TaskError)
+USER_ERRORS = (ConfigError, DataError, RunDirError, TaskError, DiagnoseError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,6 +74,15 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--out", metavar="FILE", help="also write the sample to FILE (music: a "
                    "MIDI file)")
     g.add_argument("--json", action="store_true", help="print the sample as JSON")
+
+    d = sub.add_parser("diagnose", help="gradient flow through time, Jacobian and weight "
+                       "spectra, gate saturation; PNGs and an offline HTML report")
+    d.add_argument("run", metavar="RUN", help="run directory")
+    d.add_argument("--batch", type=_positive_int, default=32, help="sequences measured")
+    d.add_argument("--seed", type=int, default=0, help="which training batch")
+    d.add_argument("--max-steps", type=_positive_int, default=100,
+                   help="steps of the Jacobian trajectory (default 100)")
+    d.add_argument("--json", action="store_true", help="print the figures as JSON")
 
     for name, help_ in (("predict", "apply a saved run to inputs (tag, classify, ...)"),
                         ("translate", "translate sentences with a saved translate run"),
@@ -121,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_bench(args)
         if args.command in ("predict", "translate", "caption"):
             return cmd_predict(args)
+        if args.command == "diagnose":
+            return cmd_diagnose(args)
         return cmd_generate(args)
     except USER_ERRORS as e:
         print(f"rnnlab: error: {e}", file=sys.stderr)
@@ -278,3 +291,12 @@ def cmd_bench(args) -> int:
         Path(args.out).write_text(bench.results_markdown(rows, args.threads, info, command),
                                   encoding="utf-8")
     return 1 if bench.failures(rows) else 0
+
+
+def cmd_diagnose(args) -> int:
+    say = _say(args.json)
+    result = diagnose_run(args.run, args.batch, args.seed, args.max_steps, log=say)
+    say(f"report: {result['report']}")
+    if args.json:
+        print(json.dumps(result))
+    return 0

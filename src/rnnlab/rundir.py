@@ -8,6 +8,8 @@
                             and scheduler state, RNG states, the task's data position (tensors
                             and plain containers only; loaded with torch.load(weights_only=True),
                             never unpickled freely)
+        checkpoints/        step-000000.safetensors, ...: the weights at each checkpoint and
+                            before training (train.keep_checkpoints), for `rnnlab diagnose`
         metrics.jsonl       one JSON object per line: {"step", "split", <metric>: value, ...}
         loss.png            train and valid loss against step
         summary.txt         a short human summary
@@ -37,7 +39,7 @@ __all__ = [
     "RunDirError", "CONFIG", "TASK_STATE", "WEIGHTS", "TRAIN_STATE", "METRICS", "PLOT", "SUMMARY",
     "fresh_run_dir", "check_run_dir", "write_json", "read_json", "save_weights", "load_weights",
     "save_train_state", "load_train_state", "append_metrics", "read_metrics", "plot_losses",
-    "write_text", "truncate_metrics",
+    "write_text", "truncate_metrics", "checkpoint_path", "list_checkpoints",
 ]
 
 CONFIG = "config.json"
@@ -46,6 +48,7 @@ WEIGHTS = "model.safetensors"
 TRAIN_STATE = "train_state.pt"
 METRICS = "metrics.jsonl"
 PLOT = "loss.png"
+CHECKPOINTS = "checkpoints"
 SUMMARY = "summary.txt"
 
 #: what a finished run must hold to be evaluated or sampled from
@@ -82,6 +85,23 @@ def check_run_dir(path: str | Path, need=REQUIRED) -> Path:
         raise RunDirError(f"run directory {str(path)!r} is incomplete: missing "
                           + ", ".join(missing))
     return path
+
+
+def checkpoint_path(run: Path, step: int) -> Path:
+    """``run/checkpoints/step-NNNNNN.safetensors`` (the directory is created)."""
+    folder = Path(run) / CHECKPOINTS
+    folder.mkdir(exist_ok=True)
+    return folder / f"step-{step:06d}.safetensors"
+
+
+def list_checkpoints(run: Path) -> list[tuple[int, Path]]:
+    """``[(step, path), ...]`` of the kept checkpoints, by step."""
+    found = []
+    for path in (Path(run) / CHECKPOINTS).glob("step-*.safetensors"):
+        digits = path.name[len("step-"):-len(".safetensors")]
+        if digits.isdigit():
+            found.append((int(digits), path))
+    return sorted(found)
 
 
 def _atomic_write(path: Path, write) -> None:

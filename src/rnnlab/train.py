@@ -50,6 +50,8 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 100              # steps between valid evaluations
     checkpoint_every: int = 500        # steps between checkpoints (the last step always saves)
+    keep_checkpoints: bool = True      # also keep each checkpoint's weights (and the untrained
+                                       # model's) in checkpoints/, for `rnnlab diagnose`
     log_every: int = 10                # steps averaged into one train line of metrics.jsonl
     threads: int = 0                   # torch intra-op threads; 0 = leave torch's default
     device: Literal["cpu", "cuda", "auto"] = "auto"
@@ -189,6 +191,8 @@ def train(task, cfg: RunConfig, run: Path | None = None, *,
             schedule=schedule.state_dict() if schedule is not None else {},
             task_position=task.position(), window=window, valid=valid)
         rundir.save_weights(run / rundir.WEIGHTS, model)
+        if tc.keep_checkpoints:
+            rundir.save_weights(rundir.checkpoint_path(run, step), model)
         last_checkpoint = step
         if on_checkpoint is not None:
             on_checkpoint(step, run)
@@ -210,6 +214,8 @@ def train(task, cfg: RunConfig, run: Path | None = None, *,
     else:
         valid = evaluate(0, "valid")
         log(f"step {0:>6} | valid {metric} {valid[metric]:.4f} (untrained)")
+        if run is not None and tc.keep_checkpoints:
+            rundir.save_weights(rundir.checkpoint_path(run, 0), model)
     show = progress if progress is not None else sys.stderr.isatty()
     bar = tqdm(range(first, tc.steps + 1), desc=task.name, disable=not show, file=sys.stderr,
                dynamic_ncols=True, leave=False, initial=first - 1, total=tc.steps)

@@ -66,7 +66,8 @@ def length_mask(lengths, T: int, B: int, device=None) -> Tensor | None:
     return (steps[:, None] < lengths.to(device)[None, :]).unsqueeze(-1)
 
 
-def unroll(cell, xs: Tensor, state=None, lengths=None, reverse: bool = False):
+def unroll(cell, xs: Tensor, state=None, lengths=None, reverse: bool = False,
+           trace: list | None = None):
     """Run ``cell`` over a sequence, one step at a time (the reference path).
 
     ::
@@ -85,6 +86,8 @@ def unroll(cell, xs: Tensor, state=None, lengths=None, reverse: bool = False):
       outputs are zero. In reverse, each sequence's valid part is read backwards from its
       own last step, so the padding never enters the state.
     - ``reverse``: run from the last step to the first.
+    - ``trace``: a list to receive ``(t, state_before, state_after)`` for every step, in the
+      order the steps run (the diagnostics read gradients and Jacobians off these).
 
     **Returns:** ``(ys, state)`` with ys (T, B, O) and the final state.
     """
@@ -95,6 +98,7 @@ def unroll(cell, xs: Tensor, state=None, lengths=None, reverse: bool = False):
     x_steps = xs.unbind(0)  # views made once: x[t] in a loop costs O(T^2) in backward
     ys: list[Tensor | None] = [None] * T
     for t in (reversed(range(T)) if reverse else range(T)):
+        before = state
         new, y = cell(state, x_steps[t])
         if mask is not None:
             keep = mask[t]
@@ -103,4 +107,6 @@ def unroll(cell, xs: Tensor, state=None, lengths=None, reverse: bool = False):
         else:
             state = new
         ys[t] = y
+        if trace is not None:
+            trace.append((t, before, state))
     return torch.stack(ys), state
