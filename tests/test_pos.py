@@ -13,7 +13,7 @@ from rnnlab.config import apply_overrides
 from rnnlab.data.conllu import Sentence, read_conllu, ud_split_files
 from rnnlab.data.text import DataError
 from rnnlab.tasks import TaskError
-from rnnlab.tasks.pos import UNK, CharEncoder, Pos
+from rnnlab.tasks.pos import UNK, CharCNN, CharEncoder, Pos
 from rnnlab.train import train
 
 TINY = ["train.threads=1", "train.device=cpu"]
@@ -209,7 +209,8 @@ def test_truncated_and_fake_gzip_are_errors_with_a_line(tmp_path, capsys):
     assert f"{fake}:1: not a valid gzip file" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("case", ["missing", "no-data", "empty", "too-few", "no-dev"])
+@pytest.mark.parametrize("case", ["missing", "no-data", "empty", "too-few", "no-dev",
+                                  "bad-cell"])
 def test_data_errors_through_the_cli(tmp_path, capsys, case):
     if case == "missing":
         code = run_train(tmp_path / "nope.conllu", tmp_path)
@@ -225,9 +226,13 @@ def test_data_errors_through_the_cli(tmp_path, capsys, case):
         path = tmp_path / "few.conllu"
         path.write_text(conllu(toy_corpus(5)), encoding="utf-8")
         code, phrase = run_train(path, tmp_path), "only 5 sentences"
-    else:
+    elif case == "no-dev":
         (tmp_path / "xx-ud-train.conllu").write_text(conllu(toy_corpus(5)), encoding="utf-8")
         code, phrase = run_train(tmp_path, tmp_path), "no *-ud-dev.conllu"
+    else:
+        path = tmp_path / "all.conllu"
+        path.write_text(conllu(toy_corpus(40)), encoding="utf-8")
+        code, phrase = run_train(path, tmp_path, "model.cell=lstmm"), "model.cell must be one of"
     assert code == 2
     assert phrase in capsys.readouterr().err
 
@@ -296,15 +301,28 @@ def test_word_dropout_rate(toy_folder):
     assert 0.2 < unk / real < 0.3
 
 
-def test_char_encoder_ignores_padding():
+@pytest.mark.parametrize("kind", ["lstm", "cnn"])
+def test_char_features_ignore_padding(kind):
     torch.manual_seed(0)
-    enc = CharEncoder("lstm", 10, 4, 5)
+    enc = CharEncoder("lstm", 10, 4, 5) if kind == "lstm" else CharCNN(10, 4, 5)
     chars = torch.tensor([[2, 3, 4], [5, 6, 0], [7, 0, 0]]).t()       # (L, U) = (3, 3)
     lengths = torch.tensor([3, 2, 1])
     together = enc(chars, lengths)                              # (U, 2C)
     for u in range(3):
         alone = enc(chars[:int(lengths[u]), u:u + 1], lengths[u:u + 1])
         assert torch.allclose(together[u], alone[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("options", [["model.char_model=cnn"], ["model.char_hidden=0"],
+                                     ["model.cell=gru", "model.num_layers=2"]])
+def test_model_options_train_a_step(toy_folder, options):
+    task = pos_task(toy_folder, *options)
+    model = task.build_model()
+    loss, metrics = task.loss(model, task.batch(torch.Generator().manual_seed(0), 4, "cpu"))
+    loss.backward()
+    assert torch.isfinite(loss) and 0 <= metrics["accuracy"] <= 1
+    assert all(p.grad is not None for p in model.parameters())
+    assert (model.chars is None) == ("model.char_hidden=0" in options)
 
 
 def test_evaluate_counts_every_token(toy_folder):

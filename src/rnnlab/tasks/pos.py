@@ -53,6 +53,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..cells import CELL_NAMES
 from ..config import ConfigError
 from ..data.conllu import Sentence, read_conllu, ud_split_files
 from ..data.text import DataError
@@ -194,13 +195,18 @@ class Pos(Task):
             raise ConfigError(f"data.max_word_chars must be at least 2, got {d.max_word_chars}")
         if d.eval_batch < 1:
             raise ConfigError(f"data.eval_batch must be at least 1, got {d.eval_batch}")
-        for key in ("word_embed", "hidden"):
+        if m.cell not in CELL_NAMES:
+            raise ConfigError(f"model.cell must be one of {', '.join(CELL_NAMES)}, got {m.cell!r}")
+        if not 0.0 <= m.dropout < 1.0:
+            raise ConfigError(f"model.dropout must lie in [0, 1), got {m.dropout}")
+        for key in ("word_embed", "hidden", "num_layers"):
             if getattr(m, key) < 1:
                 raise ConfigError(f"model.{key} must be at least 1, got {getattr(m, key)}")
         if m.char_hidden < 0 or (m.char_hidden > 0 and m.char_embed < 1):
             raise ConfigError("model.char_hidden must be >= 0 (0 = no character features) "
                               "and model.char_embed >= 1 when it is used")
         self.splits: dict[str, Encoded] | None = None
+        self._train_order: Tensor | None = None          # training sentences by length
         if state is None:
             sentences = self._read()
             self._build_vocab(sentences)
@@ -326,7 +332,7 @@ class Pos(Task):
         """``batch_size`` training sentences of similar length: a window of the length-sorted
         order at a random start (windows at both ends are cut short, so that every sentence
         is drawn with the same probability)."""
-        if not hasattr(self, "_train_order"):
+        if self._train_order is None:
             self._train_order = self._length_order("train")
         order = self._train_order
         N = len(order)
