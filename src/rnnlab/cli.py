@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from . import bench
+from . import bench, distributed
 from .config import ConfigError, apply_overrides
 from .data.text import DataError
 from .diagnose import DiagnoseError, diagnose_run
@@ -146,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _quiet(line: str) -> None:
+    """Where ranks other than 0 of a torchrun launch print: nowhere."""
+
+
 def _say(json_mode: bool):
     """Where human lines go: stdout normally, stderr when stdout is reserved for JSON."""
     stream = sys.stderr if json_mode else sys.stdout
@@ -197,12 +201,24 @@ def cmd_train(args) -> int:
                                 f"apply")
             cfg.data.path = args.data
         cfg.train.check()
-        resolve_device(cfg.train.device)
+        device = resolve_device(cfg.train.device)
         task = cls(cfg)                              # reads and checks the data
-        run = fresh_run_dir(args.out if args.out is not None else Path("runs") / cls.name)
+        if distributed.setup(device) > 1:           # torchrun: rank 0 picks the directory
+            run = None
+            if distributed.is_main():
+                run = fresh_run_dir(args.out if args.out is not None
+                                    else Path("runs") / cls.name)
+            run = Path(distributed.broadcast_object(None if run is None else str(run)))
+        else:
+            run = fresh_run_dir(args.out if args.out is not None else Path("runs") / cls.name)
         say(f"training {cls.name} -> {run}")
+    if not distributed.is_main():
+        say = _quiet
     model, final = train(task, cfg, run, log=say, progress=None if not args.json else False,
                          resume=args.resume is not None)
+    if not distributed.is_main():
+        distributed.shutdown()
+        return 0
     say(f"final  | {_fmt(final)}")
     say(f"run saved to {run}")
     result = {"task": cls.name, "run": str(run), **final}
@@ -216,6 +232,7 @@ def cmd_train(args) -> int:
         say("--- sample from the untrained model (same seed) ---")
         say(untrained)
         result.update(sample=trained, untrained_sample=untrained)
+    distributed.shutdown()
     if args.json:
         print(json.dumps(result))
     return 0

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from . import rundir
+from . import distributed, rundir
 from .config import ConfigError, RunConfig, to_dict
 
 __all__ = ["TrainConfig", "TrainingError", "train", "resolve_device", "make_optimizer"]
@@ -74,6 +74,10 @@ class TrainConfig:
         if not 0 < self.lr_decay_factor <= 1:
             raise ConfigError(f"train.lr_decay_factor must be in (0, 1], "
                               f"got {self.lr_decay_factor}")
+
+
+#: rank r of a torchrun launch draws its batches from the stream seeded train.seed + r * this
+RANK_STRIDE = 1_000_003
 
 
 class TrainingError(RuntimeError):
@@ -151,9 +155,19 @@ def train(task, cfg: RunConfig, run: Path | None = None, *,
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
     device = resolve_device(tc.device)
+    world = distributed.setup(device)                 # 1 unless launched by torchrun
+    rank = distributed.rank()
+    if tc.batch_size % world:
+        raise ConfigError(f"train.batch_size {tc.batch_size} must be a multiple of the "
+                          f"{world} processes (it is the global batch)")
+    if rank > 0:                                      # rank 0 alone writes and reports
+        log, progress = (lambda _: None), False
     torch.manual_seed(tc.seed)                        # weight init and dropout
-    batch_rng = torch.Generator().manual_seed(tc.seed)  # which batches, in which order
+    # which batches, in which order: each rank its own stream (rank 0 = the 1-process one)
+    batch_rng = torch.Generator().manual_seed(tc.seed + RANK_STRIDE * rank)
     model = task.build_model().to(device)
+    if world > 1:
+        distributed.broadcast_parameters(model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(model, tc)
     schedule = make_schedule(optimizer, tc)
@@ -163,6 +177,8 @@ def train(task, cfg: RunConfig, run: Path | None = None, *,
             raise ValueError("resume=True needs the run directory")
         if (run / rundir.TRAIN_STATE).is_file():
             saved = rundir.load_train_state(run / rundir.TRAIN_STATE)
+    if run is not None and rank > 0:
+        run = None                                    # read the checkpoint, write nothing
     if saved is None and run is not None:
         rundir.write_json(run / rundir.CONFIG, {"task": task.name, **to_dict(cfg)})
         rundir.write_json(run / rundir.TASK_STATE, task.state_dict())
@@ -172,6 +188,8 @@ def train(task, cfg: RunConfig, run: Path | None = None, *,
             rundir.append_metrics(run / rundir.METRICS, {"step": step, "split": split, **metrics})
 
     def evaluate(step: int, split: str) -> dict:
+        if rank > 0:
+            return {}
         model.eval()
         metrics = task.evaluate(model, split, device)
         model.train()
@@ -183,13 +201,16 @@ def train(task, cfg: RunConfig, run: Path | None = None, *,
 
     def checkpoint(step: int) -> None:
         nonlocal last_checkpoint
+        streams = ([] if world == 1 else                 # every rank's batch stream
+                   distributed.all_gather_tensor(batch_rng.get_state()))
         if run is None:
             return
         # train_state.pt first: it alone is what --resume reads
         rundir.save_train_state(
             run / rundir.TRAIN_STATE, step, model, optimizer, batch_rng,
             schedule=schedule.state_dict() if schedule is not None else {},
-            task_position=task.position(), window=window, valid=valid)
+            task_position=task.position(), window=window, valid=valid,
+            world_size=world, batch_rngs=streams)
         rundir.save_weights(run / rundir.WEIGHTS, model)
         if tc.keep_checkpoints:
             rundir.save_weights(rundir.checkpoint_path(run, step), model)
@@ -207,13 +228,20 @@ def train(task, cfg: RunConfig, run: Path | None = None, *,
     metric = task.main_metric
     first = 1
     if saved is not None:
+        if saved.get("world_size", 1) != world:
+            raise ConfigError(f"the checkpoint was written by {saved.get('world_size', 1)} "
+                              f"processes; resume it with the same number, not {world}")
         first = _restore(saved, model, optimizer, schedule, batch_rng, task, device) + 1
+        if world > 1:
+            batch_rng.set_state(saved["batch_rngs"][rank])
         window, valid, last_checkpoint = saved["window"], saved["valid"], first - 1
-        rundir.truncate_metrics(run / rundir.METRICS, first - 1)
+        if run is not None:
+            rundir.truncate_metrics(run / rundir.METRICS, first - 1)
         log(f"resuming {task.name} from step {first - 1} of {tc.steps}")
     else:
         valid = evaluate(0, "valid")
-        log(f"step {0:>6} | valid {metric} {valid[metric]:.4f} (untrained)")
+        if valid:
+            log(f"step {0:>6} | valid {metric} {valid[metric]:.4f} (untrained)")
         if run is not None and tc.keep_checkpoints:
             rundir.save_weights(rundir.checkpoint_path(run, 0), model)
     show = progress if progress is not None else sys.stderr.isatty()
@@ -222,12 +250,16 @@ def train(task, cfg: RunConfig, run: Path | None = None, *,
     model.train()
     for step in bar:
         task.step = step
-        batch = task.batch(batch_rng, tc.batch_size, device)
+        batch = task.batch(batch_rng, tc.batch_size // world, device)
         loss, metrics = task.loss(model, batch)
-        if not math.isfinite(loss.item()):
-            raise diverged(step, f"loss is {loss.item()}")
+        bad = not math.isfinite(loss.item())
+        if bad or (world > 1 and distributed.any_true(bad, device)):
+            raise diverged(step, f"loss is {loss.item()}" if bad else "loss is not finite on "
+                           "another process")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if world > 1:
+            distributed.average_gradients(params)
         grad_norm = clip_gradients(params, tc.clip_norm, tc.clip_value)
         if not math.isfinite(grad_norm):
             raise diverged(step, f"gradient norm is {grad_norm}")
@@ -242,7 +274,7 @@ def train(task, cfg: RunConfig, run: Path | None = None, *,
             record(step, "train", {**means, "lr": optimizer.param_groups[0]["lr"]})
             bar.set_postfix(loss=f"{means['loss']:.4f}")
             window = {}
-        if step % tc.eval_every == 0 or step == tc.steps:
+        if (step % tc.eval_every == 0 or step == tc.steps) and rank == 0:
             valid = evaluate(step, "valid")
             log(f"step {step:>6} | valid {metric} {valid[metric]:.4f} | "
                 f"train loss {loss.item():.4f} | grad norm {grad_norm:.3g} | "
@@ -255,6 +287,9 @@ def train(task, cfg: RunConfig, run: Path | None = None, *,
     final = {f"valid_{k}": v for k, v in valid.items()}
     final.update({f"test_{k}": v for k, v in test.items()})
     final["train_seconds"] = time.perf_counter() - start
+    if world > 1:
+        final["world_size"] = world
+        final["max_param_diff_across_ranks"] = distributed.max_abs_difference(model)
     if run is not None:
         rundir.plot_losses(run)
         rundir.write_text(run / rundir.SUMMARY, summary(task, cfg, model, final, device))
