@@ -9,14 +9,15 @@ from .digits import Digits
 from .forecast import Forecast
 from .music import Music
 from .pos import Pos
+from .sentiment import Sentiment
 from .synthetic import Adding, Copy
 from .word_lm import WordLM
 
 __all__ = ["TASKS", "Task", "TaskError", "CharLM", "Music", "Adding", "Copy", "WordLM", "Forecast",
-           "Digits", "Pos", "get_task", "load_run"]
+           "Digits", "Pos", "Sentiment", "get_task", "load_run"]
 
 TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (CharLM, Music, Adding, Copy, WordLM,
-                                                          Forecast, Digits, Pos)}
+                                                          Forecast, Digits, Pos, Sentiment)}
 
 
 def get_task(name: str) -> type[Task]:
