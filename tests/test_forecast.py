@@ -117,8 +117,7 @@ def test_constant_target_is_an_error_constant_input_is_not(tmp_path):
 
 def test_relative_needs_many_to_one(tmp_path, capsys):
     path = sine_csv(tmp_path)
-    assert main(["train", "forecast", "--data", str(path), "--set", "data.relative=true",
-                 "data.mode=many-to-many"]) == 2
+    assert main(["train", "forecast", "--data", str(path), "--set", "data.mode=many-to-many"]) == 2
     assert "data.relative=true needs data.mode=many-to-one" in capsys.readouterr().err
 
 
@@ -169,7 +168,7 @@ def test_seasonal_naive_is_exact_on_a_pure_sine(tmp_path):
 
 def test_many_to_many_targets_are_the_values_after_each_step(tmp_path):
     task = task_for(sine_csv(tmp_path), "data.window=6", "data.horizon=3", "data.season=24",
-                    "data.mode=many-to-many", "data.target=c,y")
+                    "data.mode=many-to-many", "data.target=c,y", "data.relative=false")
     xs, ys = task.batch(torch.Generator().manual_seed(0), 4, "cpu")
     assert xs.shape == (6, 4, 2) and ys.shape == (6, 4, 3, 2)
     for b in range(4):      # find the window by its first input row
@@ -178,6 +177,21 @@ def test_many_to_many_targets_are_the_values_after_each_step(tmp_path):
             assert torch.equal(ys[t, b], task.Y[start + t + 1:start + t + 4])
     loss, metrics = task.loss(task.build_model(), (xs, ys))
     assert math.isfinite(loss.item()) and set(metrics) == {"mse", "mae"}
+
+
+def test_relative_forecasts_move_with_the_level_plain_ones_do_not(tmp_path):
+    path = sine_csv(tmp_path)
+    for relative in (True, False):
+        task = task_for(path, "data.window=12", "data.horizon=4", "data.season=24",
+                        "data.inputs=y", "data.target=y", f"data.relative={relative}")
+        torch.manual_seed(0)
+        model = task.build_model()
+        origins = task.origins["test"][:5]
+        before = task.forecast(model, origins, "cpu")
+        task.X += 3.0                                # the same series, 3 std higher
+        task.Y += 3.0
+        shift = task.forecast(model, origins, "cpu") - before
+        assert torch.allclose(shift, torch.full_like(shift, 3.0), atol=1e-5) == relative
 
 
 # --- tiny runs through the CLI --------------------------------------------------------------
@@ -190,13 +204,13 @@ def two_tone_csv(tmp_path):
     return write_csv(tmp_path / "tones.csv", ["y"], y[:, None])
 
 
-@pytest.mark.parametrize("mode", ["many-to-one", "many-to-many"])
-def test_tiny_run_beats_both_baselines(tmp_path, capsys, mode):
+@pytest.mark.parametrize("mode, relative", [("many-to-one", "true"), ("many-to-many", "false")])
+def test_tiny_run_beats_both_baselines(tmp_path, capsys, mode, relative):
     path, out = two_tone_csv(tmp_path), tmp_path / "run"
     code = main(["train", "forecast", "--data", str(path), "--out", str(out), "--json",
                  "--set", *TINY, "train.steps=150", "train.lr=1e-2", "train.eval_every=150",
                  "model.hidden=24", "data.window=24", "data.horizon=6", "data.season=12",
-                 f"data.mode={mode}"])
+                 f"data.mode={mode}", f"data.relative={relative}"])
     assert code == 0
     r = last_json(capsys.readouterr().out)
     assert r["test_mse"] < 0.5 * min(r["test_last_value_mse"], r["test_seasonal_naive_mse"])
@@ -207,7 +221,7 @@ def test_predict_writes_the_plot_and_forecasts_after_a_csv(tmp_path, capsys):
     path, out = two_tone_csv(tmp_path), tmp_path / "run"
     assert main(["train", "forecast", "--data", str(path), "--out", str(out), "--json",
                  "--set", *TINY, "train.steps=20", "model.hidden=8", "data.window=24",
-                 "data.horizon=6", "data.season=12", "data.relative=true"]) == 0
+                 "data.horizon=6", "data.season=12"]) == 0
     trained = last_json(capsys.readouterr().out)
     assert main(["evaluate", str(out), "--json"]) == 0
     again = last_json(capsys.readouterr().out)

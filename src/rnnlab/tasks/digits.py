@@ -33,9 +33,9 @@ exact commands and times are in the report of the commit that added them):
     rnnlab train digits --data ../shared/data/mnist_t10k --config mnist-pixels   # T = 784
     rnnlab predict RUN 0 17 42     # classify test-split images by index
 
-Published for reference: pixel-by-pixel MNIST (T = 784, full 60k training set) LSTM
-~98-99 % (Le et al. 2015 report 65 % for their LSTM setting and 97 % IRNN; later
-work, e.g. Arjovsky et al. 2016, ~98.2 % LSTM), far more training than fits here.
+Published for reference (full 60k training set, many epochs): pixel-by-pixel MNIST
+(T = 784) LSTM 98.9 %, permuted 90.2 % (Cooijmans et al. 2016, "Recurrent Batch
+Normalization", whose BN-LSTM reaches 99.0 / 95.4 %); IRNN 97 % / 82 % (Le et al. 2015).
 """
 
 from __future__ import annotations

@@ -118,7 +118,7 @@ class ForecastData:
     mode: Literal["many-to-one", "many-to-many"] = "many-to-one"
     season: int = 24           # period of the seasonal-naive baseline (24 = daily, hourly data)
     split: Literal["auto", "ratio", "etth", "ettm"] = "auto"
-    relative: bool = False     # read changes from the window's last step, forecast changes
+    relative: bool = True      # read changes from the window's last step, forecast changes
     #                            from the target's last value (NLinear); many-to-one only
     eval_batch: int = 512      # windows per forward pass when scoring a split
     synthetic_rows: int = 6000  # length of the generated series (no --data)
@@ -210,9 +210,10 @@ class Forecast(Task):
             if getattr(d, key) < 1:
                 raise ConfigError(f"data.{key} must be at least 1, got {getattr(d, key)}")
         if d.relative and d.mode != "many-to-one":
-            raise ConfigError("data.relative=true needs data.mode=many-to-one: the offset is "
+            raise ConfigError("data.relative=true needs data.mode=many-to-one (the offset is "
                               "the window's last step, which the earlier steps of a "
-                              "many-to-many forecast have not seen")
+                              "many-to-many forecast have not seen); set data.relative=false "
+                              "for many-to-many")
         self.X: Tensor | None = None        # (rows, F) normalised inputs
         self.Y: Tensor | None = None        # (rows, K) normalised targets
         self._baselines: dict[str, dict[str, float]] = {}
