@@ -8,6 +8,7 @@
                         [--out FILE] [--json]
     rnnlab predict RUN INPUT ... [--json]     (also spelled `translate` and `caption`)
     rnnlab diagnose RUN [--batch N] [--seed S] [--json]
+    rnnlab export RUN --format onnx --out FILE [--json]
     rnnlab bench [--threads 1 2] [--configs ...] [--cells ...] [--repeats N] [--json]
                  [--out FILE]
 
@@ -30,13 +31,14 @@ from . import bench, distributed
 from .config import ConfigError, apply_overrides
 from .data.text import DataError
 from .diagnose import DiagnoseError, diagnose_run
+from .export import ExportError, export_onnx
 from .rundir import CONFIG, TASK_STATE, RunDirError, fresh_run_dir
 from .tasks import TASKS, TaskError, get_task, load_run
 from .train import TrainingError, resolve_device, train
 
 __all__ = ["main"]
 
-USER_ERRORS = (ConfigError, DataError, RunDirError, TaskError, DiagnoseError)
+USER_ERRORS = (ConfigError, DataError, RunDirError, TaskError, DiagnoseError, ExportError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -83,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--max-steps", type=_positive_int, default=100,
                    help="steps of the Jacobian trajectory (default 100)")
     d.add_argument("--json", action="store_true", help="print the figures as JSON")
+
+    x = sub.add_parser("export", help="write the inference graph (ONNX, dynamic length)")
+    x.add_argument("run", metavar="RUN", help="run directory")
+    x.add_argument("--format", choices=["onnx"], default="onnx")
+    x.add_argument("--out", metavar="FILE", required=True, help="the .onnx file to write")
+    x.add_argument("--json", action="store_true", help="print the result as JSON")
 
     for name, help_ in (("predict", "apply a saved run to inputs (tag, classify, ...)"),
                         ("translate", "translate sentences with a saved translate run"),
@@ -134,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_predict(args)
         if args.command == "diagnose":
             return cmd_diagnose(args)
+        if args.command == "export":
+            return cmd_export(args)
         return cmd_generate(args)
     except USER_ERRORS as e:
         print(f"rnnlab: error: {e}", file=sys.stderr)
@@ -316,4 +326,20 @@ def cmd_diagnose(args) -> int:
     say(f"report: {result['report']}")
     if args.json:
         print(json.dumps(result))
+    return 0
+
+
+def cmd_export(args) -> int:
+    task, _, model = load_run(args.run)
+    example = task.export_example()
+    out = Path(args.out)
+    if out.parent and not out.parent.exists():
+        raise ExportError(f"the directory of --out {str(out)!r} does not exist")
+    export_onnx(model.cpu(), example, out)
+    result = {"task": task.name, "run": str(args.run), "format": args.format, "out": str(out),
+              "input_shape_example": list(example.shape), "dynamic_axes": ["T", "B"]}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"wrote {out} (input: time-major (T, B, ...), T and B dynamic)")
     return 0

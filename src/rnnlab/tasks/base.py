@@ -100,6 +100,15 @@ class Task:
         (a MIDI tune) writes it. The returned text is printed by ``rnnlab generate``."""
         raise TaskError(f"task {self.name!r} does not generate samples")
 
+    def export_example(self) -> Tensor:
+        """An input of the model's ``forward``, time-major ``(T, B, ...)``, for ONNX export
+        (``rnnlab export``). By default the first tensor of a small training batch."""
+        batch = self.batch(torch.Generator().manual_seed(0), 2, "cpu")
+        first = batch[0] if isinstance(batch, (tuple, list)) else batch
+        if not isinstance(first, Tensor):
+            raise TaskError(f"task {self.name!r} does not define an export input")
+        return first
+
     def predict(self, model: nn.Module, inputs: list[str], device) -> list[str]:
         """One output per input (a sentence to tag or translate, an image path to caption)."""
         raise TaskError(f"task {self.name!r} has no predict; it is scored with evaluate")

@@ -198,6 +198,10 @@ class Copy(Task):
         tokens, targets = self._draw(generator, batch_size)
         return tokens.to(device), targets.to(device)
 
+    def export_example(self):
+        tokens, _ = self._draw(torch.Generator().manual_seed(0), 2)
+        return F.one_hot(tokens, self.cfg.data.alphabet + 2).float()   # (T, B, A + 2)
+
     def _logits(self, model, tokens):
         xs = F.one_hot(tokens, self.cfg.data.alphabet + 2).float()   # (T, B, A + 2)
         ys, _ = model(xs)                                             # (T, B, A)

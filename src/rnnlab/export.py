@@ -1,0 +1,129 @@
+"""ONNX export of a trained run's inference graph, with a dynamic sequence length.
+
+    rnnlab export RUN --format onnx --out model.onnx
+
+ONNX runs a recurrence with a dynamic number of steps only through its own ``RNN`` /
+``LSTM`` / ``GRU`` operators (or a ``Loop``); the Python time loops of rnnlab's kernels and
+reference path would be unrolled into a fixed length. So before export every
+:class:`~rnnlab.layers.Recurrent` whose cell ONNX has an operator for — tanh/ReLU Elman,
+LSTM (with or without projection), GRU with the reset gate after the product (torch.nn's and
+cuDNN's form) — is swapped for the torch.nn layer holding the same weights (the parameter
+names and gate orders already agree, see :mod:`rnnlab.compat`); a reverse layer reads its
+input flipped in time. Other cells (MGU, leaky units, GRU reset-before, output feedback) have
+no ONNX operator and are refused with a clear error.
+
+The graph takes the task's model input, time-major ``(T, B, ...)`` with T and B dynamic, and
+returns the model's first output (``(T, B, ...)`` logits or predictions) for full-length
+sequences. It is exported with torch's TorchScript-based ONNX exporter
+(``torch.onnx.export(dynamo=False)``): the dynamo-based one, torch 2.13's default, exports
+``nn.LSTM`` with the example's length fixed into a Reshape (measured: onnxruntime fails on any
+other T), which defeats the purpose.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from .cells import ElmanCell, GRUCell, LSTMCell, LSTMState
+from .layers import Recurrent
+
+__all__ = ["ExportError", "onnx_ready", "export_onnx"]
+
+
+class ExportError(ValueError):
+    """A model that cannot be exported (a cell without an ONNX operator, missing packages)."""
+
+
+class TorchRecurrent(nn.Module):
+    """A :class:`Recurrent` re-expressed as one torch.nn RNN/LSTM/GRU layer (same weights)."""
+
+    def __init__(self, layer: Recurrent):
+        super().__init__()
+        cell = layer.cell
+        bias = getattr(cell, "b_xh", None) is not None
+        if type(cell) is ElmanCell:
+            self.rnn = nn.RNN(cell.input_size, cell.hidden_size, bias=bias,
+                              nonlinearity=cell.nonlinearity)
+        elif type(cell) is LSTMCell:
+            self.rnn = nn.LSTM(cell.input_size, cell.hidden_size, bias=bias,
+                               proj_size=cell.proj_size or 0)
+        elif type(cell) is GRUCell and cell.reset == "after":
+            self.rnn = nn.GRU(cell.input_size, cell.hidden_size, bias=bias)
+        else:
+            name = type(cell).__name__ + (f"(reset={cell.reset!r})" if type(cell) is GRUCell
+                                          else "")
+            raise ExportError(f"{name} has no ONNX recurrent operator; exportable cells: "
+                              f"rnn, relu, lstm, gru (reset after)")
+        names = {"W_xh": "weight_ih_l0", "W_hh": "weight_hh_l0", "b_xh": "bias_ih_l0",
+                 "b_hh": "bias_hh_l0", "W_hr": "weight_hr_l0"}
+        with torch.no_grad():
+            for ours, theirs in names.items():
+                value = getattr(cell, ours, None)
+                if value is not None:
+                    getattr(self.rnn, theirs).copy_(value)
+        self.reverse = layer.reverse
+        self.lstm = type(cell) is LSTMCell
+
+    def forward(self, xs: Tensor, state=None, lengths=None):
+        if lengths is not None:
+            raise ExportError("the exported graph reads full-length sequences (no lengths)")
+        if state is not None:
+            state = (tuple(s.unsqueeze(0) for s in state) if self.lstm else state.unsqueeze(0))
+        if self.reverse:
+            xs = xs.flip(0)
+        ys, final = self.rnn(xs, state)
+        if self.reverse:
+            ys = ys.flip(0)
+        if self.lstm:
+            return ys, LSTMState(final[0][0], final[1][0])
+        return ys, final[0]
+
+
+class FirstOutput(nn.Module):
+    """The model with only its first output (the graph's result)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        out = self.model(x)
+        return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def onnx_ready(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` (eval mode) with its Recurrent layers as torch.nn layers."""
+    model = copy.deepcopy(model).eval()
+    for module in list(model.modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, Recurrent):
+                setattr(module, child_name, TorchRecurrent(child))
+    return FirstOutput(model)
+
+
+def export_onnx(model: nn.Module, example: Tensor, path: str | Path,
+                opset: int = 17) -> nn.Module:
+    """Write ``model``'s inference graph for inputs like ``example`` (T, B, ...) to ``path``
+    with T and B dynamic; return the module that was exported (for comparisons)."""
+    try:
+        import onnx  # noqa: F401  (the exporter needs it)
+    except ImportError:
+        raise ExportError("ONNX export needs the onnx package: pip install 'rnnlab[export]'") \
+            from None
+    ready = onnx_ready(model)
+    with torch.no_grad():
+        reference = ready(example)
+    dynamic = {"input": {0: "T", 1: "B"}, "output": {0: "T", 1: "B"}}
+    if reference.dim() < 2:
+        dynamic.pop("output")
+    with warnings.catch_warnings():      # the TorchScript exporter is deprecated, not broken
+        warnings.simplefilter("ignore")
+        torch.onnx.export(ready, (example,), str(path), dynamo=False, opset_version=opset,
+                          input_names=["input"], output_names=["output"],
+                          dynamic_axes=dynamic)
+    return ready
