@@ -4,6 +4,7 @@
 """
 
 from .base import Task, TaskError
+from .caption import Caption
 from .char_lm import CharLM
 from .digits import Digits
 from .forecast import Forecast
@@ -14,10 +15,11 @@ from .synthetic import Adding, Copy
 from .word_lm import WordLM
 
 __all__ = ["TASKS", "Task", "TaskError", "CharLM", "Music", "Adding", "Copy", "WordLM", "Forecast",
-           "Digits", "Pos", "Sentiment", "get_task", "load_run"]
+           "Digits", "Pos", "Sentiment", "Caption", "get_task", "load_run"]
 
 TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (CharLM, Music, Adding, Copy, WordLM,
-                                                          Forecast, Digits, Pos, Sentiment)}
+                                                          Forecast, Digits, Pos, Sentiment,
+                                                          Caption)}
 
 
 def get_task(name: str) -> type[Task]:
