@@ -83,6 +83,7 @@ def test_data_errors(tmp_path, capsys):
         return capsys.readouterr().err
 
     assert "--data PATH" in error()
+    assert "unknown model.cell 'lsmt'; valid cells: rnn" in error("--set", "model.cell=lsmt")
     assert "does not exist" in error("--data", str(tmp_path / "nope"))
     empty_dir = tmp_path / "empty"
     empty_dir.mkdir()

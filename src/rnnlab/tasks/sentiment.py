@@ -67,6 +67,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pad_sequence
 
+from ..cells import CELL_NAMES
 from ..config import ConfigError
 from ..data.text import DataError, read_text
 from ..data.trees import iter_trees
@@ -248,6 +249,7 @@ class Sentiment(Task):
         super().__init__(cfg, state)
         self._check_config()
         self.splits: dict[str, tuple[list[Tensor], Tensor]] | None = None
+        self._train_order: Tensor | None = None          # training indices sorted by length
         if state is None:
             examples, self.format, sentences = self._read()
             self.labels = self._label_names(examples["train"])
@@ -272,6 +274,9 @@ class Sentiment(Task):
             raise ConfigError(f"data.valid_fraction and data.test_fraction must lie in (0, 1) "
                               f"with a sum below 1, got {d.valid_fraction} and "
                               f"{d.test_fraction}")
+        if m.cell not in CELL_NAMES:
+            raise ConfigError(f"unknown model.cell {m.cell!r}; valid cells: "
+                              f"{', '.join(CELL_NAMES)}")
         if m.embed < 1 or m.hidden < 1 or m.num_layers < 1:
             raise ConfigError("model.embed, model.hidden and model.num_layers must be at "
                               "least 1")
@@ -445,10 +450,18 @@ class Sentiment(Task):
         return tokens.to(device), lengths.to(device)
 
     def batch(self, generator, batch_size, device):
-        """``batch_size`` training sentences drawn uniformly with replacement:
-        tokens (T, B), lengths (B,), labels (B,)."""
+        """``batch_size`` training sentences of similar length, so that little padding is
+        computed: a window of the length-sorted order (ties in a fixed random order) at a
+        random start; windows at both ends are cut short, so that every sentence is drawn
+        with the same probability. Returns tokens (T, B), lengths (B,), labels (B,)."""
         ids, y = self._ensure_data()["train"]
-        pick = torch.randint(0, len(ids), (batch_size,), generator=generator)
+        if self._train_order is None:
+            shuffled = torch.randperm(len(ids), generator=torch.Generator().manual_seed(0))
+            lengths = torch.tensor([len(ids[i]) for i in shuffled.tolist()])
+            self._train_order = shuffled[torch.sort(lengths, stable=True).indices]
+        N = len(ids)
+        start = int(torch.randint(1 - batch_size, N, (1,), generator=generator))
+        pick = self._train_order[max(start, 0):min(start + batch_size, N)]
         tokens, lengths = self._pad([ids[i] for i in pick.tolist()], device)
         return tokens, lengths, y[pick].to(device)
 
