@@ -207,6 +207,10 @@ def test_truncated_and_fake_gzip_are_errors_with_a_line(tmp_path, capsys):
     fake.write_text(conllu(toy_corpus(30)), encoding="utf-8")
     assert run_train(fake, tmp_path) == 2
     assert f"{fake}:1: not a valid gzip file" in capsys.readouterr().err
+    unnamed = tmp_path / "packed.conllu"
+    unnamed.write_bytes(whole)
+    assert run_train(unnamed, tmp_path) == 2
+    assert f"{unnamed}:1: not UTF-8" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("case", ["missing", "no-data", "empty", "too-few", "no-dev",

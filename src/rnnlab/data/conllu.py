@@ -84,8 +84,11 @@ def read_conllu(path: str | Path) -> list[Sentence]:
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as e:
+            hint = (" (it looks gzip-compressed: name it .gz)"
+                    if lineno == 1 and raw.startswith(b"\x1f\x8b") else "")
             raise DataError(f"{path}:{lineno}: not UTF-8: byte 0x{raw[e.start]:02x} at column "
-                            f"{e.start + 1} cannot be decoded (CoNLL-U files are UTF-8)") from None
+                            f"{e.start + 1} cannot be decoded (CoNLL-U files are UTF-8){hint}"
+                            ) from None
         if lineno == 1:
             line = line.removeprefix("\ufeff")
         if not line.strip():                       # a blank line ends the sentence
