@@ -73,6 +73,7 @@ class LayerTrace:
     layer: Recurrent
     xs: Tensor                                        # (T, B, I)
     steps: list = field(default_factory=list)
+    lengths: Tensor | None = None                     # (B,), None = all T steps valid
 
     def by_time(self) -> list:
         """The steps sorted by t (a reverse layer runs them backwards)."""
@@ -99,7 +100,8 @@ def tracing(model: nn.Module):
 
     def traced(name, layer):
         def forward(xs, state=None, lengths=None):
-            trace = LayerTrace(name, layer, xs.detach())
+            trace = LayerTrace(name, layer, xs.detach(),
+                               lengths=None if lengths is None else torch.as_tensor(lengths))
             ys, state = unroll(layer.cell, xs, state, lengths, layer.reverse, trace.steps)
             for _, _, after in trace.steps:
                 for tensor in _fields(after):

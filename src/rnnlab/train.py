@@ -41,6 +41,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     clip_norm: float | None = 1.0      # global gradient-norm clipping; None or 0 = off
     clip_value: float | None = None    # element-wise gradient clipping; None or 0 = off
+    pascanu: float = 0.0               # weight of Pascanu et al.'s (2013) vanishing-gradient
+                                       # regulariser Ω (rnnlab.regularizers); 0 = off
     lr_decay: Literal["none", "cosine", "step"] = "none"
     # "step": lr x lr_decay_factor at step lr_decay_start, and again every lr_decay_every
     # steps after it (Zaremba et al. 2014: x0.5 per epoch after epoch 4 = start 4E, every E)
@@ -64,7 +66,7 @@ class TrainConfig:
                 raise ConfigError(f"train.{key} must be at least 1, got {getattr(self, key)}")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be positive, got {self.lr}")
-        for key in ("weight_decay", "clip_norm", "clip_value", "threads"):
+        for key in ("weight_decay", "clip_norm", "clip_value", "threads", "pascanu"):
             value = getattr(self, key)
             if value is not None and value < 0:
                 raise ConfigError(f"train.{key} must not be negative, got {value}")
@@ -251,13 +253,24 @@ def train(task, cfg: RunConfig, run: Path | None = None, *,
     for step in bar:
         task.step = step
         batch = task.batch(batch_rng, tc.batch_size // world, device)
-        loss, metrics = task.loss(model, batch)
+        if tc.pascanu > 0:
+            from .diagnose import tracing  # the reference loop, traced
+            from .regularizers import pascanu_penalty
+
+            with tracing(model) as traces:
+                loss, metrics = task.loss(model, batch)
+            omega = pascanu_penalty(loss, traces)
+            metrics = {**metrics, "pascanu_omega": omega.item()}
+            objective = loss + tc.pascanu * omega
+        else:
+            loss, metrics = task.loss(model, batch)
+            objective = loss
         bad = not math.isfinite(loss.item())
         if bad or (world > 1 and distributed.any_true(bad, device)):
             raise diverged(step, f"loss is {loss.item()}" if bad else "loss is not finite on "
                            "another process")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        objective.backward()
         if world > 1:
             distributed.average_gradients(params)
         grad_norm = clip_gradients(params, tc.clip_norm, tc.clip_value)

@@ -86,8 +86,10 @@ def unroll(cell, xs: Tensor, state=None, lengths=None, reverse: bool = False,
       outputs are zero. In reverse, each sequence's valid part is read backwards from its
       own last step, so the padding never enters the state.
     - ``reverse``: run from the last step to the first.
-    - ``trace``: a list to receive ``(t, state_before, state_after)`` for every step, in the
-      order the steps run (the diagnostics read gradients and Jacobians off these).
+    - ``trace``: a list to receive ``(t, state_before, new_state)`` for every step, in the
+      order the steps run; ``new_state`` is the cell's result before the length mask, the
+      tensor both the output and the next step read on valid steps, so its gradient is the
+      total ∂L/∂h_t there (the diagnostics read gradients and Jacobians off these).
 
     **Returns:** ``(ys, state)`` with ys (T, B, O) and the final state.
     """
@@ -108,5 +110,5 @@ def unroll(cell, xs: Tensor, state=None, lengths=None, reverse: bool = False,
             state = new
         ys[t] = y
         if trace is not None:
-            trace.append((t, before, state))
+            trace.append((t, before, new))
     return torch.stack(ys), state
