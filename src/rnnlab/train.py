@@ -246,6 +246,15 @@ def train(task, cfg: RunConfig, run: Path | None = None, *,
             log(f"step {0:>6} | valid {metric} {valid[metric]:.4f} (untrained)")
         if run is not None and tc.keep_checkpoints:
             rundir.save_weights(rundir.checkpoint_path(run, 0), model)
+    fitted = task.fit(model, device, run) if saved is None else None
+    if fitted is not None:           # trained in closed form (an ESN readout): no gradient steps
+        first = tc.steps + 1
+        record(tc.steps, "train", fitted)
+        valid = evaluate(tc.steps, "valid")
+        if valid:
+            log(f"step {tc.steps:>6} | valid {metric} {valid[metric]:.4f} | fitted in closed "
+                f"form | {time.perf_counter() - start:.0f}s")
+        checkpoint(tc.steps)
     show = progress if progress is not None else sys.stderr.isatty()
     bar = tqdm(range(first, tc.steps + 1), desc=task.name, disable=not show, file=sys.stderr,
                dynamic_ncols=True, leave=False, initial=first - 1, total=tc.steps)

@@ -10,6 +10,7 @@ optimisation. Everything a task needs from the config is ``cfg.model`` and ``cfg
     loss, metrics = task.loss(model, batch)  # scalar tensor, {"mse": 0.13, ...}
     task.evaluate(model, "valid", device)    # {"loss": ..., "mse": ...} over the fixed split
     task.state_dict()                        # JSON-able state saved with the run (a vocab)
+    task.fit(model, device, run)             # None, or metrics of a closed-form fit (ESN)
 
 Optional, where the task has them:
 
@@ -67,6 +68,14 @@ class Task:
 
     def build_model(self) -> nn.Module:
         raise NotImplementedError
+
+    def fit(self, model: nn.Module, device, run=None) -> dict[str, float] | None:
+        """Closed-form training (an echo state network's ridge readout), called by the training
+        loop after the untrained evaluation. Return None (the default) for gradient training;
+        or fit ``model`` in place and return its training metrics, and the loop takes no
+        gradient steps: it records them as step ``train.steps``, evaluates and saves.
+        ``run`` is the run directory (or None), for figures the task writes."""
+        return None
 
     def batch(self, generator: torch.Generator, batch_size: int, device) -> tuple[Tensor, ...]:
         """A random training batch, drawn with ``generator``."""
