@@ -412,7 +412,9 @@ CELL_NAMES = ("rnn", "relu", "lstm", "gru", "gru-before", "mgu", "leaky-rnn")
 
 def make_cell(name: str, input_size: int, hidden_size: int, **kwargs) -> Cell:
     """A cell by name: ``rnn`` (tanh Elman), ``relu``, ``lstm``, ``gru``, ``gru-before``
-    (reset gate before the product), ``mgu``, ``leaky-rnn`` (tanh Elman with learned α)."""
+    (reset gate before the product), ``mgu``, ``leaky-rnn`` (tanh Elman with learned α),
+    ``clockwork``, and the wrappers of :mod:`rnnlab.cells_time` around any of these
+    (``dt-lstm``, ``dts2-rnn``, ``do-gru``, ``skip10-rnn``, ``delay4-lstm``)."""
     if name == "rnn":
         return ElmanCell(input_size, hidden_size, "tanh", **kwargs)
     if name == "relu":
@@ -428,4 +430,12 @@ def make_cell(name: str, input_size: int, hidden_size: int, **kwargs) -> Cell:
     if name == "leaky-rnn":
         return LeakyCell(ElmanCell(input_size, hidden_size, **kwargs), alpha=0.5,
                          learn_alpha=True)
-    raise ValueError(f"unknown cell {name!r}; valid cells: {', '.join(CELL_NAMES)}")
+    from .cells_time import parse_cell_name
+
+    cell = parse_cell_name(name, input_size, hidden_size, make_cell)
+    if cell is not None:
+        return cell
+    raise ValueError(f"unknown cell {name!r}; valid cells: {', '.join(CELL_NAMES)}, "
+                     f"clockwork, and the wrapped forms dt-CELL, dts-CELL, do-CELL (deep "
+                     f"transition / with shortcut / deep output; dt2-CELL for depth 2), "
+                     f"skipD-CELL and delayD-CELL (delay-D connections, e.g. skip10-rnn)")
