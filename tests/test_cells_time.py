@@ -101,3 +101,16 @@ def test_tasks_train_with_wrapped_cells(tmp_path, capsys):
                      "train.threads=1", "train.device=cpu", f"model.cell={name}",
                      "model.hidden=8", "data.length=10", "data.valid_size=8",
                      "data.test_size=8", "train.steps=2"]) == 0
+
+
+def test_stack_skip_connections_feed_the_input_to_every_layer_and_concat_outputs():
+    torch.manual_seed(0)
+    stack = Stack.build("gru", 3, 4, num_layers=3, skip=True)
+    assert [layer.input_size for layer in stack.layers] == [3, 7, 7]
+    assert stack.output_size == 12
+    xs = torch.randn(5, 2, 3)
+    ys, _ = stack(xs)
+    y0, _ = stack.layers[0](xs)
+    y1, _ = stack.layers[1](torch.cat([y0, xs], -1))
+    y2, _ = stack.layers[2](torch.cat([y1, xs], -1))
+    torch.testing.assert_close(ys, torch.cat([y0, y1, y2], -1))

@@ -96,27 +96,35 @@ class Stack(nn.Module):
     """A deep RNN, book section 10.5 (Graves et al. 2013): each layer reads the outputs of
     the one below; dropout (Zaremba et al. 2014) between layers, not after the last.
     State is a list with one entry per layer.
+
+    ``skip=True`` adds Graves et al.'s skip connections: every layer above the first also
+    reads the stack's input ([y_{k-1}(t); x(t)]), and the stack's output is every layer's
+    output concatenated, so each layer is one nonlinearity away from input and output.
     """
 
-    def __init__(self, layers: Sequence[nn.Module], dropout: float = 0.0):
+    def __init__(self, layers: Sequence[nn.Module], dropout: float = 0.0, skip: bool = False):
         super().__init__()
         if len(layers) == 0:
             raise ValueError("Stack needs at least one layer")
         if not 0.0 <= float(dropout) <= 1.0:
             raise ValueError(f"dropout must lie in [0, 1], got {dropout!r}")
+        extra = layers[0].input_size if skip else 0
         for lower, upper in zip(layers, layers[1:]):
-            if lower.output_size != upper.input_size:
+            if lower.output_size + extra != upper.input_size:
                 raise ValueError(f"layer sizes do not chain: a layer with {lower.output_size} "
-                                 f"outputs feeds one with {upper.input_size} inputs")
+                                 f"outputs{' (+ the stack input)' if skip else ''} feeds one "
+                                 f"with {upper.input_size} inputs")
         self.layers = nn.ModuleList(layers)
         self.dropout = float(dropout)
+        self.skip = skip
         self.input_size = layers[0].input_size
-        self.output_size = layers[-1].output_size
+        self.output_size = (sum(layer.output_size for layer in layers) if skip
+                            else layers[-1].output_size)
 
     @classmethod
     def build(cls, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
               dropout: float = 0.0, bidirectional: bool = False, use_kernel: bool = True,
-              **cell_kwargs) -> Stack:
+              skip: bool = False, **cell_kwargs) -> Stack:
         """A stack of ``num_layers`` layers of the named cell (see :func:`rnnlab.make_cell`)."""
         if not isinstance(num_layers, int) or num_layers < 1:
             raise ValueError(f"num_layers must be a positive int, got {num_layers!r}")
@@ -131,17 +139,20 @@ class Stack(nn.Module):
                 layer = Recurrent(make_cell(cell, size, hidden_size, **cell_kwargs),
                                   use_kernel=use_kernel)
             layers.append(layer)
-            size = layer.output_size
-        return cls(layers, dropout)
+            size = layer.output_size + (input_size if skip else 0)
+        return cls(layers, dropout, skip)
 
     def forward(self, xs: Tensor, state=None, lengths=None):
         if state is not None and len(state) != len(self.layers):
             raise ValueError(f"state must have one entry per layer ({len(self.layers)}), "
                              f"got {len(state)}")
-        states = []
+        states, outputs, inputs = [], [], xs
         for k, layer in enumerate(self.layers):
             if k > 0 and self.dropout > 0:
                 xs = nn.functional.dropout(xs, self.dropout, self.training)
+            if k > 0 and self.skip:
+                xs = torch.cat([xs, inputs], dim=-1)
             xs, s = layer(xs, None if state is None else state[k], lengths)
             states.append(s)
-        return xs, states
+            outputs.append(xs)
+        return (torch.cat(outputs, dim=-1) if self.skip else xs), states
