@@ -17,6 +17,15 @@ from .cells import (
 from .cells_linear import MinGRUCell, MinLSTMCell
 from .compat import GRU, LSTM, RNN
 from .config import ConfigError, RunConfig, apply_overrides
+from .esn import (
+    ESN,
+    ReadoutStats,
+    Reservoir,
+    RLSReadout,
+    echo_state_distance,
+    memory_capacity,
+    spectral_radius,
+)
 from .kernels import find_kernel
 from .kernels.scan import linear_scan
 from .layers import Bidirectional, Recurrent, Stack
@@ -48,6 +57,13 @@ __all__ = [
     "RNN",
     "LSTM",
     "GRU",
+    "ESN",
+    "Reservoir",
+    "ReadoutStats",
+    "RLSReadout",
+    "spectral_radius",
+    "echo_state_distance",
+    "memory_capacity",
     "RunConfig",
     "TrainConfig",
     "ConfigError",
