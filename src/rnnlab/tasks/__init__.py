@@ -12,14 +12,16 @@ from .music import Music
 from .pos import Pos
 from .sentiment import Sentiment
 from .synthetic import Adding, Copy
+from .tree_sentiment import TreeSentiment
 from .word_lm import WordLM
 
 __all__ = ["TASKS", "Task", "TaskError", "CharLM", "Music", "Adding", "Copy", "WordLM", "Forecast",
-           "Digits", "Pos", "Sentiment", "Caption", "get_task", "load_run"]
+           "Digits", "Pos", "Sentiment", "Caption", "TreeSentiment", "get_task",
+           "load_run"]
 
 TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (CharLM, Music, Adding, Copy, WordLM,
                                                           Forecast, Digits, Pos, Sentiment,
-                                                          Caption)}
+                                                          Caption, TreeSentiment)}
 
 
 def get_task(name: str) -> type[Task]:
