@@ -158,8 +158,8 @@ class Digits(Task):
                           eval_every=250, checkpoint_every=500, threads=1)
     presets = {
         "pixels": ["data.order=pixels", "train.steps=2500"],
-        "mnist-pixels": ["data.order=pixels", "train.steps=1000", "train.lr=1e-3",
-                         "train.eval_every=500"],
+        "mnist-pixels": ["data.order=pixels", "train.steps=900", "train.lr=1e-3",
+                         "train.eval_every=300"],
     }
 
     def __init__(self, cfg, state=None):

@@ -17,6 +17,17 @@ with T = window, F = input columns, K = target columns. Two output modes (``data
 
 The loss is the mean squared error over all forecast values (steps x horizon x targets).
 
+**Level** (``data.relative``, on by default; many-to-one only). The net reads each window
+minus its last step and forecasts the change from each target's last observed value,
+
+    ŷ(o+h) = y(o-1) + f(x(1..T) - x(T))_h,        h = 0 .. horizon-1,
+
+as NLinear does (Zeng et al., "Are Transformers Effective for Time Series Forecasting?",
+AAAI 2023). Its forecasts move with the level of the series; on ETTh1 this matters because
+the test months (winter) lie far below the training level of OT. ``data.relative=false``
+is the plain net, the setting of the LSTMa baseline of the ETT papers. Many-to-many needs
+``data.relative=false``: the earlier steps of its window have not seen the last step.
+
 **Data.** ``--data FILE.csv``: a header, a time column and numeric columns, one row per
 step in chronological order (:mod:`rnnlab.data.series`; e.g. ETTh1: ``date`` + 7 load and
 temperature variables; daily stock prices: ``Date,Open,High,Low,Close[,Volume]``).
