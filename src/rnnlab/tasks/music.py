@@ -330,6 +330,10 @@ class Music(Task):
             f"{sum(not step for step in roll)} silent steps",
         ]
         if out is not None:
-            roll_to_midi(roll, out, d.step_note, d.tempo)
+            try:
+                roll_to_midi(roll, out, d.step_note, d.tempo)
+            except OSError as e:
+                raise TaskError(f"cannot write the MIDI file {str(out)!r}: "
+                                f"{e.strerror or e}") from None
             lines.append(f"wrote {out}")
         return "\n".join(lines)
