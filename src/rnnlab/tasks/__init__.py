@@ -9,6 +9,7 @@ from .char_lm import CharLM
 from .digits import Digits
 from .forecast import Forecast
 from .music import Music
+from .ntm import NTMCopy, NTMRecall, NTMRepeatCopy
 from .pos import Pos
 from .sentiment import Sentiment
 from .synthetic import Adding, Copy
@@ -16,12 +17,13 @@ from .tree_sentiment import TreeSentiment
 from .word_lm import WordLM
 
 __all__ = ["TASKS", "Task", "TaskError", "CharLM", "Music", "Adding", "Copy", "WordLM", "Forecast",
-           "Digits", "Pos", "Sentiment", "Caption", "TreeSentiment", "get_task",
-           "load_run"]
+           "Digits", "Pos", "Sentiment", "Caption", "TreeSentiment", "NTMCopy",
+           "NTMRepeatCopy", "NTMRecall", "get_task", "load_run"]
 
 TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (CharLM, Music, Adding, Copy, WordLM,
                                                           Forecast, Digits, Pos, Sentiment,
-                                                          Caption, TreeSentiment)}
+                                                          Caption, TreeSentiment, NTMCopy,
+                                                          NTMRepeatCopy, NTMRecall)}
 
 
 def get_task(name: str) -> type[Task]:
