@@ -8,6 +8,7 @@ from .caption import Caption
 from .char_lm import CharLM
 from .digits import Digits
 from .forecast import Forecast
+from .memnet import MemNet
 from .music import Music
 from .ntm import NTMCopy, NTMRecall, NTMRepeatCopy
 from .pos import Pos
@@ -18,12 +19,12 @@ from .word_lm import WordLM
 
 __all__ = ["TASKS", "Task", "TaskError", "CharLM", "Music", "Adding", "Copy", "WordLM", "Forecast",
            "Digits", "Pos", "Sentiment", "Caption", "TreeSentiment", "NTMCopy",
-           "NTMRepeatCopy", "NTMRecall", "get_task", "load_run"]
+           "NTMRepeatCopy", "NTMRecall", "MemNet", "get_task", "load_run"]
 
 TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (CharLM, Music, Adding, Copy, WordLM,
                                                           Forecast, Digits, Pos, Sentiment,
                                                           Caption, TreeSentiment, NTMCopy,
-                                                          NTMRepeatCopy, NTMRecall)}
+                                                          NTMRepeatCopy, NTMRecall, MemNet)}
 
 
 def get_task(name: str) -> type[Task]:
