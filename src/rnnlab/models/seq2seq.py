@@ -19,6 +19,11 @@ output s(t-1) (Bahdanau et al. 2015, appendix A.1.2):
     x(t) = [E y(t-1) ; (C) ; a(t)]                      a(t) joins the step input ...
     logits(t) = W_o [s(t) ; a(t)] + b_o                 ... and the output layer
 
+With ``readout=R`` > 0 a tanh layer of R units sits before the output layer (a "deep
+output", Pascanu et al. 2014; Bahdanau et al. use a maxout readout):
+logits(t) = W_o tanh(W_r [s(t) ; a(t)] + b_r) + b_o. With a large vocabulary this is also
+much cheaper than the full-width output layer.
+
 Shapes (time-major, as everywhere in rnnlab): tokens (T, B) int64; context C (B, C);
 memory (S, B, M); memory_lengths (B,); logits (T, B, V).
 
@@ -147,13 +152,14 @@ class Decoder(nn.Module):
     :func:`rnnlab.make_cell` name; ``num_layers``; ``condition`` "init" | "input" | "both";
     ``attention`` (additive attention over ``memory``); ``dropout`` (on the embeddings,
     between layers and before the output layer); ``memory_size`` M (features of each memory
-    position; default C); ``attention_size`` A (default H).
+    position; default C); ``attention_size`` A (default H); ``readout`` R (a tanh layer of
+    R units before the output layer; 0 = none).
     """
 
     def __init__(self, vocab_size: int, embed: int, hidden: int, context_size: int,
                  cell: str = "lstm", num_layers: int = 1, condition: Condition = "init",
                  attention: bool = False, dropout: float = 0.0, memory_size: int | None = None,
-                 attention_size: int | None = None):
+                 attention_size: int | None = None, readout: int = 0):
         super().__init__()
         if condition not in ("init", "input", "both"):
             raise ValueError(f"condition must be 'init', 'input' or 'both', got {condition!r}")
@@ -179,8 +185,9 @@ class Decoder(nn.Module):
         self.attention = (AdditiveAttention(self.output_size, self.memory_size,
                                             attention_size or hidden)
                           if self.use_attention else None)
-        self.out = nn.Linear(self.output_size + (self.memory_size if self.use_attention else 0),
-                             vocab_size)
+        features = self.output_size + (self.memory_size if self.use_attention else 0)
+        self.readout = nn.Linear(features, readout) if readout > 0 else None
+        self.out = nn.Linear(readout if readout > 0 else features, vocab_size)
 
     # --- the initial state and one step ---
 
@@ -214,9 +221,16 @@ class Decoder(nn.Module):
                              f"{self.memory_size}), got {tuple(memory.shape)}")
         return self.attention.keys(memory), memory, _memory_mask(memory, memory_lengths)
 
+    def _logits(self, features: Tensor) -> Tensor:
+        """(..., H [+ M]) -> (..., V): the (optional readout and) output layer."""
+        features = self.drop(features)
+        if self.readout is not None:
+            features = torch.tanh(self.readout(features))
+        return self.out(features)
+
     def _step(self, state: list, s_prev: Tensor, tokens: Tensor, context: Tensor, att):
         """One decoder step: tokens (B,) = y(t-1), s_prev (B, H) the top output at t-1 ->
-        (state, s (B, H), logits (B, V), α (B, S) or None)."""
+        (state, s (B, H), features [s ; a] (B, H [+ M]), α (B, S) or None)."""
         parts = [self.drop(self.embedding(tokens))]                 # (B, E)
         if self.feeds_context:
             parts.append(context)                                   # (B, C)
@@ -233,7 +247,7 @@ class Decoder(nn.Module):
             s, x = layer.cell(state[k], x)
             new_state.append(s)
         features = torch.cat([x, a], dim=-1) if att is not None else x
-        return new_state, x, self.out(self.drop(features)), alpha
+        return new_state, x, features, alpha
 
     # --- training / scoring ---
 
@@ -261,20 +275,24 @@ class Decoder(nn.Module):
             if self.feeds_context:
                 xs = torch.cat([xs, context.unsqueeze(0).expand(T, -1, -1)], dim=-1)
             ys, _ = self.rnn(xs, state)                                     # (T, B, H)
-            logits = self.out(self.drop(ys))                                # (T, B, V)
+            logits = self._logits(ys)                                       # (T, B, V)
             return (logits, None) if return_attention else logits
         s = _output_of(state[-1])
-        inputs, logits, alphas = tokens_in[0], [], []
+        inputs, features, logits, alphas = tokens_in[0], [], [], []
         for t in range(T):
             if t > 0:
                 inputs = tokens_in[t]
                 if teacher_forcing < 1.0:
                     inputs = self._scheduled_input(inputs, logits[-1], teacher_forcing,
                                                    generator, sample)
-            state, s, step_logits, alpha = self._step(state, s, inputs, context, att)
-            logits.append(step_logits)
+            state, s, step_features, alpha = self._step(state, s, inputs, context, att)
+            if teacher_forcing < 1.0:       # the next input may need this step's output
+                logits.append(self._logits(step_features))
+            else:
+                features.append(step_features)
             alphas.append(alpha)
-        logits = torch.stack(logits)                                        # (T, B, V)
+        # with pure teacher forcing, the output layer is one GEMM over all steps
+        logits = torch.stack(logits) if logits else self._logits(torch.stack(features))
         if return_attention:
             return logits, (torch.stack(alphas) if att is not None else None)
         return logits
@@ -307,8 +325,8 @@ class Decoder(nn.Module):
         out: list[list[int]] = [[] for _ in range(B)]
         done = [False] * B
         for _ in range(max_len):
-            state, s, logits, _ = self._step(state, s, tokens, context, att)
-            tokens = logits.argmax(-1)                                  # (B,)
+            state, s, features, _ = self._step(state, s, tokens, context, att)
+            tokens = self._logits(features).argmax(-1)                  # (B,)
             for b, tok in enumerate(tokens.tolist()):
                 if not done[b]:
                     if tok == eos:
@@ -354,8 +372,8 @@ class Decoder(nn.Module):
             return ((5.0 + n) / 6.0) ** length_penalty
 
         for t in range(max_len):
-            state, s, logits, _ = self._step(state, s, tokens, context, att)
-            logp = torch.log_softmax(logits.float(), dim=-1)                # (B K, V)
+            state, s, features, _ = self._step(state, s, tokens, context, att)
+            logp = torch.log_softmax(self._logits(features).float(), dim=-1)  # (B K, V)
             V = logp.shape[-1]
             cand = (scores.unsqueeze(-1) + logp.view(B, K, V)).view(B, K * V)
             top, idx = cand.topk(min(2 * K, K * V), dim=-1)                 # (B, 2K)

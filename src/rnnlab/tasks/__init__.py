@@ -14,17 +14,20 @@ from .ntm import NTMCopy, NTMRecall, NTMRepeatCopy
 from .pos import Pos
 from .sentiment import Sentiment
 from .synthetic import Adding, Copy
+from .translate import Translate
 from .tree_sentiment import TreeSentiment
 from .word_lm import WordLM
 
 __all__ = ["TASKS", "Task", "TaskError", "CharLM", "Music", "Adding", "Copy", "WordLM", "Forecast",
            "Digits", "Pos", "Sentiment", "Caption", "TreeSentiment", "NTMCopy",
-           "NTMRepeatCopy", "NTMRecall", "MemNet", "get_task", "load_run"]
+           "NTMRepeatCopy", "NTMRecall", "MemNet", "Translate", "get_task",
+           "load_run"]
 
 TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (CharLM, Music, Adding, Copy, WordLM,
                                                           Forecast, Digits, Pos, Sentiment,
                                                           Caption, TreeSentiment, NTMCopy,
-                                                          NTMRepeatCopy, NTMRecall, MemNet)}
+                                                          NTMRepeatCopy, NTMRecall, MemNet,
+                                                          Translate)}
 
 
 def get_task(name: str) -> type[Task]:
