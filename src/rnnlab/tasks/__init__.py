@@ -13,21 +13,22 @@ from .music import Music
 from .ntm import NTMCopy, NTMRecall, NTMRepeatCopy
 from .pos import Pos
 from .sentiment import Sentiment
+from .seq_length import SeqLength
 from .synthetic import Adding, Copy
 from .translate import Translate
 from .tree_sentiment import TreeSentiment
 from .word_lm import WordLM
 
-__all__ = ["TASKS", "Task", "TaskError", "CharLM", "Music", "Adding", "Copy", "WordLM", "Forecast",
-           "Digits", "Pos", "Sentiment", "Caption", "TreeSentiment", "NTMCopy",
-           "NTMRepeatCopy", "NTMRecall", "MemNet", "Translate", "get_task",
-           "load_run"]
+__all__ = ["TASKS", "Task", "TaskError", "CharLM", "Music", "Adding", "Copy", "Sentiment",
+           "WordLM", "Translate", "Caption", "Forecast", "Digits", "Pos", "TreeSentiment",
+           "NTMCopy", "NTMRepeatCopy", "NTMRecall", "MemNet", "SeqLength",
+           "get_task", "load_run"]
 
 TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (CharLM, Music, Adding, Copy, WordLM,
-                                                          Forecast, Digits, Pos, Sentiment,
-                                                          Caption, TreeSentiment, NTMCopy,
+                                                          Sentiment, Translate, Caption, Forecast,
+                                                          Digits, Pos, TreeSentiment, NTMCopy,
                                                           NTMRepeatCopy, NTMRecall, MemNet,
-                                                          Translate)}
+                                                          SeqLength)}
 
 
 def get_task(name: str) -> type[Task]:
