@@ -8,6 +8,7 @@ from .caption import Caption
 from .char_lm import CharLM
 from .digits import Digits
 from .forecast import Forecast
+from .mackey_glass import MackeyGlass
 from .memnet import MemNet
 from .music import Music
 from .ntm import NTMCopy, NTMRecall, NTMRepeatCopy
@@ -22,13 +23,13 @@ from .word_lm import WordLM
 __all__ = ["TASKS", "Task", "TaskError", "CharLM", "Music", "Adding", "Copy", "Sentiment",
            "WordLM", "Translate", "Caption", "Forecast", "Digits", "Pos", "TreeSentiment",
            "NTMCopy", "NTMRepeatCopy", "NTMRecall", "MemNet", "SeqLength",
-           "get_task", "load_run"]
+           "MackeyGlass", "get_task", "load_run"]
 
 TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (CharLM, Music, Adding, Copy, WordLM,
                                                           Sentiment, Translate, Caption, Forecast,
                                                           Digits, Pos, TreeSentiment, NTMCopy,
                                                           NTMRepeatCopy, NTMRecall, MemNet,
-                                                          SeqLength)}
+                                                          SeqLength, MackeyGlass)}
 
 
 def get_task(name: str) -> type[Task]:
