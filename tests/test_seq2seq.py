@@ -219,7 +219,7 @@ def test_tiny_seq2seq_learns_to_reverse():
     model = Seq2Seq(enc, dec)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     g = torch.Generator().manual_seed(0)
-    for _ in range(150):
+    for _ in range(100):
         src, lengths, tgt_in, tgt_out = _reverse_batch(g, 32)
         logits = model(src, lengths, tgt_in)
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(),
