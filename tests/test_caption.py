@@ -298,6 +298,15 @@ def test_constant_caption_baseline(tmp_path):
     assert 0 <= mean <= 100 and std >= 0
 
 
+def test_evaluate_in_chunks_matches_one_pass(tmp_path):
+    task = task_for(write_coco(tmp_path / "set", n=30), "data.valid_fraction=0.2")
+    torch.manual_seed(0)
+    model = task.build_model().eval()
+    whole = task.evaluate(model, "valid", "cpu")
+    assert set(whole) == {"loss", "bleu", "baseline_bleu"}
+    assert task.evaluate(model, "valid", "cpu", chunk=4) == pytest.approx(whole)
+
+
 # --- training, evaluate, caption -------------------------------------------------------------
 
 

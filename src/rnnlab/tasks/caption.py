@@ -393,9 +393,10 @@ class Caption(Task):
 
     # --- evaluation and captioning ---
 
-    def _split_images(self, split: str, device) -> Tensor:
+    def _split_images(self, split: str, device, start: int = 0, stop: int | None = None):
+        """Standardised centre crops of the split's images start:stop, (n, 3, S, S)."""
         self._ensure_data()
-        return self._standardise(self._center(self.pixels[split]), device)
+        return self._standardise(self._center(self.pixels[split][start:stop]), device)
 
     @torch.no_grad()
     def caption_images(self, model, images: Tensor, batch: int = 32) -> list[str]:
@@ -412,19 +413,24 @@ class Caption(Task):
         return out
 
     @torch.no_grad()
-    def evaluate(self, model, split, device):
+    def evaluate(self, model, split, device, chunk: int = 64):
+        """Loss (teacher forcing, every caption) and BLEU (beam search) over the split,
+        ``chunk`` images at a time."""
         members = self._ensure_data()[split]
-        images = self._split_images(split, device)                      # (N, 3, S, S)
-        captions, index = [], []
-        for i, image in enumerate(members):
-            for c in image.captions:
-                captions.append(self.encode(c))
-                index.append(i)
-        tokens_in, targets = self._targets(captions, device)             # (T, M)
-        logits = model(images, tokens_in, torch.tensor(index, device=device))
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=self.pad)
-        hypotheses = self.caption_images(model, images)
-        return {"loss": loss.item(), "bleu": bleu(hypotheses, self.references(split)),
+        total, count, hypotheses = 0.0, 0, []
+        for start in range(0, len(members), chunk):
+            part = members[start:start + chunk]
+            images = self._split_images(split, device, start, start + chunk)   # (n, 3, S, S)
+            captions = [self.encode(c) for image in part for c in image.captions]
+            index = torch.tensor([i for i, image in enumerate(part) for _ in image.captions],
+                                 device=device)
+            tokens_in, targets = self._targets(captions, device)                # (T, M)
+            logits = model(images, tokens_in, index)                            # (T, M, V)
+            total += F.cross_entropy(logits.flatten(0, 1), targets.flatten(),
+                                     ignore_index=self.pad, reduction="sum").item()
+            count += int((targets != self.pad).sum())
+            hypotheses += self.caption_images(model, images)
+        return {"loss": total / count, "bleu": bleu(hypotheses, self.references(split)),
                 "baseline_bleu": self.baseline_bleu(split)}
 
     def references(self, split: str) -> list[list[str]]:
@@ -432,16 +438,18 @@ class Caption(Task):
         return [[" ".join(tokenize(c)) for c in image.captions]
                 for image in self._ensure_data()[split]]
 
-    def constant_caption(self) -> str:
+    def constant_caption(self, limit: int = 200) -> str:
         """The training caption that, written for every *other* training image, scores the
-        highest BLEU against their references (ties: the first in file order).
+        highest BLEU against their references (ties: the first in the split's order).
+        On a large set only the first ``limit`` training images (a random sample: the split
+        is a random permutation) give candidates and references.
 
         Leave-one-out without re-scoring: sacrebleu's corpus statistics (matched and total
         n-grams, lengths) are sums over images, so the candidate's own image is subtracted.
         """
         from sacrebleu.metrics import BLEU
 
-        refs = self.references("train")
+        refs = self.references("train")[:limit]
         corpus = BLEU(references=_streams(refs))        # the references tokenised once
         single = BLEU()
         best, best_score = "", -1.0
