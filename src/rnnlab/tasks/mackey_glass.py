@@ -308,7 +308,7 @@ class MackeyGlass(Task):
         return free[:, 0, 0].cpu(), s[start + W + 1:start + W + 1 + length]
 
     def plot_free_run(self, model, device, path: Path, start: int = 0,
-                      length: int = 300) -> None:
+                      length: int = 500) -> None:
         import matplotlib
 
         matplotlib.use("Agg")
@@ -317,16 +317,22 @@ class MackeyGlass(Task):
         from ..rundir import _atomic_write
 
         pred, truth = self.free_run(model, device, start, length)
-        fig, ax = plt.subplots(figsize=(8, 3.5))
-        ax.plot(range(1, len(truth) + 1), truth.numpy(), label="truth", lw=2, alpha=0.5)
+        steps = range(1, len(truth) + 1)
+        fig, (ax, ax_err) = plt.subplots(2, 1, figsize=(8, 5), sharex=True,
+                                         gridspec_kw={"height_ratios": [2, 1]})
+        ax.plot(steps, truth.numpy(), label="truth", lw=2, alpha=0.5)
         ax.plot(range(1, len(pred) + 1), pred.numpy(), "--", label="free-running ESN", lw=1)
-        ax.axvline(self.cfg.data.horizon, color="gray", lw=0.8, ls=":")
-        ax.set_xlabel(f"steps after {self.cfg.data.warmup} teacher-forced steps "
-                      f"(dotted: step {self.cfg.data.horizon})")
         ax.set_ylabel("tanh(x - 1)" if self.cfg.data.squash else "x")
         ax.set_title(f"Mackey-Glass tau={self.cfg.data.tau:g}, ESN N={self.cfg.model.size}")
         ax.legend(loc="upper right")
-        ax.grid(alpha=0.3)
+        error = (pred[:len(truth)] - truth).abs().clamp_min(1e-16)
+        ax_err.semilogy(steps, error.numpy(), lw=1)
+        ax_err.set_ylabel("|error|")
+        ax_err.set_xlabel(f"steps after {self.cfg.data.warmup} teacher-forced steps "
+                          f"(dotted: step {self.cfg.data.horizon})")
+        for a in (ax, ax_err):
+            a.axvline(self.cfg.data.horizon, color="gray", lw=0.8, ls=":")
+            a.grid(alpha=0.3)
         fig.tight_layout()
         _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
         plt.close(fig)
