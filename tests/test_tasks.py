@@ -112,7 +112,7 @@ def test_default_corpus_is_english_text():
 
 
 def test_task_registry_descriptions():
-    assert set(TASKS) == {"char-lm", "adding", "copy"}
+    assert {"char-lm", "adding", "copy"} <= set(TASKS)
     for name, cls in TASKS.items():
         assert cls.name == name and cls.description and "\n" not in cls.description
     assert Copy.main_metric == "accuracy" and Adding.main_metric == "mse"
