@@ -28,6 +28,7 @@ from rnnlab.data.trees import read_trees
 from rnnlab.rundir import RunDirError
 from rnnlab.tasks import Adding, TaskError, load_run
 from rnnlab.tasks.sentiment import read_labelled
+from rnnlab.tasks.translate import read_pairs
 from rnnlab.tasks.word_lm import find_split_files, read_sentences
 
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
@@ -47,6 +48,7 @@ SAMPLES = {
     "coco": json.dumps({"images": [{"id": 1, "file_name": "a.png"}],
                         "annotations": [{"image_id": 1, "caption": "a red square"}]}),
     "ptb": " the cat sat <unk> \n the dog ran \n",
+    "pairs": "Go.\tVa !\tCC-BY 2.0 (France)\nI am cold.\tJ'ai froid.\tCC-BY\n",
 }
 
 
@@ -108,6 +110,18 @@ def test_read_trees(data):
 @given(mutations(SAMPLES["tsv"]))
 def test_read_labelled(data):
     assert_clean(read_labelled, write(data, "yelp_labelled.txt"))
+
+
+@FUZZ
+@given(mutations(SAMPLES["pairs"]))
+def test_read_pairs(data):
+    assert_clean(read_pairs, write(data, "fra.txt"))
+
+
+@FUZZ
+@given(mutations(SAMPLES["pairs"]))
+def test_read_pairs_gz(data):
+    assert_clean(read_pairs, write(gzip.compress(data)[:max(10, len(data))], "fra.txt.gz"))
 
 
 @FUZZ
