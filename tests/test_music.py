@@ -232,9 +232,9 @@ def trained_run(tmp_path_factory):
     with contextlib.redirect_stdout(io.StringIO()) as out, \
             contextlib.redirect_stderr(io.StringIO()):
         code = main(["train", "music", "--data", str(path), "--out", str(run), "--json",
-                     "--set", "train.steps=60", "train.eval_every=30", "train.lr=0.02",
-                     "model.hidden=16", "data.seq_len=8", "train.batch_size=8", "data.low=48",
-                     "data.high=74"])
+                     "--set", "train.steps=80", "train.eval_every=40", "train.lr=0.02",
+                     "train.lr_decay=none", "model.hidden=16", "data.seq_len=8",
+                     "train.batch_size=8", "data.low=48", "data.high=74"])
     assert code == 0
     return run, json.loads(out.getvalue().splitlines()[-1])
 
