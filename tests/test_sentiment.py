@@ -97,6 +97,7 @@ def test_data_errors(tmp_path, capsys):
     tsv = tmp_path / "ok.tsv"
     tsv.write_text(separable_corpus(40), encoding="utf-8")
     assert "apply to SST trees only" in error("--data", str(tsv), "--set", "data.binary=true")
+    assert "apply to SST trees only" in error("--data", str(tsv), "--config", "full")
     split = tmp_path / "split"
     split.mkdir()
     (split / "train.txt").write_text("(3 (3 good))\n", encoding="utf-8")
@@ -236,7 +237,7 @@ def test_tiny_training_beats_chance_and_predict(tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["train", "sentiment", "--data", str(path), "--out", str(out), "--json",
                  "--set", *TINY, "model.embed=16", "model.hidden=16", "model.dropout=0.0",
-                 "train.steps=80", "train.lr=0.01", "train.eval_every=80",
+                 "train.steps=50", "train.lr=0.01", "train.eval_every=50",
                  "train.batch_size=32"])
     assert code == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
