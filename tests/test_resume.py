@@ -153,9 +153,12 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, text_file):
     assert_bit_identical(weights(run), {k: v for k, v in state["model"].items()})
 
 
+STEPS = 80
+
+
 def _cli_train(out, text_file, extra=()):
     return [sys.executable, "-m", "rnnlab", "train", "char-lm", "--data", str(text_file),
-            "--out", str(out), "--json", "--set", *CHAR, "train.steps=60",
+            "--out", str(out), "--json", "--set", *CHAR, f"train.steps={STEPS}",
             "train.checkpoint_every=2", *extra]
 
 
@@ -173,6 +176,8 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path, text_f
 
     run = tmp_path / "killed"
     rng = random.Random(7)
+    # one kill during start-up, then one shortly after each of three random checkpoints
+    plan = [None] + sorted(rng.sample(range(4, STEPS - 4, 2), 3))
     resumed_from, attempts = [], 0
     while not (run / rundir.SUMMARY).exists():
         attempts += 1
@@ -184,24 +189,27 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path, text_f
                 leftover.unlink()
         args = (_cli_train(run, text_file) if not started else
                 [sys.executable, "-m", "rnnlab", "train", "--resume", str(run), "--json"])
-        if len(resumed_from) >= 3:                    # enough kills: let it finish
+        if not plan:                                     # every planned kill done: finish
             done = _run_to_end(args, env)
             assert done.returncode == 0, done.stderr
             continue
+        target = plan.pop(0)
         proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-        # a random moment of the training phase (the first kill may also hit start-up)
-        deadline = time.monotonic() + 60
-        while (resumed_from and proc.poll() is None and time.monotonic() < deadline
-               and _checkpoint_step(run) <= resumed_from[-1]):
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 1.5 if resumed_from else 4.0))
+        if target is None:
+            time.sleep(rng.uniform(0.0, 1.5))
+        else:
+            deadline = time.monotonic() + 120
+            while (proc.poll() is None and time.monotonic() < deadline
+                   and _checkpoint_step(run) < target):
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.1))          # anywhere in the next steps' work
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
         proc.wait()
         resumed_from.append(_checkpoint_step(run))
     # it was killed mid-training at least twice, and resumed from real checkpoints
-    assert sum(0 < step < 60 for step in resumed_from) >= 2, resumed_from
+    assert sum(0 < step < STEPS for step in resumed_from) >= 2, resumed_from
     print("checkpoint steps at the kills:", resumed_from)
     assert_bit_identical(weights(whole), weights(run))
     assert rundir.read_json(whole / rundir.CONFIG) == rundir.read_json(run / rundir.CONFIG)
