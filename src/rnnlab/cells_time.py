@@ -24,13 +24,11 @@ import torch
 from torch import Tensor, nn
 
 from .cells import Cell, ElmanCell
+from .unroll import state_fields as _fields
 
 __all__ = ["DeepTransitionCell", "DeepOutputCell", "SkipCell", "SkipState", "ClockworkCell",
            "ClockworkState", "parse_cell_name"]
 
-
-def _fields(state) -> tuple[Tensor, ...]:
-    return tuple(state) if isinstance(state, tuple) else (state,)
 
 
 def _with_hidden(state, h: Tensor):

@@ -50,6 +50,7 @@ from . import rundir
 from .cells import GRUCell, LeakyCell, LSTMCell, MGUCell
 from .layers import Recurrent
 from .tasks.base import TaskError
+from .unroll import state_fields as _fields
 from .unroll import unroll
 
 __all__ = ["DiagnoseError", "LayerTrace", "tracing", "gradient_flow", "jacobian_flow",
@@ -79,9 +80,6 @@ class LayerTrace:
         """The steps sorted by t (a reverse layer runs them backwards)."""
         return sorted(self.steps, key=lambda step: step[0])
 
-
-def _fields(state) -> tuple[Tensor, ...]:
-    return tuple(state) if isinstance(state, tuple) else (state,)
 
 
 def _hidden(state) -> Tensor:

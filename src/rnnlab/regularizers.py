@@ -26,12 +26,10 @@ import torch
 from torch import Tensor
 
 from .diagnose import LayerTrace
+from .unroll import state_fields as _fields
 
 __all__ = ["pascanu_penalty"]
 
-
-def _fields(state) -> tuple[Tensor, ...]:
-    return tuple(state) if isinstance(state, tuple) else (state,)
 
 
 def pascanu_penalty(loss: Tensor, traces: list[LayerTrace], eps: float = 1e-12) -> Tensor:

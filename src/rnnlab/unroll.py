@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["unroll", "check_sequence", "length_mask", "map_state"]
+__all__ = ["unroll", "check_sequence", "length_mask", "map_state", "state_fields"]
 
 
 def map_state(fn, *states):
@@ -18,6 +18,11 @@ def map_state(fn, *states):
     if isinstance(first, tuple):
         return type(first)(*(fn(*fields) for fields in zip(*states)))
     return fn(*states)
+
+
+def state_fields(state) -> tuple[Tensor, ...]:
+    """The tensors of a state: its fields for a NamedTuple, else the tensor alone."""
+    return tuple(state) if isinstance(state, tuple) else (state,)
 
 
 def check_sequence(xs, input_size: int) -> tuple[int, int]:
