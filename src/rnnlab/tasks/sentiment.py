@@ -62,9 +62,11 @@ direction, learned from scratch):
     data                       config                      test (valid)     time
     SST fine-grained, 5-class  default, 3000 steps          41.2 % (39.3)   150 s
     SST fine-grained           model.bidirectional=false    40.2 % (39.5)   116 s
+    SST fine-grained           model.pool=max               39.5 % (38.7)   216 s
     SST fine-grained           --config full (phrases)      43.3 % (42.1)   459 s
     SST binary (SST-2)         default                      80.5 % (80.2)   205 s
     SST binary                 model.bidirectional=false    80.9 % (81.5)   142 s
+    SST binary                 model.pool=max               80.7 % (79.6)   164 s
     SST binary                 --config full (phrases)      85.1 % (83.6)   463 s
     UCI, 3 files combined      default (80/10/10 split)     78.0 % (81.3)   173 s
     UCI, 3 files combined      model.pool=max               83.0 % (81.7)   142 s
