@@ -226,6 +226,6 @@ def test_mnist_t10k_headers(shared_data):
     assert np.bincount(labels).tolist()[:2] == [980, 1135]   # the known t10k class counts
 
 
-def test_source_sklearn_ignores_nothing_silently(tmp_path):
+def test_a_missing_data_path_is_an_error_not_a_fallback_to_sklearn(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         Digits(apply_overrides(Digits.default_config(), [f"data.path={tmp_path / 'x'}"]))
