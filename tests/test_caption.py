@@ -380,6 +380,20 @@ def test_coco_mini_captions(shared_data):
     assert task.pixels["train"].shape == (81, 3, 72, 72)
 
 
+@pytest.mark.slow
+def test_default_config_trains_and_captions_real_images(shared_data, tmp_path, capsys):
+    folder = shared_data("coco_mini_captions")
+    run = tmp_path / "run"
+    assert main(["train", "caption", "--data", str(folder), "--out", str(run), "--json",
+                 "--set", *TINY, "train.steps=3", "train.eval_every=3"]) == 0
+    final = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert final["valid_baseline_bleu"] > 0 and 0 <= final["test_bleu"] <= 100
+    photos = [str(folder / "images" / "000000000790.jpg"), str(folder / "images" /
+                                                             "000000000139.jpg")]
+    assert main(["caption", str(run), *photos]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+
+
 def test_coco_reader_error_on_missing_image_file_names_it(tmp_path):
     folder = write_coco(tmp_path / "set", n=3)
     (folder / "images" / "0001.png").unlink()
