@@ -86,6 +86,19 @@ Informer 0.577 / 0.549. The plain net is the like-for-like comparison with LSTMa
 that on these test windows the better naive baseline already beats every published figure.
 Without ``--data`` (the generated series): 0.430 / 0.496 against 1.458 / 0.969 (last
 value) and 0.810 / 0.728 (seasonal naive), 56 s.
+
+MSFT daily open/high/low/close (the seeds' 4-dimensional example; ``msft.csv`` inside
+``pmdarima/datasets/data/msft.tar.gz`` of the pmdarima wheel, 7983 trading days
+1986-2017, columns Date,Open,High,Low,Close,Volume,OpenInt; 70/10/20 % split), window 60,
+horizon 5, season 5 (a trading week), default model, 35 s::
+
+    --set data.inputs=Open,High,Low,Close data.window=60 data.horizon=5 data.season=5
+      data.target=Close               0.0079 / 0.0600  0.0079 / 0.0597  0.0130 / 0.0799
+      data.target=Open,High,Low,Close 0.0073 / 0.0559  0.0077 / 0.0587  0.0128 / 0.0794
+
+A daily stock price is close to a random walk: the net learns to repeat the last value
+(one target) or barely beats it (four, where the open is partly predictable from the
+previous close), as efficient-market theory predicts.
 """
 
 from __future__ import annotations
