@@ -1,0 +1,166 @@
+"""Fused output-to-hidden recurrence with hand-derived BPTT, book Fig. 10.4 (Jordan 1986).
+
+The only recurrence of :class:`rnnlab.OutputFeedbackCell` runs through its output: the
+state is the fed-back prediction ŷ (B, O). Free-running forward, for t = 1..τ (or τ..1):
+
+    a(t) = b_h + W_xh x(t) + W_yh ŷ(t-1)   W_xh x(t) + b_h for all t: one GEMM before the loop
+    h(t) = tanh(a(t))                       (or relu)
+    o(t) = b_y + W_hy h(t)                  the output y(t) of the layer
+    ŷ(t) = f(o(t))                          f = identity | softmax | sigmoid: the new state
+
+Backward. The loss reaches o(t) from outside (∂L/∂o(t)) and through ŷ(t), which only the
+next step reads (and the caller, for the final state). Walking the steps backwards:
+
+    ∇_ŷ(t) L = W_yhᵀ ∇_a(t+1) L                          (∇_ŷ(τ) L = ∂L/∂ŷ(τ), given)
+    ∇_o(t) L = J_f(t)ᵀ ∇_ŷ(t) L + ∂L/∂o(t)                feedback Jacobian J_f:
+               identity: J_fᵀ g = g
+               sigmoid:  J_fᵀ g = ŷ ⊙ (1 - ŷ) ⊙ g
+               softmax:  J_fᵀ g = ŷ ⊙ (g - ⟨g, ŷ⟩)         (J = diag(ŷ) - ŷ ŷᵀ, symmetric)
+    ∇_h(t) L = W_hyᵀ ∇_o(t) L
+    ∇_a(t) L = diag(1 - h(t)²) ∇_h(t) L                   (relu: 1[h(t) > 0])
+
+and the parameters, each one GEMM (or reduction) over all T·B rows after the loop:
+
+    ∇W_xh = Σ_t ∇_a(t) x(t)ᵀ     ∇W_yh = Σ_t ∇_a(t) ŷ(t-1)ᵀ     ∇b_h = Σ_t ∇_a(t)
+    ∇W_hy = Σ_t ∇_o(t) h(t)ᵀ     ∇b_y = Σ_t ∇_o(t)
+    ∇x(t) = W_xhᵀ ∇_a(t),        ∇ŷ(0) = W_yhᵀ ∇_a(1)
+
+Ragged lengths: past its length a sequence's state ŷ is frozen and its output o is zero,
+as in :func:`rnnlab.unroll`; with the mask m(t) (B, 1) ∈ {0, 1} the state after step t is
+m ŷ(t) + (1 - m) ŷ(t-1), so ∇_o(t) L above is multiplied by m and (1 - m) ∇_ŷ(t) L passes
+straight on to ŷ(t-1). With identity feedback and no mask, ∂L/∂o(t-1) rides in the bias
+slot of the addmm that makes ∇_ŷ(t-1) (it *is* ∇_o(t-1) then).
+
+Per step the forward is two addmm (W_yh ŷ(t-1) into the precomputed W_xh x + b_h; then o),
+the activation and f, in place into preallocated (T, B, ·) buffers; the backward is
+two GEMMs and two to five pointwise ops. The activation and sigmoid derivatives are formed
+for all steps at once after the forward loop.
+
+Teacher forcing (book section 10.2.1, :meth:`rnnlab.OutputFeedbackCell.teacher_forced`)
+feeds the ground truth instead of ŷ(t-1): no recurrence is left, and the cell computes all
+steps at once with three GEMMs over T·B rows under autograd. :func:`teacher_forced_kernel`
+is the same computation as a ``torch.autograd.Function`` with the backward written out
+(two GEMMs forward into one buffer, tanh in place). ``benchmarks/feedback.py`` times both;
+see its docstring for which is faster.
+
+Shapes: xs (T, B, I), ŷ (B, O), os (T, B, O); W_xh (H, I), W_yh (H, O), W_hy (O, H).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ._common import (
+    backward_steps,
+    frozen_states,
+    input_projection,
+    previous_states,
+    steps,
+    tanh_,
+    zeros_if_none,
+)
+
+FEEDBACKS = ("identity", "sigmoid", "softmax")
+
+
+class FeedbackSequence(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, xs, y0, W_xh, W_yh, b_h, W_hy, b_y, mask, reverse: bool, relu: bool,
+                feedback: str):
+        T, B, _ = xs.shape
+        O = W_hy.shape[0]
+        A = input_projection(xs, W_xh, b_h)      # (T, B, H): W_xh x(t) + b_h, becomes h(t)
+        W_yhT = W_yh.t().contiguous()            # (O, H)
+        W_hyT = W_hy.t().contiguous()            # (H, O)
+        act_ = torch.relu_ if relu else tanh_
+        Os = xs.new_empty(T, B, O)               # o(t), zero past a sequence's length
+        identity = feedback == "identity"
+        Y = Os if identity else xs.new_empty(T, B, O)       # ŷ(t) = f(o(t)), before the mask
+        a_t, o_t, y_t = A.unbind(0), Os.unbind(0), Y.unbind(0)
+        states, s_t, m_t = frozen_states(Os, mask)          # state after each step, if ragged
+        y = y0
+        for t in steps(T, reverse):
+            h = act_(a_t[t].addmm_(y, W_yhT))                       # h(t)
+            if b_y is None:
+                o = torch.mm(h, W_hyT, out=o_t[t])                  # o(t) = W_hy h(t) + b_y
+            else:
+                o = torch.addmm(b_y, h, W_hyT, out=o_t[t])
+            if feedback == "sigmoid":
+                torch.sigmoid(o, out=y_t[t])                        # ŷ(t) = f(o(t))
+            elif feedback == "softmax":
+                torch.softmax(o, -1, out=y_t[t])
+            if m_t is None:
+                y = y_t[t]
+            else:                                                   # frozen past its length
+                y = torch.where(m_t[t], y_t[t], y, out=s_t[t])
+                o.mul_(m_t[t])                                      # (identity: after ŷ's copy)
+        ctx.save_for_backward(xs, y0, W_xh, W_yh, W_hy, A, Y, states, mask)
+        ctx.reverse, ctx.relu, ctx.feedback = reverse, relu, feedback
+        ctx.has_bias = (b_h is not None, b_y is not None)
+        return Os, y.clone()
+
+    @staticmethod
+    def backward(ctx, d_os, d_yT):
+        xs, y0, W_xh, W_yh, W_hy, Hs, Y, states, mask = ctx.saved_tensors
+        T, B, I = xs.shape
+        H, O = W_yh.shape
+        feedback = ctx.feedback
+        d_os = zeros_if_none(d_os, Hs.new_empty(T, B, O))
+        gy = zeros_if_none(d_yT, y0)                                # ∇ŷ(τ)
+        # derivatives for all steps at once: act'(a(t)) from h(t); sigmoid's ŷ(1 - ŷ)
+        deriv = (Hs > 0).to(Hs.dtype) if ctx.relu else torch.addcmul(
+            torch.ones_like(Hs[:1]), Hs, Hs, value=-1.0)
+        g_t = deriv.unbind(0)
+        if feedback == "sigmoid":
+            s_t = torch.addcmul(Y, Y, Y, value=-1.0).unbind(0)
+        if feedback == "softmax":
+            yh_t = Y.unbind(0)
+        dA, dO = torch.empty_like(Hs), torch.empty_like(d_os)
+        dA_t, dO_t, dy_t = dA.unbind(0), dO.unbind(0), d_os.unbind(0)
+        m_t = mask.to(Hs.dtype).unbind(0) if mask is not None else None
+        order = backward_steps(T, ctx.reverse)
+        fold = feedback == "identity" and m_t is None      # ∂L/∂o rides in the addmm's bias
+        if fold:
+            torch.add(gy, dy_t[order[0][0]], out=dO_t[order[0][0]])
+        for t, nxt in order:
+            passed_on = None
+            if fold:
+                pass                                                # dO_t[t] is ∇o(t) already
+            elif feedback == "identity":
+                torch.add(gy, dy_t[t], out=dO_t[t])                 # ∇o = ∇ŷ + ∂L/∂o
+            elif feedback == "sigmoid":
+                torch.addcmul(dy_t[t], gy, s_t[t], out=dO_t[t])     # ŷ(1-ŷ) ⊙ ∇ŷ + ∂L/∂o
+            else:                                                   # ŷ ⊙ (∇ŷ - ⟨∇ŷ, ŷ⟩) + ∂L/∂o
+                dot = torch.linalg.vecdot(gy, yh_t[t]).unsqueeze_(-1)
+                torch.addcmul(dy_t[t], yh_t[t], gy - dot, out=dO_t[t])
+            if m_t is not None:                                     # frozen steps: m ∇o, and
+                dO_t[t].mul_(m_t[t])                                # (1 - m) ∇ŷ passes on
+                passed_on = torch.addcmul(gy, gy, m_t[t], value=-1.0)
+            torch.mm(dO_t[t], W_hy, out=dA_t[t]).mul_(g_t[t])       # ∇a = act' ⊙ W_hyᵀ ∇o
+            if fold and nxt is not None:                            # ∇ŷ(t-1) = W_yhᵀ ∇a
+                gy = torch.addmm(dy_t[nxt], dA_t[t], W_yh, out=dO_t[nxt])  # (+ ∂L/∂o(t-1))
+            elif passed_on is None:
+                gy = dA_t[t] @ W_yh
+            else:
+                gy = torch.addmm(passed_on, dA_t[t], W_yh)
+        # parameter gradients: one GEMM each over all T·B rows
+        dA2, dO2 = dA.view(T * B, H), dO.view(T * B, O)
+        need = ctx.needs_input_grad
+        d_xs = (dA2 @ W_xh).view(T, B, I) if need[0] else None
+        d_Wxh = dA2.t() @ xs.reshape(T * B, I) if need[2] else None
+        d_Wyh = None
+        if need[3]:
+            after = Y if states is None else states                # the state after each step
+            d_Wyh = dA2.t() @ previous_states(after, y0, ctx.reverse).view(T * B, O)
+        d_bh = dA2.sum(0) if ctx.has_bias[0] and need[4] else None
+        d_Why = dO2.t() @ Hs.view(T * B, H) if need[5] else None
+        d_by = dO2.sum(0) if ctx.has_bias[1] and need[6] else None
+        return d_xs, gy, d_Wxh, d_Wyh, d_bh, d_Why, d_by, None, None, None, None
+
+
+def feedback_kernel(cell, xs: Tensor, y0: Tensor, mask: Tensor | None, reverse: bool):
+    """Fused free-running sequence for :class:`rnnlab.OutputFeedbackCell`:
+    (T, B, I) -> (os (T, B, O), ŷ (B, O))."""
+    return FeedbackSequence.apply(xs, y0, cell.W_xh, cell.W_yh, cell.b_h, cell.W_hy, cell.b_y,
+                                  mask, reverse, cell.nonlinearity == "relu", cell.feedback)
