@@ -8,7 +8,8 @@ as one GEMM over all T·B rows after the backward loop.
 
 Kernels: Elman (tanh, relu), LSTM (with or without projection), GRU (reset gate after or
 before the product), MGU, leaky Elman (a LeakyCell around an ElmanCell), and the linear
-recurrences of minGRU / minLSTM (sequential or chunked parallel scan, :mod:`.scan`).
+recurrences of minGRU / minLSTM (sequential or chunked parallel scan, :mod:`.scan`), and the
+output-to-hidden recurrence of Fig. 10.4 (:mod:`.feedback`).
 :func:`find_kernel` returns None for other cells and options, which then run the reference
 loop.
 
@@ -19,9 +20,10 @@ None, reverse) -> (ys (T, B, O), state)`` and gives the same values and gradient
 
 from __future__ import annotations
 
-from ..cells import ElmanCell, GRUCell, LeakyCell, LSTMCell, MGUCell
+from ..cells import ElmanCell, GRUCell, LeakyCell, LSTMCell, MGUCell, OutputFeedbackCell
 from ..cells_linear import MinGRUCell, MinLSTMCell
 from .elman import elman_kernel
+from .feedback import feedback_kernel
 from .gru import gru_before_kernel, gru_kernel
 from .leaky import leaky_kernel
 from .lstm import lstm_kernel
@@ -29,7 +31,7 @@ from .mgu import mgu_kernel
 from .scan import linear_kernel
 
 __all__ = ["find_kernel", "elman_kernel", "lstm_kernel", "gru_kernel", "gru_before_kernel",
-           "mgu_kernel", "leaky_kernel", "linear_kernel"]
+           "mgu_kernel", "leaky_kernel", "linear_kernel", "feedback_kernel"]
 
 
 def find_kernel(cell):
@@ -46,4 +48,6 @@ def find_kernel(cell):
         return leaky_kernel
     if isinstance(cell, (MinGRUCell, MinLSTMCell)):
         return linear_kernel
+    if isinstance(cell, OutputFeedbackCell):
+        return feedback_kernel
     return None
