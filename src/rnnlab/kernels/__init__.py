@@ -9,7 +9,8 @@ as one GEMM over all T·B rows after the backward loop.
 Kernels: Elman (tanh, relu), LSTM (with or without projection), GRU (reset gate after or
 before the product), MGU, leaky Elman (a LeakyCell around an ElmanCell), and the linear
 recurrences of minGRU / minLSTM (sequential or chunked parallel scan, :mod:`.scan`), and the
-output-to-hidden recurrence of Fig. 10.4 (:mod:`.feedback`).
+output-to-hidden recurrence of Fig. 10.4 (:mod:`.feedback`), and the layer-normalised LSTM
+and GRU (:mod:`.lnorm`).
 :func:`find_kernel` returns None for other cells and options, which then run the reference
 loop.
 
@@ -22,16 +23,19 @@ from __future__ import annotations
 
 from ..cells import ElmanCell, GRUCell, LeakyCell, LSTMCell, MGUCell, OutputFeedbackCell
 from ..cells_linear import MinGRUCell, MinLSTMCell
+from ..cells_norm import LayerNormGRUCell, LayerNormLSTMCell
 from .elman import elman_kernel
 from .feedback import feedback_kernel
 from .gru import gru_before_kernel, gru_kernel
 from .leaky import leaky_kernel
+from .lnorm import ln_gru_kernel, ln_lstm_kernel
 from .lstm import lstm_kernel
 from .mgu import mgu_kernel
 from .scan import linear_kernel
 
 __all__ = ["find_kernel", "elman_kernel", "lstm_kernel", "gru_kernel", "gru_before_kernel",
-           "mgu_kernel", "leaky_kernel", "linear_kernel", "feedback_kernel"]
+           "mgu_kernel", "leaky_kernel", "linear_kernel", "feedback_kernel",
+           "ln_lstm_kernel", "ln_gru_kernel"]
 
 
 def find_kernel(cell):
@@ -50,4 +54,8 @@ def find_kernel(cell):
         return linear_kernel
     if isinstance(cell, OutputFeedbackCell):
         return feedback_kernel
+    if isinstance(cell, LayerNormLSTMCell):
+        return ln_lstm_kernel
+    if isinstance(cell, LayerNormGRUCell):
+        return ln_gru_kernel
     return None
