@@ -407,12 +407,14 @@ class LeakyCell(Cell):
         return state, state
 
 
-CELL_NAMES = ("rnn", "relu", "lstm", "gru", "gru-before", "mgu", "leaky-rnn")
+CELL_NAMES = ("rnn", "relu", "lstm", "gru", "gru-before", "mgu", "leaky-rnn", "ln-lstm",
+              "ln-gru")
 
 
 def make_cell(name: str, input_size: int, hidden_size: int, **kwargs) -> Cell:
     """A cell by name: ``rnn`` (tanh Elman), ``relu``, ``lstm``, ``gru``, ``gru-before``
     (reset gate before the product), ``mgu``, ``leaky-rnn`` (tanh Elman with learned α),
+    ``ln-lstm``, ``ln-gru`` (layer-normalised, :mod:`rnnlab.cells_norm`),
     ``clockwork``, and the wrappers of :mod:`rnnlab.cells_time` around any of these
     (``dt-lstm``, ``dts2-rnn``, ``do-gru``, ``skip10-rnn``, ``delay4-lstm``)."""
     if name == "rnn":
@@ -430,6 +432,11 @@ def make_cell(name: str, input_size: int, hidden_size: int, **kwargs) -> Cell:
     if name == "leaky-rnn":
         return LeakyCell(ElmanCell(input_size, hidden_size, **kwargs), alpha=0.5,
                          learn_alpha=True)
+    if name in ("ln-lstm", "ln-gru"):
+        from .cells_norm import LayerNormGRUCell, LayerNormLSTMCell
+
+        norm_cell = LayerNormLSTMCell if name == "ln-lstm" else LayerNormGRUCell
+        return norm_cell(input_size, hidden_size, **kwargs)
     from .cells_time import parse_cell_name
 
     cell = parse_cell_name(name, input_size, hidden_size, make_cell)
