@@ -15,6 +15,7 @@ from .cells import (
     make_cell,
 )
 from .cells_linear import MinGRUCell, MinLSTMCell
+from .cells_norm import LayerNormGRUCell, LayerNormLSTMCell
 from .compat import GRU, LSTM, RNN
 from .config import ConfigError, RunConfig, apply_overrides
 from .esn import (
@@ -47,6 +48,8 @@ __all__ = [
     "LeakyCell",
     "MinGRUCell",
     "MinLSTMCell",
+    "LayerNormLSTMCell",
+    "LayerNormGRUCell",
     "make_cell",
     "unroll",
     "find_kernel",
