@@ -164,3 +164,51 @@ def feedback_kernel(cell, xs: Tensor, y0: Tensor, mask: Tensor | None, reverse: 
     (T, B, I) -> (os (T, B, O), ŷ (B, O))."""
     return FeedbackSequence.apply(xs, y0, cell.W_xh, cell.W_yh, cell.b_h, cell.W_hy, cell.b_y,
                                   mask, reverse, cell.nonlinearity == "relu", cell.feedback)
+
+
+class TeacherForced(torch.autograd.Function):
+    """o(t) for every t at once with y(t-1) given: a = W_xh x + W_yh y_prev + b_h (two GEMMs
+    into one buffer), h = act(a) in place, o = W_hy h + b_y; the backward written out."""
+
+    @staticmethod
+    def forward(ctx, xs, y_prev, W_xh, W_yh, b_h, W_hy, b_y, relu: bool):
+        T, B, I = xs.shape
+        O, H = W_hy.shape
+        A = input_projection(xs, W_xh, b_h).view(T * B, H)
+        A.addmm_(y_prev.reshape(T * B, O), W_yh.t())
+        (torch.relu_ if relu else tanh_)(A)                        # h(t), (T·B, H)
+        out = torch.mm(A, W_hy.t()) if b_y is None else torch.addmm(b_y, A, W_hy.t())
+        ctx.save_for_backward(xs, y_prev, W_xh, W_yh, W_hy, A)
+        ctx.relu, ctx.has_bias = relu, (b_h is not None, b_y is not None)
+        return out.view(T, B, O)
+
+    @staticmethod
+    def backward(ctx, d_o):
+        xs, y_prev, W_xh, W_yh, W_hy, Hs = ctx.saved_tensors
+        T, B, I = xs.shape
+        O, H = W_hy.shape
+        dO = d_o.reshape(T * B, O)
+        dA = dO @ W_hy                                             # ∇h = W_hyᵀ ∇o
+        if ctx.relu:
+            dA.mul_(Hs > 0)
+        else:
+            dA.mul_(torch.addcmul(torch.ones_like(Hs[:1]), Hs, Hs, value=-1.0))  # 1 - h²
+        need = ctx.needs_input_grad
+        d_xs = (dA @ W_xh).view(T, B, I) if need[0] else None
+        d_yp = (dA @ W_yh).view(T, B, O) if need[1] else None
+        d_Wxh = dA.t() @ xs.reshape(T * B, I) if need[2] else None
+        d_Wyh = dA.t() @ y_prev.reshape(T * B, O) if need[3] else None
+        d_bh = dA.sum(0) if ctx.has_bias[0] and need[4] else None
+        d_Why = dO.t() @ Hs if need[5] else None
+        d_by = dO.sum(0) if ctx.has_bias[1] and need[6] else None
+        return d_xs, d_yp, d_Wxh, d_Wyh, d_bh, d_Why, d_by, None
+
+
+def teacher_forced_kernel(cell, xs: Tensor, targets: Tensor, y0: Tensor | None = None) -> Tensor:
+    """:meth:`rnnlab.OutputFeedbackCell.teacher_forced` as one autograd Function:
+    xs (T, B, I), targets (T, B, O), y0 (B, O) or zeros -> o (T, B, O)."""
+    if y0 is None:
+        y0 = targets.new_zeros(targets.shape[1:])
+    y_prev = torch.cat([y0.unsqueeze(0), targets[:-1]], dim=0)     # y(t-1) for every t
+    return TeacherForced.apply(xs, y_prev, cell.W_xh, cell.W_yh, cell.b_h, cell.W_hy,
+                               cell.b_y, cell.nonlinearity == "relu")
