@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 
-from .cells import CELL_NAMES, make_cell
+from .cells import CELL_NAMES, OutputFeedbackCell, make_cell
 from .compat import GRU, LSTM, RNN
 from .kernels import find_kernel
 from .layers import Recurrent
@@ -76,8 +76,11 @@ CONFIGS = {
 }
 DEFAULT_CONFIGS = ("small", "medium", "long", "stream")
 
-# Every cell family of rnnlab.make_cell, plus the LSTM with a projection (proj_size = H/2).
-CELLS = (*CELL_NAMES, "lstm-proj")
+# Every cell family of rnnlab.make_cell, plus the LSTM with a projection (proj_size = H/2)
+# and the cells make_cell does not name: "feedback", the output-to-hidden recurrence of
+# Fig. 10.4 (OutputFeedbackCell with output size H, tanh, identity feedback, free-running).
+EXTRA_CELLS = {"feedback": lambda I, H: OutputFeedbackCell(I, H, H)}
+CELLS = (*CELL_NAMES, "lstm-proj", *EXTRA_CELLS)
 
 
 @dataclass(frozen=True)
@@ -159,7 +162,9 @@ def build(cell: str, cfg: Config, T: int | None = None, seed: int = 0):
             step.load_state_dict({k.removesuffix("_l0"): v for k, v in state.items()})
             models["loop"] = UnbindLoop(step)
     else:
-        models["rnnlab"] = Recurrent(make_cell(cell, cfg.I, cfg.H))
+        extra = EXTRA_CELLS.get(cell)
+        models["rnnlab"] = Recurrent(extra(cfg.I, cfg.H) if extra is not None
+                                     else make_cell(cell, cfg.I, cfg.H))
     models["reference"] = Recurrent(copy.deepcopy(models["rnnlab"].cell), use_kernel=False)
     if "loop" not in models:
         models["loop"] = Recurrent(copy.deepcopy(models["rnnlab"].cell), use_kernel=False)
