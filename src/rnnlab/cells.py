@@ -57,6 +57,11 @@ class Cell(nn.Module):
     input_size: int
     hidden_size: int
     output_size: int
+    # Recurrent dropout and zoneout (rnnlab.Recurrent(recurrent_dropout=, zoneout=)) need a
+    # cell whose output is its state's first field, read by the recurrent weights; such
+    # cells set this and take ``forward(state, x, drop=mask)``: mask (B, output_size)
+    # multiplies the state where the recurrent weights read it (Gal & Ghahramani 2016).
+    regularizable: bool = False
 
     def init_state(self, batch_size: int, device=None, dtype=None):
         """Zero state for a batch: a tensor (B, H) or a NamedTuple of such tensors."""
@@ -70,6 +75,10 @@ class Cell(nn.Module):
         device = device if device is not None else (p.device if p is not None else None)
         dtype = dtype if dtype is not None else (p.dtype if p is not None else None)
         return torch.zeros(batch_size, size, device=device, dtype=dtype)
+
+
+def _dropped(h: Tensor, drop: Tensor | None) -> Tensor:
+    return h if drop is None else h * drop
 
 
 def _uniform_(params, hidden_size: int) -> None:
@@ -100,6 +109,8 @@ class ElmanCell(Cell):
     model that uses the cell.
     """
 
+    regularizable = True
+
     def __init__(self, input_size: int, hidden_size: int, nonlinearity: str = "tanh",
                  bias: bool = True, device=None, dtype=None):
         super().__init__()
@@ -119,9 +130,9 @@ class ElmanCell(Cell):
     def init_state(self, batch_size: int, device=None, dtype=None) -> Tensor:
         return self._zeros(batch_size, self.hidden_size, device, dtype)
 
-    def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, h: Tensor, x: Tensor, drop: Tensor | None = None) -> tuple[Tensor, Tensor]:
         a = nn.functional.linear(x, self.W_xh, self.b_xh)
-        a = a + nn.functional.linear(h, self.W_hh, self.b_hh)
+        a = a + nn.functional.linear(_dropped(h, drop), self.W_hh, self.b_hh)
         h = _ACTIVATIONS[self.nonlinearity](a)
         return h, h
 
@@ -219,6 +230,8 @@ class LSTMCell(Cell):
     Shapes: x (B, I), state ``LSTMState(h (B, P or H), c (B, H))``, y (B, P or H).
     """
 
+    regularizable = True
+
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  proj_size: int = 0, forget_bias: float = 1.0, device=None, dtype=None):
         super().__init__()
@@ -245,10 +258,11 @@ class LSTMCell(Cell):
         return LSTMState(self._zeros(batch_size, self.output_size, device, dtype),
                          self._zeros(batch_size, self.hidden_size, device, dtype))
 
-    def forward(self, state: LSTMState, x: Tensor) -> tuple[LSTMState, Tensor]:
+    def forward(self, state: LSTMState, x: Tensor,
+                drop: Tensor | None = None) -> tuple[LSTMState, Tensor]:
         h, c = state
         gates = nn.functional.linear(x, self.W_xh, self.b_xh)
-        gates = gates + nn.functional.linear(h, self.W_hh, self.b_hh)
+        gates = gates + nn.functional.linear(_dropped(h, drop), self.W_hh, self.b_hh)
         i, f, g, o = gates.chunk(4, dim=-1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
@@ -278,6 +292,8 @@ class GRUCell(Cell):
     Shapes: x (B, I), h (B, H), y = h.
     """
 
+    regularizable = True
+
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  reset: str = "after", device=None, dtype=None):
         super().__init__()
@@ -296,19 +312,20 @@ class GRUCell(Cell):
     def init_state(self, batch_size: int, device=None, dtype=None) -> Tensor:
         return self._zeros(batch_size, self.hidden_size, device, dtype)
 
-    def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, h: Tensor, x: Tensor, drop: Tensor | None = None) -> tuple[Tensor, Tensor]:
         H = self.hidden_size
         gx = nn.functional.linear(x, self.W_xh, self.b_xh)
         x_r, x_z, x_n = gx.chunk(3, dim=-1)
+        hd = _dropped(h, drop)                 # what the recurrent weights read
         if self.reset == "after":
-            h_r, h_z, h_n = nn.functional.linear(h, self.W_hh, self.b_hh).chunk(3, dim=-1)
+            h_r, h_z, h_n = nn.functional.linear(hd, self.W_hh, self.b_hh).chunk(3, dim=-1)
             r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
             n = torch.tanh(x_n + r * h_n)
         else:
             b_r, b_z, b_n = (self.b_hh.chunk(3) if self.b_hh is not None else (None,) * 3)
-            r = torch.sigmoid(x_r + nn.functional.linear(h, self.W_hh[:H], b_r))
-            z = torch.sigmoid(x_z + nn.functional.linear(h, self.W_hh[H:2 * H], b_z))
-            n = torch.tanh(x_n + nn.functional.linear(r * h, self.W_hh[2 * H:], b_n))
+            r = torch.sigmoid(x_r + nn.functional.linear(hd, self.W_hh[:H], b_r))
+            z = torch.sigmoid(x_z + nn.functional.linear(hd, self.W_hh[H:2 * H], b_z))
+            n = torch.tanh(x_n + nn.functional.linear(r * hd, self.W_hh[2 * H:], b_n))
         h = (1 - z) * n + z * h
         return h, h
 
@@ -329,6 +346,8 @@ class MGUCell(Cell):
     Shapes: x (B, I), h (B, H), y = h.
     """
 
+    regularizable = True
+
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  device=None, dtype=None):
         super().__init__()
@@ -344,12 +363,13 @@ class MGUCell(Cell):
     def init_state(self, batch_size: int, device=None, dtype=None) -> Tensor:
         return self._zeros(batch_size, self.hidden_size, device, dtype)
 
-    def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, h: Tensor, x: Tensor, drop: Tensor | None = None) -> tuple[Tensor, Tensor]:
         H = self.hidden_size
         x_f, x_n = nn.functional.linear(x, self.W_xh, self.b_xh).chunk(2, dim=-1)
         b_f, b_n = self.b_hh.chunk(2) if self.b_hh is not None else (None, None)
-        f = torch.sigmoid(x_f + nn.functional.linear(h, self.W_hh[:H], b_f))
-        n = torch.tanh(x_n + nn.functional.linear(f * h, self.W_hh[H:], b_n))
+        hd = _dropped(h, drop)                 # what the recurrent weights read
+        f = torch.sigmoid(x_f + nn.functional.linear(hd, self.W_hh[:H], b_f))
+        n = torch.tanh(x_n + nn.functional.linear(f * hd, self.W_hh[H:], b_n))
         h = (1 - f) * h + f * n
         return h, h
 
@@ -380,6 +400,7 @@ class LeakyCell(Cell):
         if not 0.0 < float(alpha) < 1.0:
             raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
         self.cell = cell
+        self.regularizable = cell.regularizable
         self.input_size, self.hidden_size = cell.input_size, cell.hidden_size
         self.output_size = cell.output_size
         p = next(cell.parameters())
@@ -397,8 +418,8 @@ class LeakyCell(Cell):
     def init_state(self, batch_size: int, device=None, dtype=None):
         return self.cell.init_state(batch_size, device, dtype)
 
-    def forward(self, state, x: Tensor):
-        new, _ = self.cell(state, x)
+    def forward(self, state, x: Tensor, drop: Tensor | None = None):
+        new, _ = self.cell(state, x) if drop is None else self.cell(state, x, drop=drop)
         alpha = self.alpha
         if isinstance(state, tuple):
             state = type(state)(*(torch.lerp(n, s, alpha) for n, s in zip(new, state)))

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from .cells import Cell, make_cell
 from .kernels import find_kernel
-from .unroll import check_sequence, length_mask, unroll
+from .unroll import check_sequence, length_mask, state_fields, unroll
 
 __all__ = ["Recurrent", "Bidirectional", "Stack"]
 
@@ -35,7 +35,8 @@ class Recurrent(nn.Module):
     torch.Size([5, 3, 16])
     """
 
-    def __init__(self, cell: Cell, reverse: bool = False, use_kernel: bool = True):
+    def __init__(self, cell: Cell, reverse: bool = False, use_kernel: bool = True,
+                 recurrent_dropout: float = 0.0, zoneout: float | Sequence[float] = 0.0):
         super().__init__()
         if not isinstance(cell, Cell):
             raise TypeError(f"Recurrent wraps an rnnlab Cell, got {type(cell).__name__}")
@@ -43,19 +44,72 @@ class Recurrent(nn.Module):
         self.reverse = reverse
         self.use_kernel = use_kernel
         self.input_size, self.output_size = cell.input_size, cell.output_size
+        self.recurrent_dropout = _rate("recurrent_dropout", recurrent_dropout)
+        self.zoneout: tuple[float, ...] = ()
+        if recurrent_dropout or zoneout:
+            if not cell.regularizable:
+                raise ValueError(f"recurrent_dropout and zoneout need a cell whose output is "
+                                 f"its state, read by its recurrent weights (rnn, relu, lstm, "
+                                 f"gru, gru-before, mgu, leaky-rnn); {type(cell).__name__} "
+                                 f"is not one")
+            n_fields = len(state_fields(cell.init_state(1)))
+            rates = tuple(zoneout) if isinstance(zoneout, Sequence) else (zoneout,) * n_fields
+            if len(rates) != n_fields:
+                raise ValueError(f"zoneout takes one rate, or one per state field ({n_fields} "
+                                 f"for {type(cell).__name__}); got {zoneout!r}")
+            self.zoneout = tuple(_rate("zoneout", z) for z in rates)
+
+    def masks(self, T: int, B: int, state, like: Tensor):
+        """The regularisers' masks for one call, drawn from torch's generator: recurrent
+        dropout ``drop`` (B, O) in {0, 1/(1-p)}, one per sequence and only in training;
+        zoneout ``zone``, one (T, B, size) tensor per state field, Bernoulli(z) in
+        training and the rate z itself at evaluation (the expectation). None when off."""
+        drop = zone = None
+        kw = {"device": like.device, "dtype": like.dtype}
+        p = self.recurrent_dropout
+        if p > 0 and self.training:
+            drop = torch.bernoulli(torch.full((B, self.cell.output_size), 1 - p, **kw))
+            drop.div_(1 - p)
+        if any(self.zoneout):
+            sizes = [f.shape[-1] for f in state_fields(state)]
+            if self.training:
+                zone = tuple(torch.bernoulli(torch.full((T, B, n), z, **kw))
+                             for n, z in zip(sizes, self.zoneout))
+            else:
+                zone = tuple(torch.full((1, 1, 1), z, **kw).expand(T, B, n)
+                             for n, z in zip(sizes, self.zoneout))
+        return drop, zone
 
     def forward(self, xs: Tensor, state=None, lengths=None):
         kernel = find_kernel(self.cell) if self.use_kernel else None
-        if kernel is None:
-            return unroll(self.cell, xs, state, lengths, self.reverse)
+        drop = zone = None
+        if self.recurrent_dropout or any(self.zoneout):
+            T, B = check_sequence(xs, self.cell.input_size)
+            if state is None:
+                state = self.cell.init_state(B, xs.device, xs.dtype)
+            drop, zone = self.masks(T, B, state, xs)
+        regularized = drop is not None or zone is not None
+        if kernel is None or (regularized and not getattr(kernel, "regularizes", False)):
+            return unroll(self.cell, xs, state, lengths, self.reverse, drop=drop, zone=zone)
         T, B = check_sequence(xs, self.cell.input_size)
         mask = length_mask(lengths, T, B, xs.device)
         if state is None:
             state = self.cell.init_state(B, xs.device, xs.dtype)
+        if regularized:
+            return kernel(self.cell, xs, state, mask, self.reverse, drop=drop, zone=zone)
         return kernel(self.cell, xs, state, mask, self.reverse)
 
     def extra_repr(self) -> str:
-        return f"reverse={self.reverse}"
+        extra = f", recurrent_dropout={self.recurrent_dropout}" if self.recurrent_dropout else ""
+        if any(self.zoneout):
+            extra += f", zoneout={self.zoneout}"
+        return f"reverse={self.reverse}{extra}"
+
+
+def _rate(name: str, p) -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1), got {p!r}")
+    return float(p)
 
 
 class Bidirectional(nn.Module):
@@ -80,10 +134,11 @@ class Bidirectional(nn.Module):
         self.output_size = forward.output_size + backward.output_size
 
     @classmethod
-    def from_cells(cls, forward_cell: Cell, backward_cell: Cell,
-                   use_kernel: bool = True) -> Bidirectional:
-        return cls(Recurrent(forward_cell, False, use_kernel),
-                   Recurrent(backward_cell, True, use_kernel))
+    def from_cells(cls, forward_cell: Cell, backward_cell: Cell, use_kernel: bool = True,
+                   **regularizers) -> Bidirectional:
+        """``regularizers``: ``recurrent_dropout``, ``zoneout`` of :class:`Recurrent`."""
+        return cls(Recurrent(forward_cell, False, use_kernel, **regularizers),
+                   Recurrent(backward_cell, True, use_kernel, **regularizers))
 
     def forward(self, xs: Tensor, state=None, lengths=None):
         sf, sb = (None, None) if state is None else state
@@ -124,8 +179,11 @@ class Stack(nn.Module):
     @classmethod
     def build(cls, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
               dropout: float = 0.0, bidirectional: bool = False, use_kernel: bool = True,
-              skip: bool = False, **cell_kwargs) -> Stack:
-        """A stack of ``num_layers`` layers of the named cell (see :func:`rnnlab.make_cell`)."""
+              skip: bool = False, recurrent_dropout: float = 0.0, zoneout: float = 0.0,
+              **cell_kwargs) -> Stack:
+        """A stack of ``num_layers`` layers of the named cell (see :func:`rnnlab.make_cell`);
+        ``recurrent_dropout`` and ``zoneout`` apply inside every layer (:class:`Recurrent`)."""
+        reg = {"recurrent_dropout": recurrent_dropout, "zoneout": zoneout}
         if not isinstance(num_layers, int) or num_layers < 1:
             raise ValueError(f"num_layers must be a positive int, got {num_layers!r}")
         layers: list[nn.Module] = []
@@ -134,10 +192,10 @@ class Stack(nn.Module):
             if bidirectional:
                 layer = Bidirectional.from_cells(
                     make_cell(cell, size, hidden_size, **cell_kwargs),
-                    make_cell(cell, size, hidden_size, **cell_kwargs), use_kernel)
+                    make_cell(cell, size, hidden_size, **cell_kwargs), use_kernel, **reg)
             else:
                 layer = Recurrent(make_cell(cell, size, hidden_size, **cell_kwargs),
-                                  use_kernel=use_kernel)
+                                  use_kernel=use_kernel, **reg)
             layers.append(layer)
             size = layer.output_size + (input_size if skip else 0)
         return cls(layers, dropout, skip)

@@ -72,14 +72,15 @@ def length_mask(lengths, T: int, B: int, device=None) -> Tensor | None:
 
 
 def unroll(cell, xs: Tensor, state=None, lengths=None, reverse: bool = False,
-           trace: list | None = None):
+           trace: list | None = None, drop: Tensor | None = None, zone=None):
     """Run ``cell`` over a sequence, one step at a time (the reference path).
 
     ::
 
         state = cell.init_state(B) if state is None
         for t in (0, ..., T-1)   (or T-1, ..., 0 when reverse):
-            new, y = cell(state, xs[t])
+            new, y = cell(state, xs[t])                       (cell(state, xs[t], drop=d))
+            new    = z ⊙ state + (1 - z) ⊙ new;  y = new[0]   (zoneout only)
             state  = new         where t < lengths, else unchanged
             ys[t]  = y           where t < lengths, else 0
 
@@ -95,6 +96,11 @@ def unroll(cell, xs: Tensor, state=None, lengths=None, reverse: bool = False,
       order the steps run; ``new_state`` is the cell's result before the length mask, the
       tensor both the output and the next step read on valid steps, so its gradient is the
       total ∂L/∂h_t there (the diagnostics read gradients and Jacobians off these).
+    - ``drop``: recurrent dropout mask (B, output_size), one per sequence, passed to the
+      cell's step (Gal & Ghahramani 2016); the cell must be ``regularizable``.
+    - ``zone``: zoneout weights, one (T, B, size) tensor per state field (Krueger et al.
+      2017): 0/1 masks in training, the rate itself at test time. Each unit keeps its
+      previous value with weight z; the output is the zoned state's first field.
 
     **Returns:** ``(ys, state)`` with ys (T, B, O) and the final state.
     """
@@ -106,7 +112,12 @@ def unroll(cell, xs: Tensor, state=None, lengths=None, reverse: bool = False,
     ys: list[Tensor | None] = [None] * T
     for t in (reversed(range(T)) if reverse else range(T)):
         before = state
-        new, y = cell(state, x_steps[t])
+        new, y = cell(state, x_steps[t]) if drop is None else cell(state, x_steps[t], drop=drop)
+        if zone is not None:
+            fields = [torch.lerp(n, s, z[t]) for n, s, z in
+                      zip(state_fields(new), state_fields(state), zone)]
+            new = type(new)(*fields) if isinstance(new, tuple) else fields[0]
+            y = fields[0]
         if mask is not None:
             keep = mask[t]
             state = map_state(lambda n, s, keep=keep: torch.where(keep, n, s), new, state)

@@ -92,5 +92,43 @@ def enter_step(dh, dy_t, m_t, t: int, nxt):
     return (dh if dy_t is None else dh + dy_t[t]) * m, dh - dh * m
 
 
+def zone_step(dh: Tensor, dy_t, z_t, t: int):
+    """Split the gradient of a zoned-out state at backward step t (Krueger et al. 2017).
+
+    The state after step t is ``h(t) = z ⊙ h(t-1) + (1 - z) ⊙ h̃(t)`` and it is also the
+    output, so with ∇ = ∇h(t) + ∂L/∂y(t): ``∇ ⊙ (1 - z)`` enters the derivatives of h̃(t)
+    and ``∇ ⊙ z`` goes straight to h(t-1). Returns ``(entering, passed_on)``.
+    ``dy_t`` None: a state with no output of its own (the LSTM's c).
+    """
+    total = dh if dy_t is None else dh + dy_t[t]
+    passed = total * z_t[t]
+    return total - passed, passed
+
+
+def zoned(h_new: Tensor, h: Tensor, z_t, t: int, out: Tensor) -> Tensor:
+    """The zoned-out state after forward step t: h̃ + z ⊙ (h(t-1) - h̃), into ``out``."""
+    return torch.lerp(h_new, h, z_t[t], out=out)
+
+
+def fold_lengths(zone: Tensor, mask: Tensor | None) -> Tensor:
+    """Zoneout weights (T, B, S) with ragged lengths folded in: past its length a sequence
+    keeps its whole state, which is zoneout with z = 1."""
+    return zone if mask is None else torch.where(mask, zone, torch.ones_like(zone))
+
+
+def dropped(h: Tensor, drop: Tensor | None) -> Tensor:
+    """The state as the recurrent weights read it: h ⊙ mask under recurrent dropout."""
+    return h if drop is None else h * drop
+
+
+def recurrent_grad(dG: Tensor, W: Tensor, passed_on: Tensor | None,
+                   drop: Tensor | None) -> Tensor:
+    """∇h(t-1) = Wᵀ ∇G, times the recurrent dropout mask, plus what passed on directly."""
+    if drop is None:
+        return dG @ W if passed_on is None else torch.addmm(passed_on, dG, W)
+    back = (dG @ W).mul_(drop)
+    return back if passed_on is None else back.add_(passed_on)
+
+
 def zeros_if_none(grad: Tensor | None, like: Tensor) -> Tensor:
     return torch.zeros_like(like) if grad is None else grad

@@ -25,21 +25,28 @@ from torch import Tensor
 
 from ._common import (
     backward_steps,
+    dropped,
     enter_step,
+    fold_lengths,
     frozen_states,
     input_projection,
     leave_step,
     previous_states,
     steps,
     sum_bias,
+    recurrent_grad,
     tanh_,
     zeros_if_none,
+    zone_step,
+    zoned,
 )
 
 
 class LeakySequence(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, xs, h0, W_xh, W_hh, bias, rho, mask, reverse: bool, relu: bool):
+    def forward(ctx, xs, h0, W_xh, W_hh, bias, rho, mask, reverse: bool, relu: bool,
+                drop=None, zone=None):
+        # drop (B, H): recurrent dropout; zone (T, B, H): zoneout, lengths folded in
         T, B, _ = xs.shape
         U = input_projection(xs, W_xh, bias)     # (T, B, H): U x(t) + b, becomes u(t) in place
         W_hhT = W_hh.t().contiguous()
@@ -48,18 +55,22 @@ class LeakySequence(torch.autograd.Function):
         Y = torch.empty_like(U)
         u_t, Y_t = U.unbind(0), Y.unbind(0)
         states, s_t, m_t = frozen_states(Y, mask)                 # ragged lengths only
+        z_t = zone.unbind(0) if zone is not None else None
         h = h0
         for t in steps(T, reverse):
-            u = act_(u_t[t].addmm_(h, W_hhT))                      # u(t) = tanh(a(t))
+            u = act_(u_t[t].addmm_(dropped(h, drop), W_hhT))      # u(t) = tanh(a(t))
             h_new = torch.lerp(u, h, alpha, out=Y_t[t])            # u + α ⊙ (h(t-1) - u)
-            h = leave_step(h_new, h, m_t, s_t, t)                  # frozen past its length
-        ctx.save_for_backward(xs, h0, W_xh, W_hh, rho, U, Y, states, mask)
+            if z_t is not None:
+                h = zoned(h_new, h, z_t, t, Y_t[t])                # zoneout
+            else:
+                h = leave_step(h_new, h, m_t, s_t, t)              # frozen past its length
+        ctx.save_for_backward(xs, h0, W_xh, W_hh, rho, U, Y, states, mask, drop, zone)
         ctx.reverse, ctx.relu, ctx.has_bias = reverse, relu, bias is not None
         return Y, h.clone()
 
     @staticmethod
     def backward(ctx, d_ys, d_hT):
-        xs, h0, W_xh, W_hh, rho, U, Y, states, mask = ctx.saved_tensors
+        xs, h0, W_xh, W_hh, rho, U, Y, states, mask, drop, zone = ctx.saved_tensors
         T, B, I = xs.shape
         H = W_hh.shape[0]
         alpha = torch.sigmoid(rho)
@@ -76,36 +87,52 @@ class LeakySequence(torch.autograd.Function):
         dA_t, dy_t, g_t = dA.unbind(0), d_ys.unbind(0), deriv.unbind(0)
         dH_t = dH.unbind(0) if need_rho else None
         m_t = mask.to(U.dtype).unbind(0) if mask is not None else None
+        z_t = zone.unbind(0) if zone is not None else None
         order = backward_steps(T, ctx.reverse)
-        if m_t is None:
+        if m_t is None and z_t is None:
             dh = dh + dy_t[order[0][0]]
         for t, nxt in order:
-            dh_t, passed_on = enter_step(dh, dy_t, m_t, t, nxt)
+            if z_t is None:
+                dh_t, passed_on = enter_step(dh, dy_t, m_t, t, nxt)
+            else:
+                dh_t, passed_on = zone_step(dh, dy_t, z_t, t)      # zoneout
             if need_rho:
                 dH_t[t].copy_(dh_t)
             torch.mul(dh_t, g_t[t], out=dA_t[t])                   # ∇a = ∇h ⊙ (1 - α) ⊙ act'
             direct = dh_t * alpha                                  # ∇h ⊙ α
-            if passed_on is not None:                              # + ∂L/∂y(t-1) or the
-                direct += passed_on                                #   frozen steps' ∇
-            dh = torch.addmm(direct, dA_t[t], W_hh)                # ∇h(t-1) += Wᵀ ∇a
+            if passed_on is not None:                              # + ∂L/∂y(t-1), the frozen
+                direct += passed_on                                #   steps' or zoned units' ∇
+            dh = recurrent_grad(dA_t[t], W_hh, direct, drop)       # ∇h(t-1) += d ⊙ Wᵀ ∇a
         # parameter gradients: one GEMM (or reduction) each over all T·B rows
         dA2 = dA.view(T * B, H)
         h_prev = previous_states(Y if states is None else states, h0, ctx.reverse)
         d_xs = (dA2 @ W_xh).view(T, B, I) if ctx.needs_input_grad[0] else None
         d_Wxh = dA2.t() @ xs.reshape(T * B, I) if ctx.needs_input_grad[2] else None
-        d_Whh = dA2.t() @ h_prev.view(T * B, H) if ctx.needs_input_grad[3] else None
+        d_Whh = None
+        if ctx.needs_input_grad[3]:                                # Σ ∇a (d ⊙ h(t-1))ᵀ
+            d_Whh = dA2.t() @ dropped(h_prev, drop).view(T * B, H)
         d_b = dA2.sum(0) if ctx.has_bias and ctx.needs_input_grad[4] else None
         d_rho = None
         if need_rho:
             d_alpha = (dH * (h_prev - U)).sum((0, 1))              # ∇α = Σ ∇h ⊙ (h(t-1) - u)
             d_rho = d_alpha * alpha * one_minus_alpha              # ∇ρ = ∇α ⊙ α(1 - α)
-        return d_xs, dh, d_Wxh, d_Whh, d_b, d_rho, None, None, None
+        return d_xs, dh, d_Wxh, d_Whh, d_b, d_rho, None, None, None, None, None
 
 
-def leaky_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool):
+def leaky_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool,
+                 drop: Tensor | None = None, zone=None):
     """Fused sequence for :class:`rnnlab.LeakyCell` around an :class:`rnnlab.ElmanCell`:
-    (T, B, I) -> ((T, B, H), h (B, H))."""
+    (T, B, I) -> ((T, B, H), h (B, H)). ``drop`` (B, H): recurrent dropout mask; ``zone``
+    (z (T, B, H),): zoneout weights."""
     inner = cell.cell
     bias = sum_bias(inner.b_xh, inner.b_hh)
-    return LeakySequence.apply(xs, h0, inner.W_xh, inner.W_hh, bias, cell.rho, mask, reverse,
-                               inner.nonlinearity == "relu")
+    relu = inner.nonlinearity == "relu"
+    if zone is None:
+        return LeakySequence.apply(xs, h0, inner.W_xh, inner.W_hh, bias, cell.rho, mask,
+                                   reverse, relu, drop)
+    ys, h = LeakySequence.apply(xs, h0, inner.W_xh, inner.W_hh, bias, cell.rho, None,
+                                reverse, relu, drop, fold_lengths(zone[0], mask))
+    return (ys if mask is None else ys * mask), h
+
+
+leaky_kernel.regularizes = True     # takes drop= and zone= (rnnlab.Recurrent)

@@ -25,6 +25,13 @@ Backward per step, with ∇h and ∇c arriving from the output and from step t+1
     ∇W_hr = Σ_t ∇h(t) m(t)ᵀ                                              (after the loop)
 
 The backward factors (tanh(c), σ') are computed inside the loop, not stored for all T.
+
+Recurrent dropout (Gal & Ghahramani 2016): one mask d (B, P) per sequence multiplies h(t-1)
+where W reads it, G = U x + b + W (d ⊙ h(t-1)); then ∇h(t-1) = d ⊙ Wᵀ ∇G and
+∇W = Σ_t ∇G(t) (d ⊙ h(t-1))ᵀ. Zoneout (Krueger et al. 2017): the step computes c̃(t) and
+h̃(t) as above from the zoned c(t-1), h(t-1), and keeps each unit's previous value where
+its mask is 1, c(t) = z_c ⊙ c(t-1) + (1 - z_c) ⊙ c̃(t) (same for h, y(t) = h(t)); in the
+backward ∇ ⊙ (1 - z) enters the step and ∇ ⊙ z passes straight to t-1.
 """
 
 from __future__ import annotations
@@ -35,23 +42,31 @@ from torch import Tensor
 from ..cells import LSTMState
 from ._common import (
     backward_steps,
+    dropped,
     enter_step,
+    fold_lengths,
     frozen_states,
     input_projection,
     leave_step,
     previous_states,
+    recurrent_grad,
     steps,
     sum_bias,
     tanh,
     tanh_,
     zeros_if_none,
+    zone_step,
+    zoned,
 )
 
 
 class LSTMSequence(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, xs, h0, c0, W_xh, W_hh, bias, mask, reverse: bool, W_hr=None):
-        # W_hr (P, H) comes last so that calls without a projection keep their signature
+    def forward(ctx, xs, h0, c0, W_xh, W_hh, bias, mask, reverse: bool, W_hr=None,
+                drop=None, zh=None, zc=None):
+        # W_hr (P, H) and the regularisers' masks come last so that plain calls keep their
+        # signature; drop (B, P) recurrent dropout, zh (T, B, P) / zc (T, B, H) zoneout
+        # (with zoneout the lengths are folded into zh, zc and mask is None)
         T, B, _ = xs.shape
         P, H = h0.shape[1], c0.shape[1]            # P = H without a projection
         G = input_projection(xs, W_xh, bias)       # (T, B, 4H), activated in place
@@ -62,28 +77,36 @@ class LSTMSequence(torch.autograd.Function):
             M, W_hrT = xs.new_empty(T, B, H), W_hr.t().contiguous()
         G_t, sig_t, g_t = G.unbind(0), G[..., :3 * H].unbind(0), G[..., 3 * H:].unbind(0)
         i_t, f_t, o_t = (G[..., k * H:(k + 1) * H].unbind(0) for k in range(3))
-        Y_t, C_t, M_t = Y.unbind(0), C.unbind(0), M.unbind(0)
+        Ct = C if zc is None else xs.new_empty(T, B, H)   # c̃(t), before zoneout
+        Y_t, C_t, M_t, Ct_t = Y.unbind(0), C.unbind(0), M.unbind(0), Ct.unbind(0)
+        zh_t, zc_t = (None, None) if zc is None else (zh.unbind(0), zc.unbind(0))
         states, s_t, m_t = frozen_states(Y, mask)  # h state after each step, if ragged
         h, c = h0, c0
         for t in steps(T, reverse):
-            G_t[t].addmm_(h, W_hhT)
+            G_t[t].addmm_(dropped(h, drop), W_hhT)
             sig_t[t].sigmoid_()                                    # i, f, o
             tanh_(g_t[t])                                          # g
-            c_new = torch.mul(f_t[t], c, out=C_t[t]).addcmul_(i_t[t], g_t[t])
+            c_new = torch.mul(f_t[t], c, out=Ct_t[t]).addcmul_(i_t[t], g_t[t])
             h_new = torch.mul(o_t[t], tanh(c_new), out=M_t[t])      # m = o ⊙ tanh(c)
             if W_hr is not None:
                 h_new = torch.mm(h_new, W_hrT, out=Y_t[t])         # h = W_hr m
+            if zc_t is not None:                                   # zoneout
+                c = zoned(c_new, c, zc_t, t, C_t[t])
+                h = zoned(h_new, h, zh_t, t, Y_t[t])
+                continue
             # frozen past its length (c in place in C, h in the state buffer)
             c = c_new if m_t is None else torch.where(m_t[t], c_new, c, out=C_t[t])
             h = leave_step(h_new, h, m_t, s_t, t)
         ctx.save_for_backward(xs, h0, c0, W_xh, W_hh, W_hr, G, Y,
-                              None if W_hr is None else M, C, states, mask)
+                              None if W_hr is None else M, C, states, mask, drop, zh, zc,
+                              None if zc is None else Ct)
         ctx.reverse, ctx.has_bias = reverse, bias is not None
         return Y, h.clone(), c.clone()
 
     @staticmethod
     def backward(ctx, d_ys, d_hT, d_cT):
-        xs, h0, c0, W_xh, W_hh, W_hr, G, Y, M, C, states, mask = ctx.saved_tensors
+        (xs, h0, c0, W_xh, W_hh, W_hr, G, Y, M, C, states, mask, drop, zh, zc,
+         Ct) = ctx.saved_tensors
         T, B, I = xs.shape
         P, H = h0.shape[1], c0.shape[1]
         d_ys = zeros_if_none(d_ys, Y)
@@ -99,19 +122,25 @@ class LSTMSequence(torch.autograd.Function):
         di_t, df_t, do_t, dg_t = (dG[..., k * H:(k + 1) * H].unbind(0) for k in range(4))
         sig_t, g_t = G[..., :3 * H].unbind(0), G[..., 3 * H:].unbind(0)
         i_t, f_t, o_t = (G[..., k * H:(k + 1) * H].unbind(0) for k in range(3))
-        dy_t, C_t, cp_t = d_ys.unbind(0), C.unbind(0), c_prev.unbind(0)
+        dy_t, cp_t = d_ys.unbind(0), c_prev.unbind(0)
+        Ct_t = (C if Ct is None else Ct).unbind(0)                 # c̃(t)
+        zh_t, zc_t = (None, None) if zc is None else (zh.unbind(0), zc.unbind(0))
         m_t = mask.to(G.dtype).unbind(0) if mask is not None else None
         order = backward_steps(T, ctx.reverse)
-        if m_t is None:
+        if m_t is None and zc_t is None:
             dh = dh + dy_t[order[0][0]]
         for t, nxt in order:
-            dh_t, passed_on = enter_step(dh, dy_t, m_t, t, nxt)
-            dc_t, carry_c = enter_step(dc, None, m_t, t, nxt)
+            if zc_t is None:
+                dh_t, passed_on = enter_step(dh, dy_t, m_t, t, nxt)
+                dc_t, carry_c = enter_step(dc, None, m_t, t, nxt)
+            else:                                                  # zoneout
+                dh_t, passed_on = zone_step(dh, dy_t, zh_t, t)
+                dc_t, carry_c = zone_step(dc, None, zc_t, t)
             dm = dh_t                                              # ∇m = ∇h
             if W_hr is not None:
                 dHp_t[t].copy_(dh_t)
                 dm = dh_t @ W_hr                                   # ∇m = W_hrᵀ ∇h
-            tc = tanh(C_t[t])
+            tc = tanh(Ct_t[t])
             torch.mul(dm, tc, out=do_t[t])                         # ∇o = ∇m ⊙ tanh(c)
             dc_t = torch.addcmul(dc_t, dm * o_t[t],                # ∇c += ∇m ⊙ o ⊙ tanh'(c)
                                  torch.addcmul(ones, tc, tc, value=-1.0))
@@ -122,12 +151,14 @@ class LSTMSequence(torch.autograd.Function):
             s = sig_t[t]
             dsig_t[t].mul_(torch.addcmul(s, s, s, value=-1.0))     # σ' = σ(1 - σ)
             dg_t[t].mul_(torch.addcmul(ones, g_t[t], g_t[t], value=-1.0))  # tanh' = 1 - g²
-            # ∇h(t-1) = Wᵀ ∇G (+ ∂L/∂y(t-1) or the frozen steps' ∇)
-            dh = dG_t[t] @ W_hh if passed_on is None else torch.addmm(passed_on, dG_t[t], W_hh)
+            # ∇h(t-1) = d ⊙ Wᵀ ∇G (+ ∂L/∂y(t-1), the frozen steps' or the zoned units' ∇)
+            dh = recurrent_grad(dG_t[t], W_hh, passed_on, drop)
             if carry_c is not None:
                 dc = dc + carry_c
         dG2 = dG.view(T * B, 4 * H)
         h_prev = previous_states(Y if states is None else states, h0, ctx.reverse)
+        if drop is not None:
+            h_prev.mul_(drop)                                      # what W read
         d_xs = (dG2 @ W_xh).view(T, B, I) if ctx.needs_input_grad[0] else None
         d_Wxh = dG2.t() @ xs.reshape(T * B, I) if ctx.needs_input_grad[3] else None
         d_Whh = dG2.t() @ h_prev.view(T * B, P) if ctx.needs_input_grad[4] else None
@@ -135,7 +166,7 @@ class LSTMSequence(torch.autograd.Function):
         d_Whr = None
         if W_hr is not None and ctx.needs_input_grad[8]:               # ∇W_hr = Σ_t ∇h m(t)ᵀ
             d_Whr = dHp.view(T * B, P).t() @ M.view(T * B, H)
-        return d_xs, dh, dc, d_Wxh, d_Whh, d_b, None, None, d_Whr
+        return d_xs, dh, dc, d_Wxh, d_Whh, d_b, None, None, d_Whr, None, None, None
 
 
 def _ifog(w: Tensor | None, H: int) -> Tensor | None:
@@ -145,11 +176,22 @@ def _ifog(w: Tensor | None, H: int) -> Tensor | None:
     return torch.cat([w[:2 * H], w[3 * H:], w[2 * H:3 * H]], dim=0)
 
 
-def lstm_kernel(cell, xs: Tensor, state: LSTMState, mask: Tensor | None, reverse: bool):
+def lstm_kernel(cell, xs: Tensor, state: LSTMState, mask: Tensor | None, reverse: bool,
+                drop: Tensor | None = None, zone=None):
     """Fused sequence for :class:`rnnlab.LSTMCell`, with or without projection:
-    (T, B, I) -> ((T, B, P or H), LSTMState(h (B, P or H), c (B, H)))."""
+    (T, B, I) -> ((T, B, P or H), LSTMState(h (B, P or H), c (B, H))). ``drop`` (B, P):
+    recurrent dropout mask; ``zone``: zoneout weights (z_h (T, B, P), z_c (T, B, H))."""
     H = cell.hidden_size
     bias = _ifog(sum_bias(cell.b_xh, cell.b_hh), H)
+    zh = zc = None
+    if zone is not None:
+        zh, zc = (fold_lengths(z, mask) for z in zone)
     ys, h, c = LSTMSequence.apply(xs, state[0], state[1], _ifog(cell.W_xh, H),
-                                  _ifog(cell.W_hh, H), bias, mask, reverse, cell.W_hr)
+                                  _ifog(cell.W_hh, H), bias, None if zc is not None else mask,
+                                  reverse, cell.W_hr, drop, zh, zc)
+    if zc is not None and mask is not None:
+        ys = ys * mask                                 # outputs past a length are 0
     return ys, LSTMState(h, c)
+
+
+lstm_kernel.regularizes = True     # takes drop= and zone= (rnnlab.Recurrent)
