@@ -4,12 +4,12 @@ come from torch's generator (reproducible from a seed), and evaluation is determ
 
 import pytest
 import torch
+from triangle import flat, random_state
 
 import rnnlab
 from rnnlab.kernels import find_kernel
 from rnnlab.layers import Recurrent
 from rnnlab.unroll import state_fields
-from triangle import flat, random_state
 
 REG_CELLS = ["lstm", "lstm-proj", "mgu", "leaky-rnn"]
 SETTINGS = [dict(recurrent_dropout=0.3), dict(zoneout=0.25),
