@@ -178,3 +178,32 @@ def test_stack_build_passes_the_regularizers_to_every_layer():
     assert all(r.recurrent_dropout == 0.25 and r.zoneout == (0.1, 0.1) for r in layers)
     ys, _ = stack(torch.randn(5, 2, 3), lengths=torch.tensor([5, 2]))
     assert ys.shape == (5, 2, 16)
+
+
+def test_char_lm_trains_with_recurrent_dropout_and_zoneout(tmp_path):
+    from rnnlab.cli import main
+
+    text = tmp_path / "t.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 40)
+    out = tmp_path / "run"
+    assert main(["train", "char-lm", "--data", str(text), "--out", str(out), "--set",
+                 "model.hidden=16", "model.embed=8", "model.recurrent_dropout=0.25",
+                 "model.zoneout=0.1", "train.steps=3", "train.eval_every=3",
+                 "data.seq_len=12"]) == 0
+    assert main(["evaluate", str(out)]) == 0
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["model.recurrent_dropout=1.5"], r"model.recurrent_dropout must be in \[0, 1\)"),
+    (["model.zoneout=0.1", "model.cell=dt-lstm"], "need a cell whose output is its state"),
+])
+def test_word_lm_refuses_bad_regularizers(tmp_path, capsys, sets, message):
+    from rnnlab.cli import main
+
+    data = tmp_path / "ptb"
+    data.mkdir()
+    for split in ("train", "valid", "test"):
+        (data / f"ptb.{split}.txt").write_text("a b c d\n b c d a\n" * 5)
+    assert main(["train", "word-lm", "--data", str(data), "--out", str(tmp_path / "r"),
+                 "--set", *sets, "train.steps=1"]) == 2
+    assert __import__("re").search(message, capsys.readouterr().err)

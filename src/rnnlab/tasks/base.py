@@ -29,13 +29,28 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from ..config import RunConfig
+from ..config import ConfigError, RunConfig
 
 __all__ = ["Task", "TaskError"]
 
 
 class TaskError(ValueError):
     """A request the task cannot serve (e.g. ``generate`` on a task without sampling)."""
+
+
+def check_regularizers(model_cfg) -> None:
+    """Config errors for ``model.recurrent_dropout`` and ``model.zoneout`` (rates in [0, 1)
+    on a cell that supports them) before a model is built."""
+    from ..cells import make_cell
+
+    rates = {k: getattr(model_cfg, k) for k in ("recurrent_dropout", "zoneout")}
+    for key, p in rates.items():
+        if not 0.0 <= p < 1.0:
+            raise ConfigError(f"model.{key} must be in [0, 1), got {p}")
+    if any(rates.values()) and not make_cell(model_cfg.cell, 1, 2).regularizable:
+        raise ConfigError(f"model.recurrent_dropout and model.zoneout need a cell whose output "
+                          f"is its state (rnn, relu, lstm, gru, gru-before, mgu, leaky-rnn); "
+                          f"got model.cell={model_cfg.cell}")
 
 
 class Task:

@@ -30,7 +30,7 @@ from torch.nn import functional as F
 from ..config import ConfigError
 from ..data.text import DataError, default_corpus, read_text
 from ..layers import Stack
-from .base import Task, TaskError
+from .base import Task, TaskError, check_regularizers
 
 __all__ = ["CharLM", "CharLMModel", "CharLMData", "CharRNN"]
 
@@ -39,12 +39,12 @@ class CharRNN(nn.Module):
     """Embedding -> recurrent stack -> logits. ``embed=0`` feeds one-hot vectors instead."""
 
     def __init__(self, vocab_size: int, cell: str, embed: int, hidden: int, num_layers: int,
-                 dropout: float):
+                 dropout: float, recurrent_dropout: float = 0.0, zoneout: float = 0.0):
         super().__init__()
         self.vocab_size = vocab_size
         self.embed = nn.Embedding(vocab_size, embed) if embed > 0 else None
         self.rnn = Stack.build(cell, embed if embed > 0 else vocab_size, hidden, num_layers,
-                               dropout)
+                               dropout, recurrent_dropout=recurrent_dropout, zoneout=zoneout)
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(self.rnn.output_size, vocab_size)
 
@@ -65,6 +65,8 @@ class CharLMModel:
     hidden: int = 256
     num_layers: int = 1
     dropout: float = 0.0
+    recurrent_dropout: float = 0.0   # Gal & Ghahramani 2016: one mask per sequence on h(t-1)
+    zoneout: float = 0.0             # Krueger et al. 2017: units keep h(t-1) with this rate
 
 
 @dataclass
@@ -159,7 +161,9 @@ class CharLM(Task):
 
     def build_model(self) -> nn.Module:
         m = self.cfg.model
-        return CharRNN(len(self.vocab), m.cell, m.embed, m.hidden, m.num_layers, m.dropout)
+        check_regularizers(m)
+        return CharRNN(len(self.vocab), m.cell, m.embed, m.hidden, m.num_layers, m.dropout,
+                       m.recurrent_dropout, m.zoneout)
 
     def batch(self, generator, batch_size, device):
         """Random windows: inputs (T, B) and next-character targets (T, B)."""

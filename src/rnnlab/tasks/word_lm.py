@@ -113,7 +113,7 @@ from torch.nn import functional as F
 from ..config import ConfigError
 from ..data.text import DataError, default_corpus, read_text
 from ..layers import Stack
-from .base import Task, TaskError
+from .base import Task, TaskError, check_regularizers
 
 __all__ = ["WordLM", "WordLMModel", "WordLMData", "WordRNN", "batchify", "tokenize",
            "ptb_layout_lines", "make_ptb_layout", "find_split_files", "EOS", "UNK"]
@@ -242,10 +242,12 @@ class WordRNN(nn.Module):
     """
 
     def __init__(self, vocab_size: int, cell: str, embed: int, hidden: int, num_layers: int,
-                 dropout: float, tie: bool = False):
+                 dropout: float, tie: bool = False, recurrent_dropout: float = 0.0,
+                 zoneout: float = 0.0):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed)
-        self.rnn = Stack.build(cell, embed, hidden, num_layers, dropout)
+        self.rnn = Stack.build(cell, embed, hidden, num_layers, dropout,
+                               recurrent_dropout=recurrent_dropout, zoneout=zoneout)
         self.drop = nn.Dropout(dropout)
         if tie:
             if self.rnn.output_size != embed:
@@ -274,6 +276,8 @@ class WordLMModel:
     num_layers: int = 1
     dropout: float = 0.3       # on embeddings, between layers, before the output
     tie: bool = False          # output weights = embedding (needs embed == hidden)
+    recurrent_dropout: float = 0.0   # Gal & Ghahramani 2016: one mask per window on h(t-1)
+    zoneout: float = 0.0             # Krueger et al. 2017: units keep h(t-1) with this rate
     init: float = 0.0          # > 0: every parameter ~ U(-init, init); 0: rnnlab defaults
 
 
@@ -329,6 +333,7 @@ class WordLM(Task):
                 raise ConfigError(f"data.{key} must not be negative, got {getattr(d, key)}")
         if not 0.0 <= cfg.model.dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.model.dropout}")
+        check_regularizers(cfg.model)
         if cfg.model.init < 0:
             raise ConfigError(f"model.init must not be negative, got {cfg.model.init}")
         self.splits: dict[str, Tensor] | None = None
@@ -422,7 +427,7 @@ class WordLM(Task):
     def build_model(self) -> nn.Module:
         m = self.cfg.model
         model = WordRNN(len(self.vocab), m.cell, m.embed, m.hidden, m.num_layers, m.dropout,
-                        m.tie)
+                        m.tie, m.recurrent_dropout, m.zoneout)
         if m.init > 0:
             for p in model.parameters():
                 nn.init.uniform_(p, -m.init, m.init)
