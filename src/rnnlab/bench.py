@@ -80,7 +80,12 @@ DEFAULT_CONFIGS = ("small", "medium", "long", "stream")
 # and the cells make_cell does not name: "feedback", the output-to-hidden recurrence of
 # Fig. 10.4 (OutputFeedbackCell with output size H, tanh, identity feedback, free-running).
 EXTRA_CELLS = {"feedback": lambda I, H: OutputFeedbackCell(I, H, H)}
-CELLS = (*CELL_NAMES, "lstm-proj", *EXTRA_CELLS)
+# Regularised variants, "CELL+rd" and "CELL+zo": the cell under recurrent dropout 0.25 or
+# zoneout 0.1 (rnnlab.Recurrent options; training mode, fresh masks every step). Neither
+# torch.nn nor its cells have these; the loop column is rnnlab's reference loop with them.
+REGULARIZERS = {"rd": {"recurrent_dropout": 0.25}, "zo": {"zoneout": 0.1}}
+REGULARIZED = ("rnn+rd", "lstm+rd", "lstm+zo", "gru+rd", "gru+zo")
+CELLS = (*CELL_NAMES, "lstm-proj", *EXTRA_CELLS, *REGULARIZED)
 
 
 @dataclass(frozen=True)
@@ -146,7 +151,17 @@ def build(cell: str, cfg: Config, T: int | None = None, seed: int = 0):
     torch.manual_seed(seed)
     models: dict[str, nn.Module] = {}
     spec = TORCH.get(cell)
-    if spec is not None:
+    base, _, reg = cell.partition("+")
+    if reg:
+        if reg not in REGULARIZERS:
+            raise ValueError(f"unknown regulariser suffix {reg!r} in {cell!r}; valid: "
+                             f"{', '.join('+' + k for k in REGULARIZERS)}")
+        opts = REGULARIZERS[reg]
+        models["rnnlab"] = Recurrent(make_cell(base, cfg.I, cfg.H), **opts)
+        models["reference"] = Recurrent(copy.deepcopy(models["rnnlab"].cell), use_kernel=False,
+                                        **opts)
+        models["loop"] = models["reference"]
+    elif spec is not None:
         options = spec.options(cfg.H)
         ref = spec.layer(cfg.I, cfg.H, **options)
         state = ref.state_dict()
@@ -165,7 +180,8 @@ def build(cell: str, cfg: Config, T: int | None = None, seed: int = 0):
         extra = EXTRA_CELLS.get(cell)
         models["rnnlab"] = Recurrent(extra(cfg.I, cfg.H) if extra is not None
                                      else make_cell(cell, cfg.I, cfg.H))
-    models["reference"] = Recurrent(copy.deepcopy(models["rnnlab"].cell), use_kernel=False)
+    if "reference" not in models:
+        models["reference"] = Recurrent(copy.deepcopy(models["rnnlab"].cell), use_kernel=False)
     if "loop" not in models:
         models["loop"] = Recurrent(copy.deepcopy(models["rnnlab"].cell), use_kernel=False)
     xs = torch.randn(T, cfg.B, cfg.I)                          # (T, B, I)
@@ -174,8 +190,13 @@ def build(cell: str, cfg: Config, T: int | None = None, seed: int = 0):
 
 
 def rnnlab_path(model: Recurrent) -> str:
-    """"fused" when find_kernel has a kernel for the layer's cell, else "reference"."""
-    return "fused" if find_kernel(model.cell) is not None else "reference"
+    """"fused" when find_kernel has a kernel for the layer's cell (that takes the layer's
+    recurrent dropout / zoneout, if any), else "reference"."""
+    kernel = find_kernel(model.cell)
+    regularized = model.recurrent_dropout > 0 or any(model.zoneout)
+    if kernel is None or (regularized and not getattr(kernel, "regularizes", False)):
+        return "reference"
+    return "fused"
 
 
 def train_step(module: nn.Module, xs: Tensor, d_ys: Tensor) -> None:
@@ -245,7 +266,9 @@ def compare(ours: dict[str, Tensor], ref: dict[str, Tensor]) -> dict:
 def check(models: dict[str, nn.Module], xs: Tensor, d_ys: Tensor) -> dict:
     """rnnlab's default path vs its reference loop; where torch.nn has the model, the same
     path vs torch.nn, and rnnlab's torch.nn-compatible module vs torch.nn."""
+    torch.manual_seed(0)                 # the same regulariser masks for both paths
     ours = outputs_and_grads(models["rnnlab"], xs, d_ys)
+    torch.manual_seed(0)
     result = {"vs_reference": compare(ours, outputs_and_grads(models["reference"], xs, d_ys)),
               "vs_torch": None, "compat_vs_torch": None}
     if "torch" in models:
