@@ -3,6 +3,8 @@ Times are never asserted (BENCHMARKS.md)."""
 
 import json
 
+import pytest
+
 from rnnlab import CELL_NAMES, bench
 from rnnlab.cli import main
 
@@ -27,7 +29,20 @@ def test_bench_json_rows_and_checks(capsys):
 
 
 def test_every_cell_family_is_benchmarked_and_tiny_is_hidden():
-    assert set(CELL_NAMES) | {"lstm-proj", "feedback"} == set(bench.CELLS)
+    assert set(CELL_NAMES) | {"lstm-proj", "feedback", *bench.REGULARIZED} == set(bench.CELLS)
+
+
+@pytest.mark.parametrize("cell", ["lstm+rd", "gru+zo"])
+def test_regularized_variants_check_against_the_reference_under_the_same_masks(cell):
+    models, xs, d_ys = bench.build(cell, bench.CONFIGS["tiny"])
+    assert "torch" not in models and models["rnnlab"].training
+    result = bench.check(models, xs, d_ys)
+    assert result["ok"] and result["vs_reference"]["worst_rel_err"] < 1e-5
+
+
+def test_unknown_regularizer_suffix_is_refused():
+    with pytest.raises(ValueError, match=r"unknown regulariser suffix 'xx'.*\+rd, \+zo"):
+        bench.build("lstm+xx", bench.CONFIGS["tiny"])
     assert "tiny" in bench.CONFIGS and "tiny" not in bench.DEFAULT_CONFIGS
 
 
