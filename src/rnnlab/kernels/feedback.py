@@ -55,7 +55,6 @@ from ._common import (
     backward_steps,
     frozen_states,
     input_projection,
-    previous_states,
     steps,
     tanh_,
     zeros_if_none,
@@ -106,40 +105,40 @@ class FeedbackSequence(torch.autograd.Function):
         T, B, I = xs.shape
         H, O = W_yh.shape
         feedback = ctx.feedback
-        d_os = zeros_if_none(d_os, Hs.new_empty(T, B, O))
-        gy = zeros_if_none(d_yT, y0)                                # ∇ŷ(τ)
-        # derivatives for all steps at once: act'(a(t)) from h(t); sigmoid's ŷ(1 - ŷ)
-        deriv = (Hs > 0).to(Hs.dtype) if ctx.relu else torch.addcmul(
+        # ∇o(t) accumulates in place on a copy of ∂L/∂o(t) (one bulk copy, no per-step bias)
+        dO = torch.zeros(T, B, O, dtype=Hs.dtype, device=Hs.device) if d_os is None \
+            else d_os.clone(memory_format=torch.contiguous_format)
+        # ∇a(t) is built in place on act'(a(t)) for all steps at once (relu: 1[h > 0])
+        dA = (Hs > 0).to(Hs.dtype) if ctx.relu else torch.addcmul(
             torch.ones_like(Hs[:1]), Hs, Hs, value=-1.0)
-        g_t = deriv.unbind(0)
+        dA_t, dO_t = dA.unbind(0), dO.unbind(0)
         if feedback == "sigmoid":
-            s_t = torch.addcmul(Y, Y, Y, value=-1.0).unbind(0)
+            s_t = torch.addcmul(Y, Y, Y, value=-1.0).unbind(0)         # ŷ(1 - ŷ)
         if feedback == "softmax":
             yh_t = Y.unbind(0)
-        dA, dO = torch.empty_like(Hs), torch.empty_like(d_os)
-        dA_t, dO_t, dy_t = dA.unbind(0), dO.unbind(0), d_os.unbind(0)
         m_t = mask.to(Hs.dtype).unbind(0) if mask is not None else None
         order = backward_steps(T, ctx.reverse)
-        fold = feedback == "identity" and m_t is None      # ∂L/∂o rides in the addmm's bias
+        gy = zeros_if_none(d_yT, y0)                                # ∇ŷ(τ)
+        fold = feedback == "identity" and m_t is None               # ∇ŷ(t-1) += into ∇o(t-1)
         if fold:
-            torch.add(gy, dy_t[order[0][0]], out=dO_t[order[0][0]])
+            dO_t[order[0][0]].add_(gy)
         for t, nxt in order:
             passed_on = None
             if fold:
                 pass                                                # dO_t[t] is ∇o(t) already
             elif feedback == "identity":
-                torch.add(gy, dy_t[t], out=dO_t[t])                 # ∇o = ∇ŷ + ∂L/∂o
+                dO_t[t].add_(gy)                                    # ∇o = ∂L/∂o + ∇ŷ
             elif feedback == "sigmoid":
-                torch.addcmul(dy_t[t], gy, s_t[t], out=dO_t[t])     # ŷ(1-ŷ) ⊙ ∇ŷ + ∂L/∂o
-            else:                                                   # ŷ ⊙ (∇ŷ - ⟨∇ŷ, ŷ⟩) + ∂L/∂o
+                dO_t[t].addcmul_(gy, s_t[t])                        # ∂L/∂o + ŷ(1-ŷ) ⊙ ∇ŷ
+            else:                                                   # ∂L/∂o + ŷ ⊙ (∇ŷ - ⟨∇ŷ, ŷ⟩)
                 dot = torch.linalg.vecdot(gy, yh_t[t]).unsqueeze_(-1)
-                torch.addcmul(dy_t[t], yh_t[t], gy - dot, out=dO_t[t])
+                dO_t[t].addcmul_(yh_t[t], gy - dot)
             if m_t is not None:                                     # frozen steps: m ∇o, and
                 dO_t[t].mul_(m_t[t])                                # (1 - m) ∇ŷ passes on
                 passed_on = torch.addcmul(gy, gy, m_t[t], value=-1.0)
-            torch.mm(dO_t[t], W_hy, out=dA_t[t]).mul_(g_t[t])       # ∇a = act' ⊙ W_hyᵀ ∇o
+            dA_t[t].mul_(dO_t[t] @ W_hy)                            # ∇a = act' ⊙ W_hyᵀ ∇o
             if fold and nxt is not None:                            # ∇ŷ(t-1) = W_yhᵀ ∇a
-                gy = torch.addmm(dy_t[nxt], dA_t[t], W_yh, out=dO_t[nxt])  # (+ ∂L/∂o(t-1))
+                gy = dO_t[nxt].addmm_(dA_t[t], W_yh)                #   (+ ∂L/∂o(t-1))
             elif passed_on is None:
                 gy = dA_t[t] @ W_yh
             else:
@@ -150,9 +149,12 @@ class FeedbackSequence(torch.autograd.Function):
         d_xs = (dA2 @ W_xh).view(T, B, I) if need[0] else None
         d_Wxh = dA2.t() @ xs.reshape(T * B, I) if need[2] else None
         d_Wyh = None
-        if need[3]:
-            after = Y if states is None else states                # the state after each step
-            d_Wyh = dA2.t() @ previous_states(after, y0, ctx.reverse).view(T * B, O)
+        if need[3]:                    # Σ_t ∇a(t) ŷ(t-1)ᵀ: ŷ(t-1) is y0 at the first step run
+            after = Y if states is None else states                 # the state after each step
+            first, rest, prev = (T - 1, slice(0, T - 1), slice(1, T)) if ctx.reverse else (
+                0, slice(1, T), slice(0, T - 1))
+            d_Wyh = torch.addmm(dA_t[first].t() @ y0, dA[rest].reshape(-1, H).t(),
+                                after[prev].reshape(-1, O))
         d_bh = dA2.sum(0) if ctx.has_bias[0] and need[4] else None
         d_Why = dO2.t() @ Hs.view(T * B, H) if need[5] else None
         d_by = dO2.sum(0) if ctx.has_bias[1] and need[6] else None
