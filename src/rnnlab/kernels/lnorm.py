@@ -4,38 +4,32 @@ with hand-derived BPTT, layer-norm backward included.
 Layer norm of a row z ∈ R^N and its backward (per row, N = 4H, 3H or H):
 
     ẑ = (z - μ) ρ,  ρ = 1 / sqrt(mean (z - μ)² + eps);   LN(z) = γ ⊙ ẑ + β
-    ∇ẑ = γ ⊙ ∇LN
-    ∇z = ρ (∇ẑ - mean(∇ẑ) - ẑ ⊙ mean(∇ẑ ⊙ ẑ))
-    ∇γ = Σ_rows ∇LN ⊙ ẑ,  ∇β = Σ_rows ∇LN                                   (after the loop)
+    ∇z = ρ (d - mean(d) - ẑ ⊙ mean(d ⊙ ẑ)),   d = γ ⊙ ∇LN
+       = d' - mean(d') - ẑ ⊙ mean(d' ⊙ ẑ),    d' = ρ γ ⊙ ∇LN   (ρ is one number per row)
+    ∇γ = Σ_rows ∇LN ⊙ ẑ,  ∇β = Σ_rows ∇LN
 
-The input side, LN(W_xh x(t)), has no recurrence: its GEMM and its normalisation run for all
-T·B rows at once before the loop, and its backward once after the loop. Only the recurrent
-projection's LN (and the LSTM's LN of c) run per step; the forward takes torch's fused
-``native_layer_norm`` for them (one op giving LN(z), μ and ρ), the backward is the formula
-above. Saved for backward: ẑ of the input side, the raw recurrent projections R (T, B, G·H)
-with their μ, ρ, the activated gates, the states; ẑ of R and of c, and tanh(LN(c)), are
-recomputed for all steps at once (two or three whole-tensor ops) at the start of backward.
+The input side, LN(U x(t)), has no recurrence: its GEMM and its normalisation run for all
+T·B rows at once before the loop, and its backward once after the loop. Per step run the
+recurrent projection's LN (and the LSTM's LN of c): torch's fused ``native_layer_norm`` in
+the forward (one op giving LN(z), μ and ρ), the formula above in the backward.
 
-LN-LSTM, gate order i, f, o, g inside the kernel (the LNs see all 4H rows, so permuting the
-rows of W_xh, W_hh and the LN parameters changes nothing else):
+LN-LSTM, gate order i, f, o, g inside the kernel (the LNs see all 4H rows at once, so
+permuting the rows of U, W and the LN parameters changes nothing else):
 
     A = LN(U x(t); γ_x, b_x) + b_h                         (all t, before the loop)
-    R = W h(t-1);  G = A + γ_h ⊙ R̂                        (per step; b_h rides in A)
-    i, f, o = σ(G_i, G_f, G_o);  g = tanh(G_g)
+    R = W h(t-1);  a = A + γ_h ⊙ R̂                        (per step; b_h rides in A)
+    i, f, o = σ(a_i, a_f, a_o);  g = tanh(a_g) = 2 σ(2 a_g) - 1
     c(t) = f ⊙ c(t-1) + i ⊙ g
-    k = tanh(γ_c ⊙ ĉ(t) + b_c);  h(t) = o ⊙ k
+    k = tanh(γ_c ⊙ ĉ(t) + b_c) = 2 σ(2 (γ_c ⊙ ĉ + b_c)) - 1;  h(t) = o ⊙ k
 
-Backward per step, with ∇h and ∇c arriving from the output and from step t+1:
+(the g rows of A and γ_h are doubled on the way in, so one sigmoid covers all four gates).
+Backward per step, with ∇h and ∇c entering from the output and from step t+1:
 
-    ∇o  = ∇h ⊙ k
-    ∇ℓ  = ∇h ⊙ o ⊙ (1 - k²)                     (∇ of LN(c)), stored for ∇γ_c, ∇b_c
-    ∇c += ρ_c (γ_c ∇ℓ - mean(γ_c ∇ℓ) - ĉ mean(γ_c ∇ℓ ⊙ ĉ))
-    ∇i = ∇c ⊙ g,  ∇f = ∇c ⊙ c(t-1),  ∇g = ∇c ⊙ i,  ∇c(t-1) = ∇c ⊙ f
-    ∇G = (∇i, ∇f, ∇o) ⊙ σ(1 - σ),  ∇g ⊙ (1 - g²)
-    ∇R = ρ_h (γ_h ∇G - mean(γ_h ∇G) - R̂ mean(γ_h ∇G ⊙ R̂))
-    ∇h(t-1) = Wᵀ ∇R
-    ∇W = Σ_t ∇R h(t-1)ᵀ;  ∇γ_h = Σ ∇G ⊙ R̂;  ∇b = Σ ∇G;  then the input LN's backward
-    with ∇A = ∇G, and ∇U = Σ_t ∇(U x) x(t)ᵀ                               (after the loop)
+    ∇ℓ  = ∇h ⊙ o ⊙ (1 - k²)                  (∇ of LN(c))
+    ∇c += LN backward of ∇ℓ                  (d' = ∇h ⊙ o (1 - k²) γ_c ρ_c)
+    ∇a  = (∇c ⊙ g σ'(i), ∇c ⊙ c(t-1) σ'(f), ∇h ⊙ k σ'(o), ∇c ⊙ i (1 - g²))
+    ∇R  = LN backward of ∇a                   (d' = ∇a ⊙ γ_h ρ_h)
+    ∇h(t-1) = Wᵀ ∇R,  ∇c(t-1) = ∇c ⊙ f
 
 LN-GRU (reset gate after the product), gate order r, z, n:
 
@@ -46,10 +40,21 @@ LN-GRU (reset gate after the product), gate order r, z, n:
 
 Backward per step:
 
-    ∇z = ∇h ⊙ (h(t-1) - n);  ∇X_n = ∇h ⊙ (1 - z) ⊙ (1 - n²);  ∇r = ∇X_n ⊙ Q_n
-    ∇Q = (∇r ⊙ r(1 - r), ∇z ⊙ z(1 - z), ∇X_n ⊙ r);  ∇X_rz = ∇Q_rz
-    ∇R = ρ_h (γ_h ∇Q - mean(γ_h ∇Q) - R̂ mean(γ_h ∇Q ⊙ R̂))
+    ∇X_n = ∇h ⊙ (1 - z)(1 - n²)
+    ∇Q   = ∇h ⊙ ((1 - z)(1 - n²) Q_n r(1 - r),  (h(t-1) - n) z(1 - z),  (1 - z)(1 - n²) r)
+    ∇X_r, ∇X_z = ∇Q_r, ∇Q_z
+    ∇R   = LN backward of ∇Q                  (d' = ∇Q ⊙ γ_h ρ_h)
     ∇h(t-1) = ∇h ⊙ z + Wᵀ ∇R
+
+Every factor that multiplies ∇h or ∇c above (σ', 1 - g², ĉ, R̂, h(t-1) - n, ... times
+γ ρ) depends only on the forward values, so the backward computes them for a chunk of
+steps at once (as many as fit in about 64 Ki elements per buffer: one step at a time for
+large B·H, a few dozen for small ones) right before the chunk's steps, where the loop
+then does about eight ops a step for the GRU and seventeen for the LSTM. The parameter
+gradients of the chunk (∇a, ∇γ_h, ∇γ_c, ∇b_c) follow right after its steps; ∇U, ∇W and the
+input LN's backward are single GEMMs / passes over all T·B rows after the loop.
+Saved for backward: ẑ and ρ of the input side, the activated gates, the raw recurrent
+projections R (T, B, G·H) with their μ, ρ, the states, and μ, ρ of c.
 
 Ragged lengths (mask) and reverse work as in the other kernels (:mod:`._common`).
 """
@@ -62,13 +67,13 @@ from torch import Tensor
 from ..cells import LSTMState
 from ._common import (
     backward_steps,
-    enter_step,
     frozen_states,
     input_projection,
     leave_step,
     previous_states,
     steps,
     sum_bias,
+    tanh,
     tanh_,
     zeros_if_none,
 )
@@ -76,36 +81,36 @@ from ._common import (
 __all__ = ["ln_lstm_kernel", "ln_gru_kernel", "LNLSTMSequence", "LNGRUSequence",
            "ln_backward"]
 
+CHUNK_ELEMENTS = 1 << 16      # backward factors are computed for chunks of about this size
 
-def ln_backward(d_hat: Tensor, z_hat: Tensor, rho: Tensor, out: Tensor | None = None) -> Tensor:
-    """∇z of a layer norm, per row: ρ (∇ẑ - mean(∇ẑ) - ẑ ⊙ mean(∇ẑ ⊙ ẑ)).
 
-    ``d_hat`` = γ ⊙ ∇LN(z) (n, N), ``z_hat`` (n, N), ``rho`` (n, 1) -> (n, N), into ``out``.
-    """
-    N = d_hat.shape[-1]
-    s1 = d_hat.sum(-1, keepdim=True)                       # N mean(∇ẑ)
-    s2 = torch.mul(d_hat, z_hat).sum(-1, keepdim=True)     # N mean(∇ẑ ⊙ ẑ)
-    dz = torch.sub(d_hat, s1, alpha=1.0 / N, out=out)
-    return dz.addcmul_(z_hat, s2, value=-1.0 / N).mul_(rho)
+def ln_backward(d: Tensor, z_hat: Tensor, out: Tensor | None = None) -> Tensor:
+    """∇z of a layer norm per row, from d' = ρ γ ⊙ ∇LN (n, N) and ẑ (n, N):
+    d' - mean(d') - ẑ ⊙ mean(d' ⊙ ẑ) -> (n, N), into ``out``."""
+    N = d.shape[-1]
+    s1 = d.sum(-1, keepdim=True)                            # N mean(d')
+    s2 = torch.mul(d, z_hat).sum(-1, keepdim=True)          # N mean(d' ⊙ ẑ)
+    return torch.sub(d, s1, alpha=1.0 / N, out=out).addcmul_(z_hat, s2, value=-1.0 / N)
 
 
 def _input_layer_norm(xs: Tensor, W_xh: Tensor, eps: float) -> tuple[Tensor, Tensor]:
     """ẑ and ρ of U x(t) for all T·B rows at once: (T·B, G), (T·B, 1)."""
-    Z = input_projection(xs, W_xh, None)                   # (T, B, G)
+    Z = input_projection(xs, W_xh, None)                    # (T, B, G)
     G = Z.shape[-1]
     z_hat, _, rho = torch.native_layer_norm(Z.view(-1, G), (G,), None, None, eps)
     return z_hat, rho
 
 
-def _input_layer_norm_backward(ctx, dA2: Tensor, xs: Tensor, W_xh: Tensor, g_xh: Tensor,
-                               z_hat: Tensor, rho: Tensor, ix: int):
-    """∇xs, ∇U and ∇γ_x from ∇A (T·B, G), the gradient of LN(U x; γ_x, ·)."""
+def _input_backward(ctx, dA: Tensor, xs: Tensor, W_xh: Tensor, g_xh: Tensor, z_hat: Tensor,
+                    rho: Tensor, ix: int):
+    """∇xs, ∇U and ∇γ_x from ∇A (T·B, G), the gradient of LN(U x; γ_x, ·); ``ix`` is the
+    position of U among the Function's inputs (γ_x two after it)."""
     T, B, I = xs.shape
     need_x, need_W, need_g = (ctx.needs_input_grad[k] for k in (0, ix, ix + 2))
-    d_g = (dA2 * z_hat).sum(0) if need_g else None
+    d_g = (dA * z_hat).sum(0) if need_g else None
     d_xs = d_W = None
     if need_x or need_W:
-        dZ = ln_backward(dA2 * g_xh, z_hat, rho)           # (T·B, G)
+        dZ = ln_backward(dA * g_xh * rho, z_hat)            # (T·B, G)
         d_xs = (dZ @ W_xh).view(T, B, I) if need_x else None
         d_W = dZ.t() @ xs.reshape(T * B, I) if need_W else None
     return d_xs, d_W, d_g
@@ -118,8 +123,24 @@ def _ifog(w: Tensor | None, H: int) -> Tensor | None:
     return torch.cat([w[:2 * H], w[3 * H:], w[2 * H:3 * H]], dim=0)
 
 
-def _stack(parts: list[Tensor]) -> Tensor:
-    return torch.stack(parts)                               # T × (B, 1) -> (T, B, 1)
+def _chunks(T: int, reverse: bool, rows: int):
+    """The backward loop's steps with their successors, in chunks of consecutive steps
+    (about CHUNK_ELEMENTS / rows each): [(lo, hi, [(t, nxt), ...]), ...]."""
+    order = backward_steps(T, reverse)
+    K = max(1, min(T, CHUNK_ELEMENTS // max(rows, 1)))
+    out = []
+    for k in range(0, T, K):
+        part = order[k:k + K]
+        ts = [t for t, _ in part]
+        out.append((min(ts), max(ts) + 1, part))
+    return out, K
+
+
+def _enter(dh, dy_t, m, t: int, dH_t):
+    """With a mask: (∇h + ∂L/∂y(t)) ⊙ m enters step t (kept in dH_t[t]) and ∇h ⊙ (1 - m)
+    passes on to t-1 unchanged (the frozen rows)."""
+    return (torch.add(dh, dy_t[t], out=dH_t[t]).mul_(m),
+            torch.addcmul(dh, dh, m, value=-1.0))
 
 
 class LNLSTMSequence(torch.autograd.Function):
@@ -128,31 +149,36 @@ class LNLSTMSequence(torch.autograd.Function):
                 reverse: bool, eps: float):
         T, B, _ = xs.shape
         H = c0.shape[1]
+        two = torch.ones(4 * H, dtype=xs.dtype, device=xs.device)
+        two[3 * H:] = 2.0                                              # g rows: σ(2 a_g)
         X_hat, rho_x = _input_layer_norm(xs, W_xh, eps)               # (T·B, 4H), (T·B, 1)
-        G = (torch.addcmul(bias, X_hat, g_xh) if bias is not None
-             else X_hat * g_xh).view(T, B, 4 * H)                      # A; activated in place
+        G = (torch.addcmul(bias * two, X_hat, g_xh * two) if bias is not None
+             else X_hat * (g_xh * two)).view(T, B, 4 * H)              # A; activated in place
+        g_h2, g_c2 = g_hh * two, g_c * 2.0
+        b_c2 = None if b_c is None else b_c * 2.0
         W_hhT = W_hh.t().contiguous()                                  # (H, 4H)
         R, Y, C = xs.new_empty(T, B, 4 * H), xs.new_empty(T, B, H), xs.new_empty(T, B, H)
-        G_t, sig_t, g_t = G.unbind(0), G[..., :3 * H].unbind(0), G[..., 3 * H:].unbind(0)
-        i_t, f_t, o_t = (G[..., k * H:(k + 1) * H].unbind(0) for k in range(3))
-        R_t, Y_t, C_t = R.unbind(0), Y.unbind(0), C.unbind(0)
+        G_t, R_t, Y_t, C_t = G.unbind(0), R.unbind(0), Y.unbind(0), C.unbind(0)
+        i_t, f_t, o_t, s_t_ = (G[..., k * H:(k + 1) * H].unbind(0) for k in range(4))
         mu_h, rho_h, mu_c, rho_c = ([None] * T for _ in range(4))
         states, s_t, m_t = frozen_states(Y, mask)
+        nln, mm, mul, lerp, neg = (torch.native_layer_norm, torch.mm, torch.mul, torch.lerp,
+                                   torch.neg)
         h, c = h0, c0
         for t in steps(T, reverse):
-            r = torch.mm(h, W_hhT, out=R_t[t])                         # R = W h(t-1)
-            q, mu_h[t], rho_h[t] = torch.native_layer_norm(r, (4 * H,), g_hh, None, eps)
-            G_t[t].add_(q)                                             # G = A + γ_h ⊙ R̂
-            sig_t[t].sigmoid_()                                        # i, f, o
-            tanh_(g_t[t])                                              # g
-            c_new = torch.mul(f_t[t], c, out=C_t[t]).addcmul_(i_t[t], g_t[t])
-            k, mu_c[t], rho_c[t] = torch.native_layer_norm(c_new, (H,), g_c, b_c, eps)
-            h_new = torch.mul(o_t[t], tanh_(k), out=Y_t[t])            # h = o ⊙ tanh(LN(c))
+            r = mm(h, W_hhT, out=R_t[t])                               # R = W h(t-1)
+            q, mu_h[t], rho_h[t] = nln(r, (4 * H,), g_h2, None, eps)
+            G_t[t].add_(q).sigmoid_()                                  # i, f, o, σ(2 a_g)
+            i = i_t[t]                                                 # c = f c + i (2σ - 1)
+            c_new = mul(f_t[t], c, out=C_t[t]).addcmul_(i, s_t_[t], value=2.0).sub_(i)
+            k, mu_c[t], rho_c[t] = nln(c_new, (H,), g_c2, b_c2, eps)   # 2 LN(c)
+            o = o_t[t]
+            h_new = lerp(neg(o), o, k.sigmoid_(), out=Y_t[t])          # o ⊙ tanh(LN(c))
             c = c_new if m_t is None else torch.where(m_t[t], c_new, c, out=C_t[t])
             h = leave_step(h_new, h, m_t, s_t, t)
         ctx.save_for_backward(xs, h0, c0, W_xh, W_hh, g_xh, g_hh, g_c, b_c, X_hat, rho_x, G,
-                              R, _stack(mu_h), _stack(rho_h), Y, C, _stack(mu_c),
-                              _stack(rho_c), states, mask)
+                              R, torch.stack(mu_h), torch.stack(rho_h), Y, C,
+                              torch.stack(mu_c), torch.stack(rho_c), states, mask)
         ctx.reverse, ctx.has_bias = reverse, bias is not None
         return Y, h.clone(), c.clone()
 
@@ -162,61 +188,85 @@ class LNLSTMSequence(torch.autograd.Function):
          C, mu_c, rho_c, states, mask) = ctx.saved_tensors
         T, B, _ = xs.shape
         H = c0.shape[1]
+        H4 = 4 * H
         d_ys = zeros_if_none(d_ys, Y)
-        dh = zeros_if_none(d_hT, h0).clone()
-        dc = zeros_if_none(d_cT, c0).clone()
-        ones = torch.ones_like(c0)
-        # recomputed for all steps at once: R̂, ĉ and k = tanh(γ_c ĉ + b_c)
-        R_hat = (R - mu_h).mul_(rho_h)                                 # (T, B, 4H)
-        C_hat = (C - mu_c).mul_(rho_c)     # (T, B, H); rows frozen past a length get ∇ = 0
-        K = tanh_(torch.addcmul(b_c, C_hat, g_c) if b_c is not None else C_hat * g_c)
+        dh = zeros_if_none(d_hT, h0)
+        dc = zeros_if_none(d_cT, c0)
         c_prev = previous_states(C, c0, ctx.reverse)
-        dG, dR, dL = torch.empty_like(G), torch.empty_like(R), torch.empty_like(C)
-        dG_t, dsig_t, dR_t, dL_t = (dG.unbind(0), dG[..., :3 * H].unbind(0), dR.unbind(0),
-                                    dL.unbind(0))
-        di_t, df_t, do_t, dg_t = (dG[..., k * H:(k + 1) * H].unbind(0) for k in range(4))
-        sig_t, g_t = G[..., :3 * H].unbind(0), G[..., 3 * H:].unbind(0)
-        i_t, f_t, o_t = (G[..., k * H:(k + 1) * H].unbind(0) for k in range(3))
-        dy_t, cp_t, K_t, Ch_t, Rh_t = (d_ys.unbind(0), c_prev.unbind(0), K.unbind(0),
-                                       C_hat.unbind(0), R_hat.unbind(0))
-        rc_t, rh_t = rho_c.unbind(0), rho_h.unbind(0)
+        dG, dR = torch.empty_like(G), torch.empty_like(R)
+        dC, dH = torch.empty_like(C), torch.empty_like(C)    # ∇c after LN(c), ∇h entering
+        dy_t, dC_t, dH_t, dR_t = d_ys.unbind(0), dC.unbind(0), dH.unbind(0), dR.unbind(0)
+        f_t = G[..., H:2 * H].unbind(0)
         m_t = mask.to(G.dtype).unbind(0) if mask is not None else None
-        order = backward_steps(T, ctx.reverse)
+        chunks, K = _chunks(T, ctx.reverse, B * H4)
+        # chunk buffers: V = ∂a/∂(∇c or ∇h) per gate, Vρ = V γ_h ρ_h, R̂, ĉ, o(1 - k²) γ_c ρ_c
+        V, Vr, Rh = (G.new_empty(K, B, H4) for _ in range(3))
+        Ch, Oc, Lf = (G.new_empty(K, B, H) for _ in range(3))
+        Vr4_t, Vro_t = Vr.view(K, B, 4, H).unbind(0), Vr[..., 2 * H:3 * H].unbind(0)
+        Rh_t, Ch_t, Oc_t = Rh.unbind(0), Ch.unbind(0), Oc.unbind(0)
+        D = G.new_empty(B, H4)                                # ∇a γ_h ρ_h of one step
+        D4, Do = D.view(B, 4, H), D[:, 2 * H:3 * H]
+        d_ghh, d_gc = G.new_zeros(H4), G.new_zeros(H)
+        d_bc = G.new_zeros(H) if b_c is not None else None
+        mul, add, addmm = torch.mul, torch.add, torch.addmm
+        first = chunks[0][2][0][0]
         if m_t is None:
-            dh = dh + dy_t[order[0][0]]
-        for t, nxt in order:
-            dh_t, passed_on = enter_step(dh, dy_t, m_t, t, nxt)
-            dc_t, carry_c = enter_step(dc, None, m_t, t, nxt)
-            k = K_t[t]
-            torch.mul(dh_t, k, out=do_t[t])                            # ∇o = ∇h ⊙ k
-            dl = torch.mul(dh_t, o_t[t], out=dL_t[t])                  # ∇ℓ = ∇h ⊙ o ⊙ (1 - k²)
-            dl.mul_(torch.addcmul(ones, k, k, value=-1.0))
-            dc_t = ln_backward(dl * g_c, Ch_t[t], rc_t[t]).add_(dc_t)  # ∇c += LN backward
-            torch.mul(dc_t, g_t[t], out=di_t[t])                       # ∇i = ∇c ⊙ g
-            torch.mul(dc_t, cp_t[t], out=df_t[t])                      # ∇f = ∇c ⊙ c(t-1)
-            torch.mul(dc_t, i_t[t], out=dg_t[t])                       # ∇g = ∇c ⊙ i
-            dc = dc_t.mul_(f_t[t])                                     # ∇c(t-1) = ∇c ⊙ f
-            s = sig_t[t]
-            dsig_t[t].mul_(torch.addcmul(s, s, s, value=-1.0))         # σ' = σ(1 - σ)
-            dg_t[t].mul_(torch.addcmul(ones, g_t[t], g_t[t], value=-1.0))  # tanh' = 1 - g²
-            dr = ln_backward(dG_t[t] * g_hh, Rh_t[t], rh_t[t], out=dR_t[t])  # ∇R
-            dh = dr @ W_hh if passed_on is None else torch.addmm(passed_on, dr, W_hh)
-            if carry_c is not None:
-                dc = dc + carry_c
-        dG2, dR2, dL2 = dG.view(T * B, 4 * H), dR.view(T * B, 4 * H), dL.view(T * B, H)
+            dh = add(dh, dy_t[first], out=dH_t[first])
+        for lo, hi, part in chunks:
+            n = hi - lo
+            Gc = G[lo:hi]
+            i, f, o, s = (Gc[..., k * H:(k + 1) * H] for k in range(4))
+            g = s * 2.0 - 1.0                                          # tanh(a_g)
+            sd = torch.addcmul(Gc[..., :3 * H], Gc[..., :3 * H], Gc[..., :3 * H], value=-1.0)
+            ch = torch.sub(C[lo:hi], mu_c[lo:hi], out=Ch[:n]).mul_(rho_c[lo:hi])
+            k = tanh(torch.addcmul(b_c, ch, g_c) if b_c is not None else ch * g_c)
+            v = V[:n]
+            mul(g, sd[..., :H], out=v[..., :H])                        # g σ'(i)
+            mul(c_prev[lo:hi], sd[..., H:2 * H], out=v[..., H:2 * H])  # c(t-1) σ'(f)
+            mul(k, sd[..., 2 * H:], out=v[..., 2 * H:3 * H])           # k σ'(o)
+            torch.addcmul(i, i, g * g, value=-1.0, out=v[..., 3 * H:])  # i (1 - g²)
+            torch.mul(v, g_hh, out=Vr[:n]).mul_(rho_h[lo:hi])
+            lf = torch.addcmul(o, o, k * k, value=-1.0, out=Lf[:n])   # o (1 - k²)
+            torch.mul(lf, g_c, out=Oc[:n]).mul_(rho_c[lo:hi])
+            torch.sub(R[lo:hi], mu_h[lo:hi], out=Rh[:n]).mul_(rho_h[lo:hi])
+            for t, nxt in part:
+                j = t - lo
+                if m_t is None:
+                    dh_t, dc_t, carry = dh, dc, None
+                    passed_on = None if nxt is None else dy_t[nxt]
+                else:
+                    m = m_t[t]
+                    dh_t, passed_on = _enter(dh, dy_t, m, t, dH_t)
+                    dc_t, carry = dc * m, torch.addcmul(dc, dc, m, value=-1.0)
+                # ∇c += LN(c) backward
+                dct = ln_backward(mul(dh_t, Oc_t[j]), Ch_t[j], out=dC_t[t]).add_(dc_t)
+                # ∇a γ_h ρ_h = (∇c, ∇c, ∇h, ∇c) ⊙ V γ_h ρ_h
+                mul(dct.unsqueeze(1), Vr4_t[j], out=D4)
+                mul(dh_t, Vro_t[j], out=Do)
+                dr = ln_backward(D, Rh_t[j], out=dR_t[t])              # ∇R
+                out = dH_t[nxt] if m_t is None and nxt is not None else None
+                dh = (torch.mm(dr, W_hh, out=out) if passed_on is None
+                      else addmm(passed_on, dr, W_hh, out=out))        # ∇h(t-1) = Wᵀ ∇R
+                dc = dct * f_t[t] if carry is None else carry.addcmul_(dct, f_t[t])
+            # the chunk's ∇a = (∇c, ∇c, ∇h, ∇c) ⊙ V, and its share of ∇γ_h, ∇γ_c, ∇b_c
+            dGc = dG[lo:hi]
+            mul(dC[lo:hi].unsqueeze(2), v.view(n, B, 4, H), out=dGc.view(n, B, 4, H))
+            mul(dH[lo:hi], v[..., 2 * H:3 * H], out=dGc[..., 2 * H:3 * H])
+            d_ghh += (dGc * Rh[:n]).sum((0, 1))
+            dl = dH[lo:hi] * lf                                        # ∇ℓ = ∇h ⊙ o (1 - k²)
+            d_gc += (dl * ch).sum((0, 1))
+            if d_bc is not None:
+                d_bc += dl.sum((0, 1))
         need = ctx.needs_input_grad
-        d_xs, d_Wxh, d_gxh = _input_layer_norm_backward(ctx, dG2, xs, W_xh, g_xh, X_hat,
-                                                        rho_x, 3)
+        dG2 = dG.view(T * B, H4)
+        d_xs, d_Wxh, d_gxh = _input_backward(ctx, dG2, xs, W_xh, g_xh, X_hat, rho_x, 3)
         d_Whh = None
         if need[4]:
             h_prev = previous_states(Y if states is None else states, h0, ctx.reverse)
-            d_Whh = dR2.t() @ h_prev.view(T * B, H)
-        d_ghh = (dG2 * R_hat.view(T * B, 4 * H)).sum(0) if need[6] else None
+            d_Whh = dR.view(T * B, H4).t() @ h_prev.view(T * B, H)
         d_b = dG2.sum(0) if ctx.has_bias and need[7] else None
-        d_gc = (dL2 * C_hat.view(T * B, H)).sum(0) if need[8] else None
-        d_bc = dL2.sum(0) if b_c is not None and need[9] else None
-        return (d_xs, dh, dc, d_Wxh, d_Whh, d_gxh, d_ghh, d_b, d_gc, d_bc,
-                None, None, None)
+        return (d_xs, dh, dc, d_Wxh, d_Whh, d_gxh, d_ghh if need[6] else None, d_b,
+                d_gc if need[8] else None, d_bc if need[9] else None, None, None, None)
 
 
 def ln_lstm_kernel(cell, xs: Tensor, state: LSTMState, mask: Tensor | None, reverse: bool):
@@ -246,17 +296,18 @@ class LNGRUSequence(torch.autograd.Function):
         R_t, Y_t = R.unbind(0), Y.unbind(0)
         mu_h, rho_h = [None] * T, [None] * T
         states, s_t, m_t = frozen_states(Y, mask)
+        nln, split = torch.native_layer_norm, (2 * H, H)
         h = h0
         for t in steps(T, reverse):
             r = torch.mm(h, W_hhT, out=R_t[t])                         # R = W h(t-1)
-            q, mu_h[t], rho_h[t] = torch.native_layer_norm(r, (3 * H,), g_hh, b_hh, eps)
-            q_rz, q_n = q.split((2 * H, H), 1)                         # Q = γ_h ⊙ R̂ + b_h
+            q, mu_h[t], rho_h[t] = nln(r, (3 * H,), g_hh, b_hh, eps)
+            q_rz, q_n = q.split(split, 1)                              # Q = γ_h ⊙ R̂ + b_h
             rz_t[t].add_(q_rz).sigmoid_()                              # r, z
             n = tanh_(n_t[t].addcmul_(r_t[t], q_n))                    # n = tanh(X_n + r ⊙ Q_n)
             h_new = torch.lerp(n, h, z_t[t], out=Y_t[t])               # n + z ⊙ (h - n)
             h = leave_step(h_new, h, m_t, s_t, t)
         ctx.save_for_backward(xs, h0, W_xh, W_hh, g_xh, g_hh, b_hh, X_hat, rho_x, X, R,
-                              _stack(mu_h), _stack(rho_h), Y, states, mask)
+                              torch.stack(mu_h), torch.stack(rho_h), Y, states, mask)
         ctx.reverse, ctx.has_bias = reverse, b_xh is not None
         return Y, h.clone()
 
@@ -266,49 +317,71 @@ class LNGRUSequence(torch.autograd.Function):
          mask) = ctx.saved_tensors
         T, B, _ = xs.shape
         H = h0.shape[1]
+        H3 = 3 * H
         d_ys = zeros_if_none(d_ys, Y)
-        dh = zeros_if_none(d_hT, h0).clone()
-        ones = torch.ones_like(h0)
-        R_hat = (R - mu_h).mul_(rho_h)                                 # (T, B, 3H)
-        Qn = R_hat[..., 2 * H:] * g_hh[2 * H:]                         # Q_n (T, B, H)
-        if b_hh is not None:
-            Qn += b_hh[2 * H:]
+        dh = zeros_if_none(d_hT, h0)
         h_prev = previous_states(Y if states is None else states, h0, ctx.reverse)
-        dX, dQ, dR = torch.empty_like(X), torch.empty_like(X), torch.empty_like(R)
-        rz_t, r_t, z_t, n_t = (X[..., a:b].unbind(0) for a, b in
-                               ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H)))
-        dXn_t, dQ_t, dR_t = dX[..., 2 * H:].unbind(0), dQ.unbind(0), dR.unbind(0)
-        dQrz_t, dQr_t, dQz_t, dQn_t = (dQ[..., a:b].unbind(0) for a, b in
-                                       ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H)))
-        dy_t, hp_t, Qn_t, Rh_t, rh_t = (d_ys.unbind(0), h_prev.unbind(0), Qn.unbind(0),
-                                        R_hat.unbind(0), rho_h.unbind(0))
+        dX, dR, dH = torch.empty_like(X), torch.empty_like(R), torch.empty_like(Y)
+        dy_t, dH_t, dR_t, z_t = (d_ys.unbind(0), dH.unbind(0), dR.unbind(0),
+                                 X[..., H:2 * H].unbind(0))
         m_t = mask.to(X.dtype).unbind(0) if mask is not None else None
-        order = backward_steps(T, ctx.reverse)
+        chunks, K = _chunks(T, ctx.reverse, B * H3)
+        # chunk buffers: V = ∂(X_r, X_z, X_n)/∂(∇h), Vρ = ∂Q/∂(∇h) γ_h ρ_h, R̂
+        V, Vr, Rh = (X.new_empty(K, B, H3) for _ in range(3))
+        Vr3_t, Rh_t = Vr.view(K, B, 3, H).unbind(0), Rh.unbind(0)
+        D = X.new_empty(B, H3)
+        D3 = D.view(B, 3, H)
+        d_ghh = X.new_zeros(H3)
+        d_bhh = X.new_zeros(H3) if b_hh is not None else None
+        mul, addmm, addcmul = torch.mul, torch.addmm, torch.addcmul
+        first = chunks[0][2][0][0]
         if m_t is None:
-            dh = dh + dy_t[order[0][0]]
-        for t, nxt in order:
-            dh_t, passed_on = enter_step(dh, dy_t, m_t, t, nxt)
-            z, n = z_t[t], n_t[t]
-            torch.mul(dh_t, hp_t[t] - n, out=dQz_t[t])                 # ∇z = ∇h ⊙ (h(t-1) - n)
-            dn = torch.addcmul(dh_t, dh_t, z, value=-1.0)              # ∇n = ∇h ⊙ (1 - z)
-            torch.mul(dn, torch.addcmul(ones, n, n, value=-1.0), out=dXn_t[t])  # ⊙ tanh'
-            torch.mul(dXn_t[t], Qn_t[t], out=dQr_t[t])                 # ∇r = ∇X_n ⊙ Q_n
-            rz = rz_t[t]
-            dQrz_t[t].mul_(torch.addcmul(rz, rz, rz, value=-1.0))      # σ' = σ(1 - σ)
-            torch.mul(dXn_t[t], r_t[t], out=dQn_t[t])                  # ∇Q_n = ∇X_n ⊙ r
-            dr = ln_backward(dQ_t[t] * g_hh, Rh_t[t], rh_t[t], out=dR_t[t])  # ∇R
-            direct = dh_t * z if passed_on is None else torch.addcmul(passed_on, dh_t, z)
-            dh = torch.addmm(direct, dr, W_hh)                         # ∇h(t-1)
-        dX[..., :2 * H] = dQ[..., :2 * H]                              # r, z: same in X and Q
-        dX2, dQ2, dR2 = dX.view(T * B, 3 * H), dQ.view(T * B, 3 * H), dR.view(T * B, 3 * H)
+            dh = torch.add(dh, dy_t[first], out=dH_t[first])
+        for lo, hi, part in chunks:
+            n_ = hi - lo
+            Xc = X[lo:hi]
+            r, z, n = Xc[..., :H], Xc[..., H:2 * H], Xc[..., 2 * H:]
+            rh = torch.sub(R[lo:hi], mu_h[lo:hi], out=Rh[:n_]).mul_(rho_h[lo:hi])
+            qn = rh[..., 2 * H:] * g_hh[2 * H:]                       # Q_n
+            if b_hh is not None:
+                qn += b_hh[2 * H:]
+            v = V[:n_]
+            vn = mul(1.0 - z, addcmul(torch.ones_like(n), n, n, value=-1.0),
+                     out=v[..., 2 * H:])                               # (1 - z)(1 - n²)
+            mul(vn * qn, addcmul(r, r, r, value=-1.0), out=v[..., :H])  # ... Q_n r(1 - r)
+            mul(h_prev[lo:hi] - n, addcmul(z, z, z, value=-1.0),
+                out=v[..., H:2 * H])                                   # (h(t-1) - n) z(1 - z)
+            vr = Vr[:n_]
+            mul(v[..., :2 * H], g_hh[:2 * H], out=vr[..., :2 * H])
+            mul(vn * r, g_hh[2 * H:], out=vr[..., 2 * H:])             # (1 - z)(1 - n²) r γ
+            vr.mul_(rho_h[lo:hi])
+            for t, nxt in part:
+                j = t - lo
+                if m_t is None:
+                    dh_t, passed_on = dh, (None if nxt is None else dy_t[nxt])
+                else:
+                    dh_t, passed_on = _enter(dh, dy_t, m_t[t], t, dH_t)
+                mul(dh_t.unsqueeze(1), Vr3_t[j], out=D3)               # ∇Q γ_h ρ_h
+                dr = ln_backward(D, Rh_t[j], out=dR_t[t])              # ∇R
+                direct = dh_t * z_t[t] if passed_on is None else addcmul(passed_on, dh_t, z_t[t])
+                out = dH_t[nxt] if m_t is None and nxt is not None else None
+                dh = addmm(direct, dr, W_hh, out=out)                  # ∇h(t-1)
+            # the chunk's ∇X and its share of ∇γ_h, ∇b_h (∇Q = ∇X except ∇Q_n = ∇X_n ⊙ r)
+            dXc = dX[lo:hi]
+            mul(dH[lo:hi].unsqueeze(2), v.view(n_, B, 3, H), out=dXc.view(n_, B, 3, H))
+            dqn = dXc[..., 2 * H:] * r
+            d_ghh[:2 * H] += (dXc[..., :2 * H] * rh[..., :2 * H]).sum((0, 1))
+            d_ghh[2 * H:] += (dqn * rh[..., 2 * H:]).sum((0, 1))
+            if d_bhh is not None:
+                d_bhh[:2 * H] += dXc[..., :2 * H].sum((0, 1))
+                d_bhh[2 * H:] += dqn.sum((0, 1))
         need = ctx.needs_input_grad
-        d_xs, d_Wxh, d_gxh = _input_layer_norm_backward(ctx, dX2, xs, W_xh, g_xh, X_hat,
-                                                        rho_x, 2)
-        d_Whh = dR2.t() @ h_prev.view(T * B, H) if need[3] else None
-        d_ghh = (dQ2 * R_hat.view(T * B, 3 * H)).sum(0) if need[5] else None
+        dX2 = dX.view(T * B, H3)
+        d_xs, d_Wxh, d_gxh = _input_backward(ctx, dX2, xs, W_xh, g_xh, X_hat, rho_x, 2)
+        d_Whh = dR.view(T * B, H3).t() @ h_prev.view(T * B, H) if need[3] else None
         d_bxh = dX2.sum(0) if ctx.has_bias and need[6] else None
-        d_bhh = dQ2.sum(0) if ctx.has_bias and need[7] else None
-        return d_xs, dh, d_Wxh, d_Whh, d_gxh, d_ghh, d_bxh, d_bhh, None, None, None
+        return (d_xs, dh, d_Wxh, d_Whh, d_gxh, d_ghh if need[5] else None, d_bxh,
+                d_bhh if need[7] else None, None, None, None)
 
 
 def ln_gru_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool):
