@@ -132,3 +132,54 @@ def recurrent_grad(dG: Tensor, W: Tensor, passed_on: Tensor | None,
 
 def zeros_if_none(grad: Tensor | None, like: Tensor) -> Tensor:
     return torch.zeros_like(like) if grad is None else grad
+
+
+# Activation derivatives from the activation's output, into a preallocated ∇ buffer: one
+# ATen op each per step, where 1 - y² or σ(1 - σ) written out costs two or three.
+_tanh_backward = torch.ops.aten.tanh_backward.grad_input
+_sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
+_threshold_backward = torch.ops.aten.threshold_backward.grad_input
+
+
+def tanh_grad(grad: Tensor, y: Tensor, out: Tensor) -> Tensor:
+    """``out = grad ⊙ (1 - y²)``, the gradient of a, y = tanh(a)."""
+    return _tanh_backward(grad, y, grad_input=out)
+
+
+def sigmoid_grad(grad: Tensor, y: Tensor, out: Tensor) -> Tensor:
+    """``out = grad ⊙ y ⊙ (1 - y)``, the gradient of a, y = σ(a) (``out`` may be ``grad``)."""
+    return _sigmoid_backward(grad, y, grad_input=out)
+
+
+def relu_grad(grad: Tensor, y: Tensor, out: Tensor) -> Tensor:
+    """``out = grad ⊙ 1[y > 0]``, the gradient of a, y = relu(a)."""
+    return _threshold_backward(grad, y, 0, grad_input=out)
+
+
+def outer_previous(d: Tensor, states: Tensor, h0: Tensor, reverse: bool) -> Tensor:
+    """Σ_t d(t)ᵀ h(t-1) over all T·B rows: d (T, B, G), states h(t) (T, B, H) -> (G, H).
+
+    The gradient of a recurrent weight matrix, without the shifted (T, B, H) copy of the
+    states that :func:`previous_states` makes: one GEMM over the T-1 steps whose h(t-1) is
+    a state of the sequence, accumulated onto the first step's d(t)ᵀ h0. ``d`` contiguous.
+    """
+    T, B, G = d.shape
+    if reverse:                                  # h(t-1) of step t is h(t+1) running back
+        first, rest, prev = d[T - 1], d[:T - 1], states[1:]
+    else:
+        first, rest, prev = d[0], d[1:], states[:T - 1]
+    return torch.addmm(first.t() @ h0, rest.reshape(-1, G).t(),
+                       prev.reshape(-1, states.shape[-1]))
+
+
+def sigmoid_tanh(block: Tensor) -> bool:
+    """Whether :func:`tanh_` takes the sigmoid for blocks shaped like ``block``: a kernel
+    that knows it in advance can fold tanh(a) = 2σ(2a) - 1's inner 2 into its weights."""
+    return block.device.type == "cpu" and block.numel() >= _SIGMOID_TANH_MIN
+
+
+def previous_views(states: Tensor, h0: Tensor, reverse: bool) -> list[Tensor]:
+    """h(t-1) of every step t as views of the states (T, B, H) and h0 (B, H), indexed by t:
+    what :func:`previous_states` gives, without its (T, B, H) copy."""
+    views = list(states.unbind(0))
+    return views[1:] + [h0] if reverse else [h0] + views[:-1]
