@@ -70,7 +70,6 @@ from ._common import (
     frozen_states,
     input_projection,
     leave_step,
-    previous_states,
     steps,
     sum_bias,
     tanh,
@@ -93,27 +92,54 @@ def ln_backward(d: Tensor, z_hat: Tensor, out: Tensor | None = None) -> Tensor:
     return torch.sub(d, s1, alpha=1.0 / N, out=out).addcmul_(z_hat, s2, value=-1.0 / N)
 
 
-def _input_layer_norm(xs: Tensor, W_xh: Tensor, eps: float) -> tuple[Tensor, Tensor]:
-    """ẑ and ρ of U x(t) for all T·B rows at once: (T·B, G), (T·B, 1)."""
+def _input_layer_norm(xs: Tensor, W_xh: Tensor, gain: Tensor, shift: Tensor | None,
+                      eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """LN(U x(t); γ, β) for all T·B rows at once: Z = U x (T, B, G) (saved for backward),
+    the LN (T, B, G), and μ, ρ (T, B, 1)."""
     Z = input_projection(xs, W_xh, None)                    # (T, B, G)
-    G = Z.shape[-1]
-    z_hat, _, rho = torch.native_layer_norm(Z.view(-1, G), (G,), None, None, eps)
-    return z_hat, rho
+    T, B, G = Z.shape
+    A, mu, rho = torch.native_layer_norm(Z, (G,), gain, shift, eps)
+    return Z, A, mu, rho
 
 
-def _input_backward(ctx, dA: Tensor, xs: Tensor, W_xh: Tensor, g_xh: Tensor, z_hat: Tensor,
-                    rho: Tensor, ix: int):
-    """∇xs, ∇U and ∇γ_x from ∇A (T·B, G), the gradient of LN(U x; γ_x, ·); ``ix`` is the
-    position of U among the Function's inputs (γ_x two after it)."""
-    T, B, I = xs.shape
-    need_x, need_W, need_g = (ctx.needs_input_grad[k] for k in (0, ix, ix + 2))
-    d_g = (dA * z_hat).sum(0) if need_g else None
-    d_xs = d_W = None
-    if need_x or need_W:
-        dZ = ln_backward(dA * g_xh * rho, z_hat)            # (T·B, G)
-        d_xs = (dZ @ W_xh).view(T, B, I) if need_x else None
-        d_W = dZ.t() @ xs.reshape(T * B, I) if need_W else None
-    return d_xs, d_W, d_g
+class _InputGrads:
+    """The input side's gradients, accumulated chunk by chunk: from ∇A of steps lo..hi-1
+    (∇ of LN(U x; γ_x, β_x)), ∇β_x, ∇γ_x, then ∇(U x) by the LN backward, ∇x(t) and ∇U
+    (GEMMs over the chunk's rows)."""
+
+    def __init__(self, ctx, xs, W_xh, g_xh, Z, mu, rho, ix: int, has_shift: bool):
+        need = ctx.needs_input_grad
+        self.xs, self.W_xh, self.g_xh, self.Z, self.mu, self.rho = xs, W_xh, g_xh, Z, mu, rho
+        T, B, I = xs.shape
+        G = W_xh.shape[0]
+        self.d_xs = xs.new_empty(T, B, I) if need[0] else None
+        self.d_W = W_xh.new_zeros(G, I) if need[ix] else None
+        self.d_g = g_xh.new_zeros(G)
+        self.d_b = g_xh.new_zeros(G) if has_shift else None
+
+    def add(self, dA: Tensor, lo: int, hi: int) -> None:
+        """dA (n, B, G) for steps lo..hi-1; overwritten with ∇(U x)."""
+        n, B, G = dA.shape
+        z_hat = (self.Z[lo:hi] - self.mu[lo:hi]).mul_(self.rho[lo:hi])
+        self.d_g += (dA * z_hat).sum((0, 1))
+        if self.d_b is not None:
+            self.d_b += dA.sum((0, 1))
+        if self.d_xs is None and self.d_W is None:
+            return
+        dA.mul_(self.g_xh).mul_(self.rho[lo:hi])
+        dZ = ln_backward(dA, z_hat, out=dA).view(n * B, G)
+        if self.d_xs is not None:
+            torch.mm(dZ, self.W_xh, out=self.d_xs[lo:hi].view(n * B, -1))
+        if self.d_W is not None:
+            self.d_W.addmm_(dZ.t(), self.xs[lo:hi].reshape(n * B, -1))
+
+
+def _previous(S: Tensor, s0: Tensor, lo: int, hi: int, reverse: bool) -> Tensor:
+    """The states before steps lo..hi-1 in the order they ran: (hi - lo, B, H)."""
+    T = S.shape[0]
+    if not reverse:
+        return S[lo - 1:hi - 1] if lo >= 1 else torch.cat([s0.unsqueeze(0), S[:hi - 1]])
+    return S[lo + 1:hi + 1] if hi <= T - 1 else torch.cat([S[lo + 1:], s0.unsqueeze(0)])
 
 
 def _ifog(w: Tensor | None, H: int) -> Tensor | None:
@@ -151,15 +177,14 @@ class LNLSTMSequence(torch.autograd.Function):
         H = c0.shape[1]
         two = torch.ones(4 * H, dtype=xs.dtype, device=xs.device)
         two[3 * H:] = 2.0                                              # g rows: σ(2 a_g)
-        X_hat, rho_x = _input_layer_norm(xs, W_xh, eps)               # (T·B, 4H), (T·B, 1)
-        G = (torch.addcmul(bias * two, X_hat, g_xh * two) if bias is not None
-             else X_hat * (g_xh * two)).view(T, B, 4 * H)              # A; activated in place
-        g_h2, g_c2 = g_hh * two, g_c * 2.0
+        Z, G, mu_x, rho_x = _input_layer_norm(xs, W_xh, g_xh * two,
+                                              None if bias is None else bias * two, eps)
+        g_h2, g_c2 = g_hh * two, g_c * 2.0                             # G: A, then the gates
         b_c2 = None if b_c is None else b_c * 2.0
         W_hhT = W_hh.t().contiguous()                                  # (H, 4H)
         R, Y, C = xs.new_empty(T, B, 4 * H), xs.new_empty(T, B, H), xs.new_empty(T, B, H)
         G_t, R_t, Y_t, C_t = G.unbind(0), R.unbind(0), Y.unbind(0), C.unbind(0)
-        i_t, f_t, o_t, s_t_ = (G[..., k * H:(k + 1) * H].unbind(0) for k in range(4))
+        i_t, f_t, o_t, sg_t = (G[..., k * H:(k + 1) * H].unbind(0) for k in range(4))
         mu_h, rho_h, mu_c, rho_c = ([None] * T for _ in range(4))
         states, s_t, m_t = frozen_states(Y, mask)
         nln, mm, mul, lerp, neg = (torch.native_layer_norm, torch.mm, torch.mul, torch.lerp,
@@ -170,13 +195,13 @@ class LNLSTMSequence(torch.autograd.Function):
             q, mu_h[t], rho_h[t] = nln(r, (4 * H,), g_h2, None, eps)
             G_t[t].add_(q).sigmoid_()                                  # i, f, o, σ(2 a_g)
             i = i_t[t]                                                 # c = f c + i (2σ - 1)
-            c_new = mul(f_t[t], c, out=C_t[t]).addcmul_(i, s_t_[t], value=2.0).sub_(i)
+            c_new = mul(f_t[t], c, out=C_t[t]).addcmul_(i, sg_t[t], value=2.0).sub_(i)
             k, mu_c[t], rho_c[t] = nln(c_new, (H,), g_c2, b_c2, eps)   # 2 LN(c)
             o = o_t[t]
             h_new = lerp(neg(o), o, k.sigmoid_(), out=Y_t[t])          # o ⊙ tanh(LN(c))
             c = c_new if m_t is None else torch.where(m_t[t], c_new, c, out=C_t[t])
             h = leave_step(h_new, h, m_t, s_t, t)
-        ctx.save_for_backward(xs, h0, c0, W_xh, W_hh, g_xh, g_hh, g_c, b_c, X_hat, rho_x, G,
+        ctx.save_for_backward(xs, h0, c0, W_xh, W_hh, g_xh, g_hh, g_c, b_c, Z, mu_x, rho_x, G,
                               R, torch.stack(mu_h), torch.stack(rho_h), Y, C,
                               torch.stack(mu_c), torch.stack(rho_c), states, mask)
         ctx.reverse, ctx.has_bias = reverse, bias is not None
@@ -184,88 +209,100 @@ class LNLSTMSequence(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, d_ys, d_hT, d_cT):
-        (xs, h0, c0, W_xh, W_hh, g_xh, g_hh, g_c, b_c, X_hat, rho_x, G, R, mu_h, rho_h, Y,
+        (xs, h0, c0, W_xh, W_hh, g_xh, g_hh, g_c, b_c, Z, mu_x, rho_x, G, R, mu_h, rho_h, Y,
          C, mu_c, rho_c, states, mask) = ctx.saved_tensors
         T, B, _ = xs.shape
         H = c0.shape[1]
         H4 = 4 * H
+        need = ctx.needs_input_grad
         d_ys = zeros_if_none(d_ys, Y)
         dh = zeros_if_none(d_hT, h0)
         dc = zeros_if_none(d_cT, c0)
-        c_prev = previous_states(C, c0, ctx.reverse)
-        dG, dR = torch.empty_like(G), torch.empty_like(R)
-        dC, dH = torch.empty_like(C), torch.empty_like(C)    # ∇c after LN(c), ∇h entering
-        dy_t, dC_t, dH_t, dR_t = d_ys.unbind(0), dC.unbind(0), dH.unbind(0), dR.unbind(0)
-        f_t = G[..., H:2 * H].unbind(0)
+        dy_t, f_t = d_ys.unbind(0), G[..., H:2 * H].unbind(0)
         m_t = mask.to(G.dtype).unbind(0) if mask is not None else None
-        chunks, K = _chunks(T, ctx.reverse, B * H4)
-        # chunk buffers: V = ∂a/∂(∇c or ∇h) per gate, Vρ = V γ_h ρ_h, R̂, ĉ, o(1 - k²) γ_c ρ_c
-        V, Vr, Rh = (G.new_empty(K, B, H4) for _ in range(3))
-        Ch, Oc, Lf = (G.new_empty(K, B, H) for _ in range(3))
-        Vr4_t, Vro_t = Vr.view(K, B, 4, H).unbind(0), Vr[..., 2 * H:3 * H].unbind(0)
-        Rh_t, Ch_t, Oc_t = Rh.unbind(0), Ch.unbind(0), Oc.unbind(0)
-        D = G.new_empty(B, H4)                                # ∇a γ_h ρ_h of one step
-        D4, Do = D.view(B, 4, H), D[:, 2 * H:3 * H]
+        H_all = Y if states is None else states                        # h(t) for every t
+        inputs = _InputGrads(ctx, xs, W_xh, g_xh, Z, mu_x, rho_x, 3, ctx.has_bias)
+        d_Whh = W_hh.new_zeros(H4, H) if need[4] else None
         d_ghh, d_gc = G.new_zeros(H4), G.new_zeros(H)
         d_bc = G.new_zeros(H) if b_c is not None else None
-        mul, add, addmm = torch.mul, torch.add, torch.addmm
-        first = chunks[0][2][0][0]
-        if m_t is None:
-            dh = add(dh, dy_t[first], out=dH_t[first])
-        for lo, hi, part in chunks:
+        chunks, K = _chunks(T, ctx.reverse, B * H4)
+        # per chunk, for its steps j: V = ∂a/∂(∇c or ∇h) per gate, Vr = V γ_h ρ_h, R̂, ĉ,
+        # Oc = o (1 - k²) γ_c ρ_c, Lf = o (1 - k²); ∇a, ∇R, ∇c after LN(c), ∇h entering
+        V, Vr, Rh, dG, dR = (G.new_empty(K, B, H4) for _ in range(5))
+        Ch, Oc, Lf, dC, dH = (G.new_empty(K, B, H) for _ in range(5))
+        Vr4_j, Vro_j = Vr.view(K, B, 4, H).unbind(0), Vr[..., 2 * H:3 * H].unbind(0)
+        Rh_j, Ch_j, Oc_j = Rh.unbind(0), Ch.unbind(0), Oc.unbind(0)
+        dR_j, dC_j, dH_j = dR.unbind(0), dC.unbind(0), dH.unbind(0)
+        D = G.new_empty(B, H4)                                # ∇a γ_h ρ_h of one step
+        D4, Do = D.view(B, 4, H), D[:, 2 * H:3 * H]
+        mul, addmm, addcmul = torch.mul, torch.addmm, torch.addcmul
+        for ci, (lo, hi, part) in enumerate(chunks):
             n = hi - lo
             Gc = G[lo:hi]
-            i, f, o, s = (Gc[..., k * H:(k + 1) * H] for k in range(4))
+            i, o, s = Gc[..., :H], Gc[..., 2 * H:3 * H], Gc[..., 3 * H:]
             g = s * 2.0 - 1.0                                          # tanh(a_g)
-            sd = torch.addcmul(Gc[..., :3 * H], Gc[..., :3 * H], Gc[..., :3 * H], value=-1.0)
+            sd = addcmul(Gc[..., :3 * H], Gc[..., :3 * H], Gc[..., :3 * H], value=-1.0)
             ch = torch.sub(C[lo:hi], mu_c[lo:hi], out=Ch[:n]).mul_(rho_c[lo:hi])
-            k = tanh(torch.addcmul(b_c, ch, g_c) if b_c is not None else ch * g_c)
+            k = tanh(addcmul(b_c, ch, g_c) if b_c is not None else ch * g_c)
             v = V[:n]
             mul(g, sd[..., :H], out=v[..., :H])                        # g σ'(i)
-            mul(c_prev[lo:hi], sd[..., H:2 * H], out=v[..., H:2 * H])  # c(t-1) σ'(f)
+            mul(_previous(C, c0, lo, hi, ctx.reverse), sd[..., H:2 * H],
+                out=v[..., H:2 * H])                                   # c(t-1) σ'(f)
             mul(k, sd[..., 2 * H:], out=v[..., 2 * H:3 * H])           # k σ'(o)
-            torch.addcmul(i, i, g * g, value=-1.0, out=v[..., 3 * H:])  # i (1 - g²)
-            torch.mul(v, g_hh, out=Vr[:n]).mul_(rho_h[lo:hi])
-            lf = torch.addcmul(o, o, k * k, value=-1.0, out=Lf[:n])   # o (1 - k²)
-            torch.mul(lf, g_c, out=Oc[:n]).mul_(rho_c[lo:hi])
-            torch.sub(R[lo:hi], mu_h[lo:hi], out=Rh[:n]).mul_(rho_h[lo:hi])
+            addcmul(i, i, g * g, value=-1.0, out=v[..., 3 * H:])       # i (1 - g²)
+            mul(v, g_hh, out=Vr[:n]).mul_(rho_h[lo:hi])
+            lf = addcmul(o, o, k * k, value=-1.0, out=Lf[:n])          # o (1 - k²)
+            mul(lf, g_c, out=Oc[:n]).mul_(rho_c[lo:hi])
+            rh = torch.sub(R[lo:hi], mu_h[lo:hi], out=Rh[:n]).mul_(rho_h[lo:hi])
             for t, nxt in part:
                 j = t - lo
                 if m_t is None:
+                    if ci == 0 and t == part[0][0]:                    # ∇h(T) + ∂L/∂y(T)
+                        dh = torch.add(dh, dy_t[t], out=dH_j[j])
+                    elif t == part[0][0]:
+                        dh = dH_j[j].copy_(dh)
                     dh_t, dc_t, carry = dh, dc, None
                     passed_on = None if nxt is None else dy_t[nxt]
                 else:
                     m = m_t[t]
-                    dh_t, passed_on = _enter(dh, dy_t, m, t, dH_t)
-                    dc_t, carry = dc * m, torch.addcmul(dc, dc, m, value=-1.0)
-                # ∇c += LN(c) backward
-                dct = ln_backward(mul(dh_t, Oc_t[j]), Ch_t[j], out=dC_t[t]).add_(dc_t)
-                # ∇a γ_h ρ_h = (∇c, ∇c, ∇h, ∇c) ⊙ V γ_h ρ_h
-                mul(dct.unsqueeze(1), Vr4_t[j], out=D4)
-                mul(dh_t, Vro_t[j], out=Do)
-                dr = ln_backward(D, Rh_t[j], out=dR_t[t])              # ∇R
-                out = dH_t[nxt] if m_t is None and nxt is not None else None
+                    dh_t = torch.add(dh, dy_t[t], out=dH_j[j]).mul_(m)
+                    passed_on = addcmul(dh, dh, m, value=-1.0)        # frozen rows pass on
+                    dc_t, carry = dc * m, addcmul(dc, dc, m, value=-1.0)
+                # ∇c += LN(c) backward (ρ_c γ_c in Oc)
+                dl = mul(dh_t, Oc_j[j])
+                chj = Ch_j[j]
+                s1 = dl.sum(1, keepdim=True)
+                s2 = mul(dl, chj).sum(1, keepdim=True)
+                dct = torch.sub(dl, s1, alpha=1.0 / H, out=dC_j[j])
+                dct.addcmul_(chj, s2, value=-1.0 / H).add_(dc_t)
+                # ∇a γ_h ρ_h = (∇c, ∇c, ∇h, ∇c) ⊙ V γ_h ρ_h, then the LN backward: ∇R
+                mul(dct.unsqueeze(1), Vr4_j[j], out=D4)
+                mul(dh_t, Vro_j[j], out=Do)
+                rhj = Rh_j[j]
+                s1 = D.sum(1, keepdim=True)
+                s2 = mul(D, rhj).sum(1, keepdim=True)
+                dr = torch.sub(D, s1, alpha=1.0 / H4, out=dR_j[j])
+                dr.addcmul_(rhj, s2, value=-1.0 / H4)
+                out = (dH_j[nxt - lo] if m_t is None and nxt is not None and lo <= nxt < hi
+                       else None)
                 dh = (torch.mm(dr, W_hh, out=out) if passed_on is None
                       else addmm(passed_on, dr, W_hh, out=out))        # ∇h(t-1) = Wᵀ ∇R
                 dc = dct * f_t[t] if carry is None else carry.addcmul_(dct, f_t[t])
-            # the chunk's ∇a = (∇c, ∇c, ∇h, ∇c) ⊙ V, and its share of ∇γ_h, ∇γ_c, ∇b_c
-            dGc = dG[lo:hi]
-            mul(dC[lo:hi].unsqueeze(2), v.view(n, B, 4, H), out=dGc.view(n, B, 4, H))
-            mul(dH[lo:hi], v[..., 2 * H:3 * H], out=dGc[..., 2 * H:3 * H])
-            d_ghh += (dGc * Rh[:n]).sum((0, 1))
-            dl = dH[lo:hi] * lf                                        # ∇ℓ = ∇h ⊙ o (1 - k²)
+            # the chunk's ∇a = (∇c, ∇c, ∇h, ∇c) ⊙ V and its parameter gradients
+            dGc, dHc = dG[:n], dH[:n]
+            mul(dC[:n].unsqueeze(2), v.view(n, B, 4, H), out=dGc.view(n, B, 4, H))
+            mul(dHc, v[..., 2 * H:3 * H], out=dGc[..., 2 * H:3 * H])
+            d_ghh += (dGc * rh).sum((0, 1))
+            dl = dHc * lf                                              # ∇ℓ = ∇h ⊙ o (1 - k²)
             d_gc += (dl * ch).sum((0, 1))
             if d_bc is not None:
                 d_bc += dl.sum((0, 1))
-        need = ctx.needs_input_grad
-        dG2 = dG.view(T * B, H4)
-        d_xs, d_Wxh, d_gxh = _input_backward(ctx, dG2, xs, W_xh, g_xh, X_hat, rho_x, 3)
-        d_Whh = None
-        if need[4]:
-            h_prev = previous_states(Y if states is None else states, h0, ctx.reverse)
-            d_Whh = dR.view(T * B, H4).t() @ h_prev.view(T * B, H)
-        d_b = dG2.sum(0) if ctx.has_bias and need[7] else None
-        return (d_xs, dh, dc, d_Wxh, d_Whh, d_gxh, d_ghh if need[6] else None, d_b,
+            if d_Whh is not None:                                      # ∇W += ∇R h(t-1)ᵀ
+                hp = _previous(H_all, h0, lo, hi, ctx.reverse)
+                d_Whh.addmm_(dR[:n].view(n * B, H4).t(), hp.reshape(n * B, H))
+            inputs.add(dGc, lo, hi)                                    # ∇b, ∇γ_x, ∇U, ∇x
+        return (inputs.d_xs, dh, dc, inputs.d_W, d_Whh, inputs.d_g if need[5] else None,
+                d_ghh if need[6] else None, inputs.d_b if need[7] else None,
                 d_gc if need[8] else None, d_bc if need[9] else None, None, None, None)
 
 
@@ -286,9 +323,7 @@ class LNGRUSequence(torch.autograd.Function):
                 eps: float):
         T, B, _ = xs.shape
         H = h0.shape[1]
-        X_hat, rho_x = _input_layer_norm(xs, W_xh, eps)               # (T·B, 3H), (T·B, 1)
-        X = (torch.addcmul(b_xh, X_hat, g_xh) if b_xh is not None
-             else X_hat * g_xh).view(T, B, 3 * H)                      # becomes r, z, n
+        Z, X, mu_x, rho_x = _input_layer_norm(xs, W_xh, g_xh, b_xh, eps)  # X becomes r, z, n
         W_hhT = W_hh.t().contiguous()                                  # (H, 3H)
         R, Y = xs.new_empty(T, B, 3 * H), xs.new_empty(T, B, H)
         rz_t, r_t, z_t, n_t = (X[..., a:b].unbind(0) for a, b in
@@ -306,41 +341,42 @@ class LNGRUSequence(torch.autograd.Function):
             n = tanh_(n_t[t].addcmul_(r_t[t], q_n))                    # n = tanh(X_n + r ⊙ Q_n)
             h_new = torch.lerp(n, h, z_t[t], out=Y_t[t])               # n + z ⊙ (h - n)
             h = leave_step(h_new, h, m_t, s_t, t)
-        ctx.save_for_backward(xs, h0, W_xh, W_hh, g_xh, g_hh, b_hh, X_hat, rho_x, X, R,
+        ctx.save_for_backward(xs, h0, W_xh, W_hh, g_xh, g_hh, b_hh, Z, mu_x, rho_x, X, R,
                               torch.stack(mu_h), torch.stack(rho_h), Y, states, mask)
         ctx.reverse, ctx.has_bias = reverse, b_xh is not None
         return Y, h.clone()
 
     @staticmethod
     def backward(ctx, d_ys, d_hT):
-        (xs, h0, W_xh, W_hh, g_xh, g_hh, b_hh, X_hat, rho_x, X, R, mu_h, rho_h, Y, states,
+        (xs, h0, W_xh, W_hh, g_xh, g_hh, b_hh, Z, mu_x, rho_x, X, R, mu_h, rho_h, Y, states,
          mask) = ctx.saved_tensors
         T, B, _ = xs.shape
         H = h0.shape[1]
         H3 = 3 * H
+        need = ctx.needs_input_grad
         d_ys = zeros_if_none(d_ys, Y)
         dh = zeros_if_none(d_hT, h0)
-        h_prev = previous_states(Y if states is None else states, h0, ctx.reverse)
-        dX, dR, dH = torch.empty_like(X), torch.empty_like(R), torch.empty_like(Y)
-        dy_t, dH_t, dR_t, z_t = (d_ys.unbind(0), dH.unbind(0), dR.unbind(0),
-                                 X[..., H:2 * H].unbind(0))
+        dy_t, z_t = d_ys.unbind(0), X[..., H:2 * H].unbind(0)
         m_t = mask.to(X.dtype).unbind(0) if mask is not None else None
-        chunks, K = _chunks(T, ctx.reverse, B * H3)
-        # chunk buffers: V = ∂(X_r, X_z, X_n)/∂(∇h), Vρ = ∂Q/∂(∇h) γ_h ρ_h, R̂
-        V, Vr, Rh = (X.new_empty(K, B, H3) for _ in range(3))
-        Vr3_t, Rh_t = Vr.view(K, B, 3, H).unbind(0), Rh.unbind(0)
-        D = X.new_empty(B, H3)
-        D3 = D.view(B, 3, H)
+        H_all = Y if states is None else states                        # h(t) for every t
+        inputs = _InputGrads(ctx, xs, W_xh, g_xh, Z, mu_x, rho_x, 2, ctx.has_bias)
+        d_Whh = W_hh.new_zeros(H3, H) if need[3] else None
         d_ghh = X.new_zeros(H3)
         d_bhh = X.new_zeros(H3) if b_hh is not None else None
+        chunks, K = _chunks(T, ctx.reverse, B * H3)
+        # per chunk: V = ∂(X_r, X_z, X_n)/∂(∇h), Vr = ∂Q/∂(∇h) γ_h ρ_h, R̂; ∇X, ∇R, ∇h entering
+        V, Vr, Rh, dX, dR = (X.new_empty(K, B, H3) for _ in range(5))
+        dH = X.new_empty(K, B, H)
+        Vr3_j, Rh_j, dR_j, dH_j = Vr.view(K, B, 3, H).unbind(0), Rh.unbind(0), dR.unbind(0), \
+            dH.unbind(0)
+        D = X.new_empty(B, H3)
+        D3 = D.view(B, 3, H)
         mul, addmm, addcmul = torch.mul, torch.addmm, torch.addcmul
-        first = chunks[0][2][0][0]
-        if m_t is None:
-            dh = torch.add(dh, dy_t[first], out=dH_t[first])
-        for lo, hi, part in chunks:
+        for ci, (lo, hi, part) in enumerate(chunks):
             n_ = hi - lo
             Xc = X[lo:hi]
             r, z, n = Xc[..., :H], Xc[..., H:2 * H], Xc[..., 2 * H:]
+            hp = _previous(H_all, h0, lo, hi, ctx.reverse)
             rh = torch.sub(R[lo:hi], mu_h[lo:hi], out=Rh[:n_]).mul_(rho_h[lo:hi])
             qn = rh[..., 2 * H:] * g_hh[2 * H:]                       # Q_n
             if b_hh is not None:
@@ -349,8 +385,7 @@ class LNGRUSequence(torch.autograd.Function):
             vn = mul(1.0 - z, addcmul(torch.ones_like(n), n, n, value=-1.0),
                      out=v[..., 2 * H:])                               # (1 - z)(1 - n²)
             mul(vn * qn, addcmul(r, r, r, value=-1.0), out=v[..., :H])  # ... Q_n r(1 - r)
-            mul(h_prev[lo:hi] - n, addcmul(z, z, z, value=-1.0),
-                out=v[..., H:2 * H])                                   # (h(t-1) - n) z(1 - z)
+            mul(hp - n, addcmul(z, z, z, value=-1.0), out=v[..., H:2 * H])  # (h - n) z(1 - z)
             vr = Vr[:n_]
             mul(v[..., :2 * H], g_hh[:2 * H], out=vr[..., :2 * H])
             mul(vn * r, g_hh[2 * H:], out=vr[..., 2 * H:])             # (1 - z)(1 - n²) r γ
@@ -358,29 +393,39 @@ class LNGRUSequence(torch.autograd.Function):
             for t, nxt in part:
                 j = t - lo
                 if m_t is None:
+                    if ci == 0 and t == part[0][0]:                    # ∇h(T) + ∂L/∂y(T)
+                        dh = torch.add(dh, dy_t[t], out=dH_j[j])
+                    elif t == part[0][0]:
+                        dh = dH_j[j].copy_(dh)
                     dh_t, passed_on = dh, (None if nxt is None else dy_t[nxt])
                 else:
-                    dh_t, passed_on = _enter(dh, dy_t, m_t[t], t, dH_t)
-                mul(dh_t.unsqueeze(1), Vr3_t[j], out=D3)               # ∇Q γ_h ρ_h
-                dr = ln_backward(D, Rh_t[j], out=dR_t[t])              # ∇R
+                    m = m_t[t]
+                    dh_t = torch.add(dh, dy_t[t], out=dH_j[j]).mul_(m)
+                    passed_on = addcmul(dh, dh, m, value=-1.0)        # frozen rows pass on
+                mul(dh_t.unsqueeze(1), Vr3_j[j], out=D3)               # ∇Q γ_h ρ_h
+                rhj = Rh_j[j]
+                s1 = D.sum(1, keepdim=True)
+                s2 = mul(D, rhj).sum(1, keepdim=True)
+                dr = torch.sub(D, s1, alpha=1.0 / H3, out=dR_j[j])     # ∇R
+                dr.addcmul_(rhj, s2, value=-1.0 / H3)
                 direct = dh_t * z_t[t] if passed_on is None else addcmul(passed_on, dh_t, z_t[t])
-                out = dH_t[nxt] if m_t is None and nxt is not None else None
+                out = (dH_j[nxt - lo] if m_t is None and nxt is not None and lo <= nxt < hi
+                       else None)
                 dh = addmm(direct, dr, W_hh, out=out)                  # ∇h(t-1)
-            # the chunk's ∇X and its share of ∇γ_h, ∇b_h (∇Q = ∇X except ∇Q_n = ∇X_n ⊙ r)
-            dXc = dX[lo:hi]
-            mul(dH[lo:hi].unsqueeze(2), v.view(n_, B, 3, H), out=dXc.view(n_, B, 3, H))
+            # the chunk's ∇X and parameter gradients (∇Q = ∇X except ∇Q_n = ∇X_n ⊙ r)
+            dXc = dX[:n_]
+            mul(dH[:n_].unsqueeze(2), v.view(n_, B, 3, H), out=dXc.view(n_, B, 3, H))
             dqn = dXc[..., 2 * H:] * r
             d_ghh[:2 * H] += (dXc[..., :2 * H] * rh[..., :2 * H]).sum((0, 1))
             d_ghh[2 * H:] += (dqn * rh[..., 2 * H:]).sum((0, 1))
             if d_bhh is not None:
                 d_bhh[:2 * H] += dXc[..., :2 * H].sum((0, 1))
                 d_bhh[2 * H:] += dqn.sum((0, 1))
-        need = ctx.needs_input_grad
-        dX2 = dX.view(T * B, H3)
-        d_xs, d_Wxh, d_gxh = _input_backward(ctx, dX2, xs, W_xh, g_xh, X_hat, rho_x, 2)
-        d_Whh = dR.view(T * B, H3).t() @ h_prev.view(T * B, H) if need[3] else None
-        d_bxh = dX2.sum(0) if ctx.has_bias and need[6] else None
-        return (d_xs, dh, d_Wxh, d_Whh, d_gxh, d_ghh if need[5] else None, d_bxh,
+            if d_Whh is not None:                                      # ∇W += ∇R h(t-1)ᵀ
+                d_Whh.addmm_(dR[:n_].view(n_ * B, H3).t(), hp.reshape(n_ * B, H))
+            inputs.add(dXc, lo, hi)                                    # ∇b_x, ∇γ_x, ∇U, ∇x
+        return (inputs.d_xs, dh, inputs.d_W, d_Whh, inputs.d_g if need[4] else None,
+                d_ghh if need[5] else None, inputs.d_b if need[6] else None,
                 d_bhh if need[7] else None, None, None, None)
 
 
