@@ -28,13 +28,14 @@ and the parameters, each one GEMM (or reduction) over all T·B rows after the lo
 Ragged lengths: past its length a sequence's state ŷ is frozen and its output o is zero,
 as in :func:`rnnlab.unroll`; with the mask m(t) (B, 1) ∈ {0, 1} the state after step t is
 m ŷ(t) + (1 - m) ŷ(t-1), so ∇_o(t) L above is multiplied by m and (1 - m) ∇_ŷ(t) L passes
-straight on to ŷ(t-1). With identity feedback and no mask, ∂L/∂o(t-1) rides in the bias
-slot of the addmm that makes ∇_ŷ(t-1) (it *is* ∇_o(t-1) then).
+straight on to ŷ(t-1). With identity feedback and no mask, ∇_ŷ(t-1) is added in place onto
+∂L/∂o(t-1) by the addmm that makes it (it *is* ∇_o(t-1) then).
 
 Per step the forward is two addmm (W_yh ŷ(t-1) into the precomputed W_xh x + b_h; then o),
-the activation and f, in place into preallocated (T, B, ·) buffers; the backward is
-two GEMMs and two to five pointwise ops. The activation and sigmoid derivatives are formed
-for all steps at once after the forward loop.
+the activation and f, in place into preallocated (T, B, ·) buffers; the backward is two
+GEMMs and one (identity) to four (softmax) pointwise ops, two more with a mask. ∇_a is
+built in place on act'(a) and ∇_o on a copy of ∂L/∂o, both formed for all steps at once
+before the backward loop (so no step writes a fresh page or copies a bias).
 
 Teacher forcing (book section 10.2.1, :meth:`rnnlab.OutputFeedbackCell.teacher_forced`)
 feeds the ground truth instead of ŷ(t-1): no recurrence is left, and the cell computes all
@@ -169,24 +170,27 @@ def feedback_kernel(cell, xs: Tensor, y0: Tensor, mask: Tensor | None, reverse: 
 
 
 class TeacherForced(torch.autograd.Function):
-    """o(t) for every t at once with y(t-1) given: a = W_xh x + W_yh y_prev + b_h (two GEMMs
-    into one buffer), h = act(a) in place, o = W_hy h + b_y; the backward written out."""
+    """o(t) for every t at once with y(t-1) given (y0, then the targets): a = W_xh x + b_h
+    + W_yh y(t-1) (GEMMs into one buffer, no concatenated copy of the targets), h = act(a)
+    in place, o = W_hy h + b_y; the backward written out."""
 
     @staticmethod
-    def forward(ctx, xs, y_prev, W_xh, W_yh, b_h, W_hy, b_y, relu: bool):
+    def forward(ctx, xs, targets, y0, W_xh, W_yh, b_h, W_hy, b_y, relu: bool):
         T, B, I = xs.shape
         O, H = W_hy.shape
-        A = input_projection(xs, W_xh, b_h).view(T * B, H)
-        A.addmm_(y_prev.reshape(T * B, O), W_yh.t())
-        (torch.relu_ if relu else tanh_)(A)                        # h(t), (T·B, H)
-        out = torch.mm(A, W_hy.t()) if b_y is None else torch.addmm(b_y, A, W_hy.t())
-        ctx.save_for_backward(xs, y_prev, W_xh, W_yh, W_hy, A)
+        A = input_projection(xs, W_xh, b_h)                        # (T, B, H)
+        A[0].addmm_(y0, W_yh.t())                                  # y(-1) = y0
+        if T > 1:
+            A[1:].view(-1, H).addmm_(targets[:-1].reshape(-1, O), W_yh.t())
+        Hs = (torch.relu_ if relu else tanh_)(A.view(T * B, H))    # h(t), (T·B, H)
+        out = torch.mm(Hs, W_hy.t()) if b_y is None else torch.addmm(b_y, Hs, W_hy.t())
+        ctx.save_for_backward(xs, targets, y0, W_xh, W_yh, W_hy, Hs)
         ctx.relu, ctx.has_bias = relu, (b_h is not None, b_y is not None)
         return out.view(T, B, O)
 
     @staticmethod
     def backward(ctx, d_o):
-        xs, y_prev, W_xh, W_yh, W_hy, Hs = ctx.saved_tensors
+        xs, targets, y0, W_xh, W_yh, W_hy, Hs = ctx.saved_tensors
         T, B, I = xs.shape
         O, H = W_hy.shape
         dO = d_o.reshape(T * B, O)
@@ -195,15 +199,25 @@ class TeacherForced(torch.autograd.Function):
             dA.mul_(Hs > 0)
         else:
             dA.mul_(torch.addcmul(torch.ones_like(Hs[:1]), Hs, Hs, value=-1.0))  # 1 - h²
+        dA3 = dA.view(T, B, H)
         need = ctx.needs_input_grad
         d_xs = (dA @ W_xh).view(T, B, I) if need[0] else None
-        d_yp = (dA @ W_yh).view(T, B, O) if need[1] else None
-        d_Wxh = dA.t() @ xs.reshape(T * B, I) if need[2] else None
-        d_Wyh = dA.t() @ y_prev.reshape(T * B, O) if need[3] else None
-        d_bh = dA.sum(0) if ctx.has_bias[0] and need[4] else None
-        d_Why = dO.t() @ Hs if need[5] else None
-        d_by = dO.sum(0) if ctx.has_bias[1] and need[6] else None
-        return d_xs, d_yp, d_Wxh, d_Wyh, d_bh, d_Why, d_by, None
+        d_tg = None
+        if need[1]:                                                # y(t) feeds step t + 1
+            d_tg = torch.zeros_like(targets)
+            if T > 1:
+                torch.mm(dA3[1:].reshape(-1, H), W_yh, out=d_tg[:-1].view(-1, O))
+        d_y0 = dA3[0] @ W_yh if need[2] else None
+        d_Wxh = dA.t() @ xs.reshape(T * B, I) if need[3] else None
+        d_Wyh = None
+        if need[4]:
+            d_Wyh = dA3[0].t() @ y0
+            if T > 1:
+                d_Wyh.addmm_(dA3[1:].reshape(-1, H).t(), targets[:-1].reshape(-1, O))
+        d_bh = dA.sum(0) if ctx.has_bias[0] and need[5] else None
+        d_Why = dO.t() @ Hs if need[6] else None
+        d_by = dO.sum(0) if ctx.has_bias[1] and need[7] else None
+        return d_xs, d_tg, d_y0, d_Wxh, d_Wyh, d_bh, d_Why, d_by, None
 
 
 def teacher_forced_kernel(cell, xs: Tensor, targets: Tensor, y0: Tensor | None = None) -> Tensor:
@@ -211,6 +225,5 @@ def teacher_forced_kernel(cell, xs: Tensor, targets: Tensor, y0: Tensor | None =
     xs (T, B, I), targets (T, B, O), y0 (B, O) or zeros -> o (T, B, O)."""
     if y0 is None:
         y0 = targets.new_zeros(targets.shape[1:])
-    y_prev = torch.cat([y0.unsqueeze(0), targets[:-1]], dim=0)     # y(t-1) for every t
-    return TeacherForced.apply(xs, y_prev, cell.W_xh, cell.W_yh, cell.b_h, cell.W_hy,
+    return TeacherForced.apply(xs, targets, y0, cell.W_xh, cell.W_yh, cell.b_h, cell.W_hy,
                                cell.b_y, cell.nonlinearity == "relu")
