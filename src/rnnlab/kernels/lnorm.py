@@ -83,12 +83,13 @@ __all__ = ["ln_lstm_kernel", "ln_gru_kernel", "LNLSTMSequence", "LNGRUSequence",
 CHUNK_ELEMENTS = 1 << 16      # backward factors are computed for chunks of about this size
 
 
-def ln_backward(d: Tensor, z_hat: Tensor, out: Tensor | None = None) -> Tensor:
-    """∇z of a layer norm per row, from d' = ρ γ ⊙ ∇LN (n, N) and ẑ (n, N):
-    d' - mean(d') - ẑ ⊙ mean(d' ⊙ ẑ) -> (n, N), into ``out``."""
+def ln_backward(d: Tensor, z_hat: Tensor, out: Tensor | None = None,
+                tmp: Tensor | None = None) -> Tensor:
+    """∇z of a layer norm per row, from d' = ρ γ ⊙ ∇LN (..., N) and ẑ (..., N):
+    d' - mean(d') - ẑ ⊙ mean(d' ⊙ ẑ), into ``out`` (``tmp``: scratch of d's shape)."""
     N = d.shape[-1]
     s1 = d.sum(-1, keepdim=True)                            # N mean(d')
-    s2 = torch.mul(d, z_hat).sum(-1, keepdim=True)          # N mean(d' ⊙ ẑ)
+    s2 = torch.mul(d, z_hat, out=tmp).sum(-1, keepdim=True)  # N mean(d' ⊙ ẑ)
     return torch.sub(d, s1, alpha=1.0 / N, out=out).addcmul_(z_hat, s2, value=-1.0 / N)
 
 
@@ -117,17 +118,20 @@ class _InputGrads:
         self.d_g = g_xh.new_zeros(G)
         self.d_b = g_xh.new_zeros(G) if has_shift else None
 
-    def add(self, dA: Tensor, lo: int, hi: int) -> None:
-        """dA (n, B, G) for steps lo..hi-1; overwritten with ∇(U x)."""
+    def add(self, dA: Tensor, lo: int, hi: int, scratch: tuple[Tensor, Tensor]) -> None:
+        """dA (n, B, G) for steps lo..hi-1, overwritten with ∇(U x); ``scratch``: two
+        buffers of at least dA's size (no large temporaries: each would be fresh pages)."""
         n, B, G = dA.shape
-        z_hat = (self.Z[lo:hi] - self.mu[lo:hi]).mul_(self.rho[lo:hi])
-        self.d_g += (dA * z_hat).sum((0, 1))
+        z_hat = torch.sub(self.Z[lo:hi], self.mu[lo:hi], out=scratch[0][:n])
+        z_hat.mul_(self.rho[lo:hi])
+        tmp = scratch[1][:n]
+        self.d_g += torch.mul(dA, z_hat, out=tmp).sum((0, 1))
         if self.d_b is not None:
             self.d_b += dA.sum((0, 1))
         if self.d_xs is None and self.d_W is None:
             return
         dA.mul_(self.g_xh).mul_(self.rho[lo:hi])
-        dZ = ln_backward(dA, z_hat, out=dA).view(n * B, G)
+        dZ = ln_backward(dA, z_hat, out=dA, tmp=tmp).view(n * B, G)
         if self.d_xs is not None:
             torch.mm(dZ, self.W_xh, out=self.d_xs[lo:hi].view(n * B, -1))
         if self.d_W is not None:
@@ -228,7 +232,7 @@ class LNLSTMSequence(torch.autograd.Function):
         chunks, K = _chunks(T, ctx.reverse, B * H4)
         # per chunk, for its steps j: V = ∂a/∂(∇c or ∇h) per gate, Vr = V γ_h ρ_h, R̂, ĉ,
         # Oc = o (1 - k²) γ_c ρ_c, Lf = o (1 - k²); ∇a, ∇R, ∇c after LN(c), ∇h entering
-        V, Vr, Rh, dG, dR = (G.new_empty(K, B, H4) for _ in range(5))
+        V, Vr, Rh, dG, dR, S1, S2 = (G.new_empty(K, B, H4) for _ in range(7))
         Ch, Oc, Lf, dC, dH = (G.new_empty(K, B, H) for _ in range(5))
         Vr4_j, Vro_j = Vr.view(K, B, 4, H).unbind(0), Vr[..., 2 * H:3 * H].unbind(0)
         Rh_j, Ch_j, Oc_j = Rh.unbind(0), Ch.unbind(0), Oc.unbind(0)
@@ -241,7 +245,8 @@ class LNLSTMSequence(torch.autograd.Function):
             Gc = G[lo:hi]
             i, o, s = Gc[..., :H], Gc[..., 2 * H:3 * H], Gc[..., 3 * H:]
             g = s * 2.0 - 1.0                                          # tanh(a_g)
-            sd = addcmul(Gc[..., :3 * H], Gc[..., :3 * H], Gc[..., :3 * H], value=-1.0)
+            sd = addcmul(Gc[..., :3 * H], Gc[..., :3 * H], Gc[..., :3 * H], value=-1.0,
+                         out=S1[:n, :, :3 * H])                        # σ(1 - σ)
             ch = torch.sub(C[lo:hi], mu_c[lo:hi], out=Ch[:n]).mul_(rho_c[lo:hi])
             k = tanh(addcmul(b_c, ch, g_c) if b_c is not None else ch * g_c)
             v = V[:n]
@@ -292,7 +297,7 @@ class LNLSTMSequence(torch.autograd.Function):
             dGc, dHc = dG[:n], dH[:n]
             mul(dC[:n].unsqueeze(2), v.view(n, B, 4, H), out=dGc.view(n, B, 4, H))
             mul(dHc, v[..., 2 * H:3 * H], out=dGc[..., 2 * H:3 * H])
-            d_ghh += (dGc * rh).sum((0, 1))
+            d_ghh += mul(dGc, rh, out=S1[:n]).sum((0, 1))
             dl = dHc * lf                                              # ∇ℓ = ∇h ⊙ o (1 - k²)
             d_gc += (dl * ch).sum((0, 1))
             if d_bc is not None:
@@ -300,7 +305,7 @@ class LNLSTMSequence(torch.autograd.Function):
             if d_Whh is not None:                                      # ∇W += ∇R h(t-1)ᵀ
                 hp = _previous(H_all, h0, lo, hi, ctx.reverse)
                 d_Whh.addmm_(dR[:n].view(n * B, H4).t(), hp.reshape(n * B, H))
-            inputs.add(dGc, lo, hi)                                    # ∇b, ∇γ_x, ∇U, ∇x
+            inputs.add(dGc, lo, hi, (S1, S2))                          # ∇b, ∇γ_x, ∇U, ∇x
         return (inputs.d_xs, dh, dc, inputs.d_W, d_Whh, inputs.d_g if need[5] else None,
                 d_ghh if need[6] else None, inputs.d_b if need[7] else None,
                 d_gc if need[8] else None, d_bc if need[9] else None, None, None, None)
@@ -365,7 +370,7 @@ class LNGRUSequence(torch.autograd.Function):
         d_bhh = X.new_zeros(H3) if b_hh is not None else None
         chunks, K = _chunks(T, ctx.reverse, B * H3)
         # per chunk: V = ∂(X_r, X_z, X_n)/∂(∇h), Vr = ∂Q/∂(∇h) γ_h ρ_h, R̂; ∇X, ∇R, ∇h entering
-        V, Vr, Rh, dX, dR = (X.new_empty(K, B, H3) for _ in range(5))
+        V, Vr, Rh, dX, dR, S1, S2 = (X.new_empty(K, B, H3) for _ in range(7))
         dH = X.new_empty(K, B, H)
         Vr3_j, Rh_j, dR_j, dH_j = Vr.view(K, B, 3, H).unbind(0), Rh.unbind(0), dR.unbind(0), \
             dH.unbind(0)
@@ -416,14 +421,16 @@ class LNGRUSequence(torch.autograd.Function):
             dXc = dX[:n_]
             mul(dH[:n_].unsqueeze(2), v.view(n_, B, 3, H), out=dXc.view(n_, B, 3, H))
             dqn = dXc[..., 2 * H:] * r
-            d_ghh[:2 * H] += (dXc[..., :2 * H] * rh[..., :2 * H]).sum((0, 1))
-            d_ghh[2 * H:] += (dqn * rh[..., 2 * H:]).sum((0, 1))
+            prod = S1[:n_]
+            mul(dXc[..., :2 * H], rh[..., :2 * H], out=prod[..., :2 * H])
+            mul(dqn, rh[..., 2 * H:], out=prod[..., 2 * H:])
+            d_ghh += prod.sum((0, 1))
             if d_bhh is not None:
                 d_bhh[:2 * H] += dXc[..., :2 * H].sum((0, 1))
                 d_bhh[2 * H:] += dqn.sum((0, 1))
             if d_Whh is not None:                                      # ∇W += ∇R h(t-1)ᵀ
                 d_Whh.addmm_(dR[:n_].view(n_ * B, H3).t(), hp.reshape(n_ * B, H))
-            inputs.add(dXc, lo, hi)                                    # ∇b_x, ∇γ_x, ∇U, ∇x
+            inputs.add(dXc, lo, hi, (S1, S2))                          # ∇b_x, ∇γ_x, ∇U, ∇x
         return (inputs.d_xs, dh, inputs.d_W, d_Whh, inputs.d_g if need[4] else None,
                 d_ghh if need[5] else None, inputs.d_b if need[6] else None,
                 d_bhh if need[7] else None, None, None, None)
