@@ -57,11 +57,11 @@ def test_fused_matches_reference_step(feedback, act, bias, ragged, reverse):
         _assert_same(cell, xs, state, RAGGED if ragged else None, reverse, rtol, atol)
 
 
-@pytest.mark.parametrize("feedback", FEEDBACKS)
-def test_fused_matches_reference_at_size_using_sigmoid_tanh(feedback):
-    """B·H = 16·128 >= 1024: the kernel takes tanh(x) = 2σ(2x) - 1."""
+@pytest.mark.parametrize("feedback,bias", list(itertools.product(FEEDBACKS, [True, False])))
+def test_fused_matches_reference_at_size_using_sigmoid_tanh(feedback, bias):
+    """B·H = 16·128 >= 1024: the kernel runs σ(2a) per step, its 2s into the weights."""
     torch.manual_seed(11)
-    cell = _cell(feedback, "tanh", sizes=(6, 128, 10))
+    cell = _cell(feedback, "tanh", bias, sizes=(6, 128, 10))
     xs = torch.randn(4, 16, 6, requires_grad=True, **F64)
     lengths = torch.tensor([4, 3, 0, 1] * 4)
     state = cell.init_state(16).requires_grad_(True)

@@ -32,7 +32,10 @@ straight on to ŷ(t-1). With identity feedback and no mask, ∇_ŷ(t-1) is added
 ∂L/∂o(t-1) by the addmm that makes it (it *is* ∇_o(t-1) then).
 
 Per step the forward is two addmm (W_yh ŷ(t-1) into the precomputed W_xh x + b_h; then o),
-the activation and f, in place into preallocated (T, B, ·) buffers; the backward is two
+the activation and f, in place into preallocated (T, B, ·) buffers. Where tanh runs through
+the sigmoid (B·H >= 1024 on CPU, :func:`._common.sigmoid_tanh`), tanh(a) = 2σ(2a) - 1 has
+its inner 2 folded into W_xh, b_h, W_yh and its outer 2s - 1 into o = 2 W_hy s + b_y - W_hy 1,
+so a step takes one σ; h = 2s - 1 is formed after the loop in one pass. The backward is two
 GEMMs and one (identity) to four (softmax) pointwise ops, two more with a mask. ∇_a is
 built in place on act'(a) and ∇_o on a copy of ∂L/∂o, both formed for all steps at once
 before the backward loop (so no step writes a fresh page or copies a bias).
@@ -56,6 +59,7 @@ from ._common import (
     backward_steps,
     frozen_states,
     input_projection,
+    sigmoid_tanh,
     steps,
     tanh_,
     zeros_if_none,
@@ -69,11 +73,20 @@ class FeedbackSequence(torch.autograd.Function):
     def forward(ctx, xs, y0, W_xh, W_yh, b_h, W_hy, b_y, mask, reverse: bool, relu: bool,
                 feedback: str):
         T, B, _ = xs.shape
-        O = W_hy.shape[0]
-        A = input_projection(xs, W_xh, b_h)      # (T, B, H): W_xh x(t) + b_h, becomes h(t)
-        W_yhT = W_yh.t().contiguous()            # (O, H)
-        W_hyT = W_hy.t().contiguous()            # (H, O)
-        act_ = torch.relu_ if relu else tanh_
+        O, H = W_hy.shape
+        # tanh through the sigmoid (tanh(a) = 2σ(2a) - 1, where that is faster): the inner 2
+        # goes into W_xh, b_h, W_yh and the outer 2s - 1 into W_hy, b_y, so a step runs
+        # s(t) = σ(2a(t)) alone and o(t) = 2 W_hy s(t) + b_y - W_hy 1; h = 2s - 1 after the loop
+        has_bias = (b_h is not None, b_y is not None)
+        fold = not relu and sigmoid_tanh(xs.new_empty(B, H))
+        k = 2.0 if fold else 1.0
+        A = input_projection(xs, W_xh * k if fold else W_xh,     # (T, B, H): W_xh x(t) + b_h
+                             b_h * k if fold and b_h is not None else b_h)
+        W_yhT = (W_yh.t() * k).contiguous()      # (O, H)
+        W_hyT = (W_hy.t() * k).contiguous()      # (H, O)
+        if fold:
+            b_y = W_hy.sum(1).neg_() if b_y is None else b_y - W_hy.sum(1)
+        act_ = torch.sigmoid_ if fold else (torch.relu_ if relu else tanh_)
         Os = xs.new_empty(T, B, O)               # o(t), zero past a sequence's length
         identity = feedback == "identity"
         Y = Os if identity else xs.new_empty(T, B, O)       # ŷ(t) = f(o(t)), before the mask
@@ -81,7 +94,7 @@ class FeedbackSequence(torch.autograd.Function):
         states, s_t, m_t = frozen_states(Os, mask)          # state after each step, if ragged
         y = y0
         for t in steps(T, reverse):
-            h = act_(a_t[t].addmm_(y, W_yhT))                       # h(t)
+            h = act_(a_t[t].addmm_(y, W_yhT))                       # h(t) (or σ(2a(t)))
             if b_y is None:
                 o = torch.mm(h, W_hyT, out=o_t[t])                  # o(t) = W_hy h(t) + b_y
             else:
@@ -95,9 +108,11 @@ class FeedbackSequence(torch.autograd.Function):
             else:                                                   # frozen past its length
                 y = torch.where(m_t[t], y_t[t], y, out=s_t[t])
                 o.mul_(m_t[t])                                      # (identity: after ŷ's copy)
+        if fold:
+            A.mul_(2.0).sub_(1.0)                                   # h = 2s - 1
         ctx.save_for_backward(xs, y0, W_xh, W_yh, W_hy, A, Y, states, mask)
         ctx.reverse, ctx.relu, ctx.feedback = reverse, relu, feedback
-        ctx.has_bias = (b_h is not None, b_y is not None)
+        ctx.has_bias = has_bias
         return Os, y.clone()
 
     @staticmethod
