@@ -36,8 +36,8 @@ def test_every_cell_family_is_benchmarked_and_tiny_is_hidden():
 def test_regularized_variants_check_against_the_reference_under_the_same_masks(cell):
     models, xs, d_ys = bench.build(cell, bench.CONFIGS["tiny"])
     assert "torch" not in models and models["rnnlab"].training
-    result = bench.check(models, xs, d_ys)
-    assert result["ok"] and result["vs_reference"]["worst_rel_err"] < 1e-5
+    result = bench.check_float64(cell, bench.CONFIGS["tiny"])
+    assert result["ok"] and result["vs_reference"]["worst_rel_err"] < 1e-10
 
 
 def test_unknown_regularizer_suffix_is_refused():
