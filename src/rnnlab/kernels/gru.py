@@ -19,6 +19,13 @@ Backward per step, with ∇h arriving from the output and from step t+1:
     ∇h(t-1) = ∇h ⊙ z + Wᵀ ∇R
     ∇W = Σ_t ∇R(t) h(t-1)ᵀ,  ∇U = Σ_t ∇X(t) x(t)ᵀ                    (after the loop)
 
+On CPU, for blocks of B·H >= 1024, n = tanh(a_n) = 2σ(2a_n) - 1 with the 2 folded into the
+n rows of U and b_x and into the addcmul (torch's tanh costs several times its sigmoid).
+The backward keeps one (T, B, 3H) buffer, ∇X = (∇a_r, ∇a_z, ∇a_n): the per-step GEMM for
+Wᵀ ∇R is split at the gates, W_rzᵀ ∇a_rz + W_hnᵀ (∇a_n ⊙ r), and after ∇U, ∇x and ∇b_x
+the n block becomes ∇R_n = ∇a_n ⊙ r in place for ∇W; h(t-1) is read from the saved
+states (no shifted copy). Per step: 7 ops forward, 10 backward (2 of them GEMMs).
+
 :class:`GRUBeforeSequence` is the original formulation (reset gate before the product,
 Cho et al. 2014, book eq. 10.45). Every bias adds to the input projection, and the
 candidate needs r first, so each step has two recurrent GEMMs:
@@ -51,10 +58,15 @@ from ._common import (
     frozen_states,
     input_projection,
     leave_step,
+    outer_previous,
     previous_states,
+    previous_views,
+    sigmoid_grad,
+    sigmoid_tanh,
     steps,
     sum_bias,
     tanh_,
+    tanh_grad,
     zeros_if_none,
 )
 
@@ -64,7 +76,14 @@ class GRUSequence(torch.autograd.Function):
     def forward(ctx, xs, h0, W_xh, W_hh, bias_x, b_hn, mask, reverse: bool):
         T, B, _ = xs.shape
         H = h0.shape[1]
-        X = input_projection(xs, W_xh, bias_x)   # (T, B, 3H): becomes r, z, n in place
+        # Where tanh goes through the sigmoid, tanh(a) = 2σ(2a) - 1, the loop computes k·a_n
+        # with k = 2 folded into U_n, b_xn and the addcmul: one sigmoid and one affine op.
+        k = 2.0 if sigmoid_tanh(h0) else 1.0
+        W_x, b_x = W_xh, bias_x
+        if k != 1.0:
+            W_x = torch.cat([W_xh[:2 * H], W_xh[2 * H:] * k])
+            b_x = None if bias_x is None else torch.cat([bias_x[:2 * H], bias_x[2 * H:] * k])
+        X = input_projection(xs, W_x, b_x)       # (T, B, 3H): becomes r, z, n in place
         W_rzT = W_hh[:2 * H].t().contiguous()     # h (B, H) @ W_rzᵀ (H, 2H)
         W_nT = W_hh[2 * H:].t().contiguous()
         Rn, Y = xs.new_empty(T, B, H), xs.new_empty(T, B, H)
@@ -72,16 +91,22 @@ class GRUSequence(torch.autograd.Function):
                                ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H)))
         Rn_t, Y_t = Rn.unbind(0), Y.unbind(0)
         states, s_t, m_t = frozen_states(Y, mask)                 # ragged lengths only
+        minus_one = X.new_full((), -1.0)
         h = h0
-        for t in steps(T, reverse):
-            rz_t[t].addmm_(h, W_rzT).sigmoid_()                    # r, z
-            if b_hn is None:
-                torch.mm(h, W_nT, out=Rn_t[t])                     # R_n = W_hn h + b_hn
-            else:
-                torch.addmm(b_hn, h, W_nT, out=Rn_t[t])
-            n = tanh_(n_t[t].addcmul_(r_t[t], Rn_t[t]))           # n
-            h_new = torch.lerp(n, h, z_t[t], out=Y_t[t])           # n + z ⊙ (h - n)
-            h = leave_step(h_new, h, m_t, s_t, t)                  # frozen past its length
+        with torch.inference_mode():             # in place: no autograd bookkeeping
+            for t in steps(T, reverse):
+                rz_t[t].addmm_(h, W_rzT).sigmoid_()                    # r, z
+                if b_hn is None:
+                    torch.mm(h, W_nT, out=Rn_t[t])                     # R_n = W_hn h + b_hn
+                else:
+                    torch.addmm(b_hn, h, W_nT, out=Rn_t[t])
+                a_n = n_t[t].addcmul_(r_t[t], Rn_t[t], value=k)        # k (X_n + r ⊙ R_n)
+                if k == 1.0:
+                    n = a_n.tanh_()                                    # n = tanh(a_n)
+                else:                                                  #   = 2σ(2a_n) - 1
+                    n = torch.add(minus_one, a_n.sigmoid_(), alpha=2.0, out=a_n)
+                h_new = torch.lerp(n, h, z_t[t], out=Y_t[t])           # n + z ⊙ (h - n)
+                h = leave_step(h_new, h, m_t, s_t, t)                  # frozen past its length
         ctx.save_for_backward(xs, h0, W_xh, W_hh, X, Rn, Y, states, mask)
         ctx.reverse = reverse
         ctx.has_bias = bias_x is not None, b_hn is not None
@@ -94,15 +119,17 @@ class GRUSequence(torch.autograd.Function):
         H = h0.shape[1]
         d_ys = zeros_if_none(d_ys, Y)
         dh = zeros_if_none(d_hT, h0).clone()
-        ones = torch.ones_like(h0)
-        h_prev = previous_states(Y if states is None else states, h0, ctx.reverse)
-        dX, dR = torch.empty_like(X), torch.empty_like(X)
+        hs = Y if states is None else states
+        # ∇X (T, B, 3H) = (∇a_r, ∇a_z, ∇a_n), the only (T, B, ·) temporary; ∇R differs from
+        # it only in n, ∇R_n = ∇a_n ⊙ r: per step a (B, H) temporary, for all t in place below
+        dX = torch.empty_like(X)
         rz_t, r_t, z_t, n_t = (X[..., a:b].unbind(0) for a, b in
                                ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H)))
-        dXn_t, dR_t = dX[..., 2 * H:].unbind(0), dR.unbind(0)
-        dRrz_t, dRr_t, dRz_t, dRn_t = (dR[..., a:b].unbind(0) for a, b in
-                                       ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H)))
-        dy_t, hp_t, Rn_t = d_ys.unbind(0), h_prev.unbind(0), Rn.unbind(0)
+        drz_t, dr_t, dz_t, dn_t = (dX[..., a:b].unbind(0) for a, b in
+                                   ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H)))
+        dy_t, Rn_t = d_ys.unbind(0), Rn.unbind(0)
+        hp_t = previous_views(hs, h0, ctx.reverse)                 # h(t-1), no copy
+        W_rz, W_hn = W_hh[:2 * H], W_hh[2 * H:]
         m_t = mask.to(X.dtype).unbind(0) if mask is not None else None
         order = backward_steps(T, ctx.reverse)
         if m_t is None:
@@ -110,23 +137,23 @@ class GRUSequence(torch.autograd.Function):
         for t, nxt in order:
             dh_t, passed_on = enter_step(dh, dy_t, m_t, t, nxt)
             z, n = z_t[t], n_t[t]
-            torch.mul(dh_t, hp_t[t] - n, out=dRz_t[t])             # ∇z = ∇h ⊙ (h(t-1) - n)
+            torch.sub(hp_t[t], n, out=dz_t[t]).mul_(dh_t)          # ∇z = ∇h ⊙ (h(t-1) - n)
             dn = torch.addcmul(dh_t, dh_t, z, value=-1.0)          # ∇n = ∇h ⊙ (1 - z)
-            torch.mul(dn, torch.addcmul(ones, n, n, value=-1.0), out=dXn_t[t])  # ⊙ tanh'
-            torch.mul(dXn_t[t], Rn_t[t], out=dRr_t[t])             # ∇r = ∇a_n ⊙ R_n
-            rz = rz_t[t]
-            dRrz_t[t].mul_(torch.addcmul(rz, rz, rz, value=-1.0))  # σ' = σ(1 - σ)
-            torch.mul(dXn_t[t], r_t[t], out=dRn_t[t])              # ∇R_n = ∇a_n ⊙ r
-            # ∇h(t-1) = ∇h ⊙ z + Wᵀ ∇R (+ ∂L/∂y(t-1) or the frozen steps' ∇)
+            tanh_grad(dn, n, dn_t[t])                              # ∇a_n = ∇n ⊙ (1 - n²)
+            torch.mul(dn_t[t], Rn_t[t], out=dr_t[t])               # ∇r = ∇a_n ⊙ R_n
+            sigmoid_grad(drz_t[t], rz_t[t], drz_t[t])              # ∇a_r,z = ∇r,z ⊙ σ(1 - σ)
+            # ∇h(t-1) = ∇h ⊙ z + W_rzᵀ ∇a_rz + W_hnᵀ ∇R_n (+ ∂L/∂y(t-1) or the frozen ∇)
             direct = dh_t * z if passed_on is None else torch.addcmul(passed_on, dh_t, z)
-            dh = torch.addmm(direct, dR_t[t], W_hh)
-        dX[..., :2 * H] = dR[..., :2 * H]                          # r, z: same in X and R
-        dX2, dR2 = dX.view(T * B, 3 * H), dR.view(T * B, 3 * H)
+            dh = torch.addmm(direct, drz_t[t], W_rz).addmm_(dn_t[t] * r_t[t], W_hn)
+        # parameter gradients: one GEMM each over all T·B rows
+        dX2, x2 = dX.view(T * B, 3 * H), xs.reshape(T * B, I)
         d_xs = (dX2 @ W_xh).view(T, B, I) if ctx.needs_input_grad[0] else None
-        d_Wxh = dX2.t() @ xs.reshape(T * B, I) if ctx.needs_input_grad[2] else None
-        d_Whh = dR2.t() @ h_prev.view(T * B, H) if ctx.needs_input_grad[3] else None
+        d_Wxh = dX2.t() @ x2 if ctx.needs_input_grad[2] else None
         d_bx = dX2.sum(0) if ctx.has_bias[0] and ctx.needs_input_grad[4] else None
-        d_bhn = dR2[:, 2 * H:].sum(0) if ctx.has_bias[1] and ctx.needs_input_grad[5] else None
+        dX[..., 2 * H:].mul_(X[..., :H])                           # now ∇R: ∇R_n = ∇a_n ⊙ r
+        d_Whh = outer_previous(dX, hs, h0, ctx.reverse) if ctx.needs_input_grad[3] else None
+        d_bhn = (dX2[:, 2 * H:].sum(0) if ctx.has_bias[1] and ctx.needs_input_grad[5]
+                 else None)
         return d_xs, dh, d_Wxh, d_Whh, d_bx, d_bhn, None, None
 
 
