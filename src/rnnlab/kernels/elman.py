@@ -64,9 +64,10 @@ class ElmanSequence(torch.autograd.Function):
         act_ = torch.relu_ if relu else torch.sigmoid_
         a_t = A.unbind(0)
         states, s_t, m_t = frozen_states(A, mask)                  # ragged lengths only
-        for t in steps(T, reverse):
-            new = act_(a_t[t].addmm_(h, W_T))                      # s(t) = σ(2a(t))
-            h = leave_step(new, h, m_t, s_t, t)                    # frozen past its length
+        with torch.inference_mode():             # in place into A: no autograd bookkeeping
+            for t in steps(T, reverse):
+                new = act_(a_t[t].addmm_(h, W_T))                  # s(t) = σ(2a(t))
+                h = leave_step(new, h, m_t, s_t, t)                # frozen past its length
         if not relu:                                               # h(t) = 2 s(t) - 1
             minus_one = A.new_full((), -1.0)
             for S in (A, states) if states is not None else (A,):
