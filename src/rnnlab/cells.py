@@ -194,17 +194,23 @@ class OutputFeedbackCell(Cell):
         o = self._output(x, y_prev)
         return _FEEDBACK[self.feedback](o), o
 
-    def teacher_forced(self, xs: Tensor, targets: Tensor, y0: Tensor | None = None) -> Tensor:
+    def teacher_forced(self, xs: Tensor, targets: Tensor, y0: Tensor | None = None,
+                       use_kernel: bool = True) -> Tensor:
         """Outputs o(t) for all t with the ground truth fed back (teacher forcing).
 
         **Arguments:** ``xs`` (T, B, I); ``targets`` (T, B, O), the ground truth y(t) in the
         space the model feeds back (one-hot for ``softmax``); ``y0`` (B, O) the value fed
-        at t = 0 (zeros by default).
+        at t = 0 (zeros by default); ``use_kernel=False``: autograd through plain torch ops
+        instead of the hand-written backward of :mod:`rnnlab.kernels.feedback`.
         **Returns:** o (T, B, O), computed for every step at once.
         """
         if targets.shape[:2] != xs.shape[:2] or targets.shape[-1] != self.output_size:
             raise ValueError(f"targets must have shape (T, B, {self.output_size}) matching "
                              f"xs {tuple(xs.shape)}; got {tuple(targets.shape)}")
+        if use_kernel:
+            from .kernels.feedback import teacher_forced_kernel
+
+            return teacher_forced_kernel(self, xs, targets, y0)
         if y0 is None:
             y0 = targets.new_zeros(targets.shape[1:])
         y_prev = torch.cat([y0.unsqueeze(0), targets[:-1]], dim=0)  # y(t-1) for every t
