@@ -71,6 +71,8 @@ class _LayerNormCell(Cell):
     """Weights W_xh (G·H, I), W_hh (G·H, H); LN gains g_xh, g_hh (G·H) and shifts b_xh,
     b_hh (G·H, None without bias)."""
 
+    regularizable = True      # forward(..., drop=) reads d ⊙ h(t-1) through W_hh
+
     def _init_weights(self, gates: int, input_size: int, hidden_size: int, bias: bool,
                       eps: float, kw: dict) -> None:
         _check_sizes(input_size, hidden_size)
@@ -85,8 +87,11 @@ class _LayerNormCell(Cell):
         self.g_xh = nn.Parameter(torch.ones(G, **kw))
         self.g_hh = nn.Parameter(torch.ones(G, **kw))
 
-    def _projections(self, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
-        """LN(W_xh x; γ_xh, b_xh) and LN(W_hh h; γ_hh, b_hh), each (B, G·H)."""
+    def _projections(self, x: Tensor, h: Tensor, drop: Tensor | None = None):
+        """LN(W_xh x; γ_xh, b_xh) and LN(W_hh h; γ_hh, b_hh), each (B, G·H); with a
+        recurrent dropout mask, W_hh reads d ⊙ h."""
+        if drop is not None:
+            h = h * drop
         return (layer_norm(nn.functional.linear(x, self.W_xh), self.g_xh, self.b_xh, self.eps),
                 layer_norm(nn.functional.linear(h, self.W_hh), self.g_hh, self.b_hh, self.eps))
 
@@ -119,9 +124,10 @@ class LayerNormLSTMCell(_LayerNormCell):
         return LSTMState(self._zeros(batch_size, self.hidden_size, device, dtype),
                          self._zeros(batch_size, self.hidden_size, device, dtype))
 
-    def forward(self, state: LSTMState, x: Tensor) -> tuple[LSTMState, Tensor]:
+    def forward(self, state: LSTMState, x: Tensor,
+                drop: Tensor | None = None) -> tuple[LSTMState, Tensor]:
         h, c = state
-        ax, ah = self._projections(x, h)
+        ax, ah = self._projections(x, h, drop)
         i, f, g, o = (ax + ah).chunk(4, dim=-1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(layer_norm(c, self.g_c, self.b_c, self.eps))
@@ -146,8 +152,8 @@ class LayerNormGRUCell(_LayerNormCell):
     def init_state(self, batch_size: int, device=None, dtype=None) -> Tensor:
         return self._zeros(batch_size, self.hidden_size, device, dtype)
 
-    def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-        X, R = self._projections(x, h)
+    def forward(self, h: Tensor, x: Tensor, drop: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        X, R = self._projections(x, h, drop)
         x_r, x_z, x_n = X.chunk(3, dim=-1)
         h_r, h_z, h_n = R.chunk(3, dim=-1)
         r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
