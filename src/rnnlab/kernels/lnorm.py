@@ -57,6 +57,18 @@ Saved for backward: ẑ and ρ of the input side, the activated gates, the raw r
 projections R (T, B, G·H) with their μ, ρ, the states, and μ, ρ of c.
 
 Ragged lengths (mask) and reverse work as in the other kernels (:mod:`._common`).
+
+Recurrent dropout (Gal & Ghahramani 2016): one mask d (B, H) per sequence multiplies h(t-1)
+where W reads it, R = W (d ⊙ h(t-1)), so the recurrent LN normalises the projection of the
+dropped state; its backward is unchanged (R̂, ρ_h are those of that projection) up to
+∇h(t-1) = d ⊙ Wᵀ ∇R and ∇W = Σ_t ∇R(t) (d ⊙ h(t-1))ᵀ. The other uses of h(t-1) (the GRU's
+z ⊙ h(t-1)) read the undropped state. Zoneout (Krueger et al. 2017): the step computes
+c̃(t), h̃(t) as above from the zoned c(t-1), h(t-1) and keeps each unit's previous value
+where its mask is 1, h(t) = z_h ⊙ h(t-1) + (1 - z_h) ⊙ h̃(t) (and c likewise), y(t) = h(t).
+The LSTM keeps c̃(t) in an extra buffer (its LN statistics and ĉ are those of c̃); in the
+backward (∇h + ∂L/∂y(t)) ⊙ (1 - z) enters the step and the rest passes straight to t-1.
+With zoneout, ragged lengths become z = 1 past a length (``fold_lengths``) and the
+wrapper zeroes the outputs there.
 """
 
 from __future__ import annotations
@@ -67,6 +79,8 @@ from torch import Tensor
 from ..cells import LSTMState
 from ._common import (
     backward_steps,
+    dropped,
+    fold_lengths,
     frozen_states,
     input_projection,
     leave_step,
@@ -75,6 +89,7 @@ from ._common import (
     tanh,
     tanh_,
     zeros_if_none,
+    zoned,
 )
 
 __all__ = ["ln_lstm_kernel", "ln_gru_kernel", "LNLSTMSequence", "LNGRUSequence",
@@ -173,10 +188,31 @@ def _enter(dh, dy_t, m, t: int, dH_t):
             torch.addcmul(dh, dh, m, value=-1.0))
 
 
+def _read_grad(dr: Tensor, W: Tensor, direct: Tensor | None, drop: Tensor | None,
+               out: Tensor | None) -> Tensor:
+    """∇h(t-1) = direct + d ⊙ Wᵀ ∇R (recurrent dropout d, or none), into ``out``."""
+    if drop is None:
+        return (torch.mm(dr, W, out=out) if direct is None
+                else torch.addmm(direct, dr, W, out=out))
+    back = torch.mm(dr, W)
+    return (torch.mul(back, drop, out=out) if direct is None
+            else torch.addcmul(direct, back, drop, out=out))
+
+
+def _zone_enter(dh: Tensor, dy: Tensor, z: Tensor, out: Tensor) -> tuple[Tensor, Tensor]:
+    """Zoneout at a backward step: ∇ = ∇h + ∂L/∂y(t); ∇ ⊙ (1 - z) enters the step (into
+    ``out``) and ∇ ⊙ z passes straight to t-1."""
+    total = dh + dy
+    passed = total * z
+    return torch.sub(total, passed, out=out), passed
+
+
 class LNLSTMSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xs, h0, c0, W_xh, W_hh, g_xh, g_hh, bias, g_c, b_c, mask,
-                reverse: bool, eps: float):
+                reverse: bool, eps: float, drop=None, zh=None, zc=None):
+        # drop (B, H): recurrent dropout; zh, zc (T, B, H): zoneout with the lengths folded
+        # in (mask None then)
         T, B, _ = xs.shape
         H = c0.shape[1]
         two = torch.ones(4 * H, dtype=xs.dtype, device=xs.device)
@@ -190,31 +226,39 @@ class LNLSTMSequence(torch.autograd.Function):
         G_t, R_t, Y_t, C_t = G.unbind(0), R.unbind(0), Y.unbind(0), C.unbind(0)
         i_t, f_t, o_t, sg_t = (G[..., k * H:(k + 1) * H].unbind(0) for k in range(4))
         mu_h, rho_h, mu_c, rho_c = ([None] * T for _ in range(4))
+        Ct = C if zc is None else xs.new_empty(T, B, H)                # c̃(t), before zoneout
+        Ct_t = Ct.unbind(0)
+        zh_t, zc_t = (None, None) if zc is None else (zh.unbind(0), zc.unbind(0))
         states, s_t, m_t = frozen_states(Y, mask)
         nln, mm, mul, lerp, neg = (torch.native_layer_norm, torch.mm, torch.mul, torch.lerp,
                                    torch.neg)
         h, c = h0, c0
         for t in steps(T, reverse):
-            r = mm(h, W_hhT, out=R_t[t])                               # R = W h(t-1)
+            r = mm(dropped(h, drop), W_hhT, out=R_t[t])                # R = W (d ⊙ h(t-1))
             q, mu_h[t], rho_h[t] = nln(r, (4 * H,), g_h2, None, eps)
             G_t[t].add_(q).sigmoid_()                                  # i, f, o, σ(2 a_g)
             i = i_t[t]                                                 # c = f c + i (2σ - 1)
-            c_new = mul(f_t[t], c, out=C_t[t]).addcmul_(i, sg_t[t], value=2.0).sub_(i)
+            c_new = mul(f_t[t], c, out=Ct_t[t]).addcmul_(i, sg_t[t], value=2.0).sub_(i)
             k, mu_c[t], rho_c[t] = nln(c_new, (H,), g_c2, b_c2, eps)   # 2 LN(c)
             o = o_t[t]
             h_new = lerp(neg(o), o, k.sigmoid_(), out=Y_t[t])          # o ⊙ tanh(LN(c))
+            if zc_t is not None:                                       # zoneout
+                c = zoned(c_new, c, zc_t, t, C_t[t])
+                h = zoned(h_new, h, zh_t, t, Y_t[t])
+                continue
             c = c_new if m_t is None else torch.where(m_t[t], c_new, c, out=C_t[t])
             h = leave_step(h_new, h, m_t, s_t, t)
         ctx.save_for_backward(xs, h0, c0, W_xh, W_hh, g_xh, g_hh, g_c, b_c, Z, mu_x, rho_x, G,
                               R, torch.stack(mu_h), torch.stack(rho_h), Y, C,
-                              torch.stack(mu_c), torch.stack(rho_c), states, mask)
+                              torch.stack(mu_c), torch.stack(rho_c), states, mask, drop, zh,
+                              zc, None if zc is None else Ct)
         ctx.reverse, ctx.has_bias = reverse, bias is not None
         return Y, h.clone(), c.clone()
 
     @staticmethod
     def backward(ctx, d_ys, d_hT, d_cT):
         (xs, h0, c0, W_xh, W_hh, g_xh, g_hh, g_c, b_c, Z, mu_x, rho_x, G, R, mu_h, rho_h, Y,
-         C, mu_c, rho_c, states, mask) = ctx.saved_tensors
+         C, mu_c, rho_c, states, mask, drop, zh, zc, Ct) = ctx.saved_tensors
         T, B, _ = xs.shape
         H = c0.shape[1]
         H4 = 4 * H
@@ -224,6 +268,8 @@ class LNLSTMSequence(torch.autograd.Function):
         dc = zeros_if_none(d_cT, c0)
         dy_t, f_t = d_ys.unbind(0), G[..., H:2 * H].unbind(0)
         m_t = mask.to(G.dtype).unbind(0) if mask is not None else None
+        zh_t, zc_t = (None, None) if zc is None else (zh.unbind(0), zc.unbind(0))
+        Ct = C if Ct is None else Ct                                   # c̃(t), before zoneout
         H_all = Y if states is None else states                        # h(t) for every t
         inputs = _InputGrads(ctx, xs, W_xh, g_xh, Z, mu_x, rho_x, 3, ctx.has_bias)
         d_Whh = W_hh.new_zeros(H4, H) if need[4] else None
@@ -239,7 +285,7 @@ class LNLSTMSequence(torch.autograd.Function):
         dR_j, dC_j, dH_j = dR.unbind(0), dC.unbind(0), dH.unbind(0)
         D = G.new_empty(B, H4)                                # ∇a γ_h ρ_h of one step
         D4, Do = D.view(B, 4, H), D[:, 2 * H:3 * H]
-        mul, addmm, addcmul = torch.mul, torch.addmm, torch.addcmul
+        mul, addcmul = torch.mul, torch.addcmul
         for ci, (lo, hi, part) in enumerate(chunks):
             n = hi - lo
             Gc = G[lo:hi]
@@ -247,7 +293,7 @@ class LNLSTMSequence(torch.autograd.Function):
             g = s * 2.0 - 1.0                                          # tanh(a_g)
             sd = addcmul(Gc[..., :3 * H], Gc[..., :3 * H], Gc[..., :3 * H], value=-1.0,
                          out=S1[:n, :, :3 * H])                        # σ(1 - σ)
-            ch = torch.sub(C[lo:hi], mu_c[lo:hi], out=Ch[:n]).mul_(rho_c[lo:hi])
+            ch = torch.sub(Ct[lo:hi], mu_c[lo:hi], out=Ch[:n]).mul_(rho_c[lo:hi])
             k = tanh(addcmul(b_c, ch, g_c) if b_c is not None else ch * g_c)
             v = V[:n]
             mul(g, sd[..., :H], out=v[..., :H])                        # g σ'(i)
@@ -261,7 +307,11 @@ class LNLSTMSequence(torch.autograd.Function):
             rh = torch.sub(R[lo:hi], mu_h[lo:hi], out=Rh[:n]).mul_(rho_h[lo:hi])
             for t, nxt in part:
                 j = t - lo
-                if m_t is None:
+                if zc_t is not None:                                   # zoneout
+                    dh_t, passed_on = _zone_enter(dh, dy_t[t], zh_t[t], dH_j[j])
+                    carry = dc * zc_t[t]
+                    dc_t = dc - carry
+                elif m_t is None:
                     if ci == 0 and t == part[0][0]:                    # ∇h(T) + ∂L/∂y(T)
                         dh = torch.add(dh, dy_t[t], out=dH_j[j])
                     elif t == part[0][0]:
@@ -288,10 +338,9 @@ class LNLSTMSequence(torch.autograd.Function):
                 s2 = mul(D, rhj).sum(1, keepdim=True)
                 dr = torch.sub(D, s1, alpha=1.0 / H4, out=dR_j[j])
                 dr.addcmul_(rhj, s2, value=-1.0 / H4)
-                out = (dH_j[nxt - lo] if m_t is None and nxt is not None and lo <= nxt < hi
-                       else None)
-                dh = (torch.mm(dr, W_hh, out=out) if passed_on is None
-                      else addmm(passed_on, dr, W_hh, out=out))        # ∇h(t-1) = Wᵀ ∇R
+                out = (dH_j[nxt - lo] if m_t is None and zc_t is None and nxt is not None
+                       and lo <= nxt < hi else None)
+                dh = _read_grad(dr, W_hh, passed_on, drop, out)        # ∇h(t-1) = d ⊙ Wᵀ ∇R
                 dc = dct * f_t[t] if carry is None else carry.addcmul_(dct, f_t[t])
             # the chunk's ∇a = (∇c, ∇c, ∇h, ∇c) ⊙ V and its parameter gradients
             dGc, dHc = dG[:n], dH[:n]
@@ -303,29 +352,41 @@ class LNLSTMSequence(torch.autograd.Function):
             if d_bc is not None:
                 d_bc += dl.sum((0, 1))
             if d_Whh is not None:                                      # ∇W += ∇R h(t-1)ᵀ
-                hp = _previous(H_all, h0, lo, hi, ctx.reverse)
+                hp = dropped(_previous(H_all, h0, lo, hi, ctx.reverse), drop)  # what W read
                 d_Whh.addmm_(dR[:n].view(n * B, H4).t(), hp.reshape(n * B, H))
             inputs.add(dGc, lo, hi, (S1, S2))                          # ∇b, ∇γ_x, ∇U, ∇x
         return (inputs.d_xs, dh, dc, inputs.d_W, d_Whh, inputs.d_g if need[5] else None,
                 d_ghh if need[6] else None, inputs.d_b if need[7] else None,
-                d_gc if need[8] else None, d_bc if need[9] else None, None, None, None)
+                d_gc if need[8] else None, d_bc if need[9] else None, None, None, None,
+                None, None, None)
 
 
-def ln_lstm_kernel(cell, xs: Tensor, state: LSTMState, mask: Tensor | None, reverse: bool):
+def ln_lstm_kernel(cell, xs: Tensor, state: LSTMState, mask: Tensor | None, reverse: bool,
+                   drop: Tensor | None = None, zone=None):
     """Fused sequence for :class:`rnnlab.LayerNormLSTMCell`:
-    (T, B, I) -> ((T, B, H), LSTMState(h (B, H), c (B, H)))."""
+    (T, B, I) -> ((T, B, H), LSTMState(h (B, H), c (B, H))). ``drop`` (B, H): recurrent
+    dropout mask; ``zone``: zoneout weights (z_h (T, B, H), z_c (T, B, H))."""
     H = cell.hidden_size
+    zh = zc = None
+    if zone is not None:
+        zh, zc = (fold_lengths(z, mask) for z in zone)
     ys, h, c = LNLSTMSequence.apply(
         xs, state[0], state[1], _ifog(cell.W_xh, H), _ifog(cell.W_hh, H), _ifog(cell.g_xh, H),
         _ifog(cell.g_hh, H), _ifog(sum_bias(cell.b_xh, cell.b_hh), H), cell.g_c, cell.b_c,
-        mask, reverse, cell.eps)
+        None if zone is not None else mask, reverse, cell.eps, drop, zh, zc)
+    if zone is not None and mask is not None:
+        ys = ys * mask                                 # outputs past a length are 0
     return ys, LSTMState(h, c)
+
+
+ln_lstm_kernel.regularizes = True     # takes drop= and zone= (rnnlab.Recurrent)
 
 
 class LNGRUSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xs, h0, W_xh, W_hh, g_xh, g_hh, b_xh, b_hh, mask, reverse: bool,
-                eps: float):
+                eps: float, drop=None, zone=None):
+        # drop (B, H): recurrent dropout; zone (T, B, H): zoneout, lengths folded in
         T, B, _ = xs.shape
         H = h0.shape[1]
         Z, X, mu_x, rho_x = _input_layer_norm(xs, W_xh, g_xh, b_xh, eps)  # X becomes r, z, n
@@ -336,25 +397,30 @@ class LNGRUSequence(torch.autograd.Function):
         R_t, Y_t = R.unbind(0), Y.unbind(0)
         mu_h, rho_h = [None] * T, [None] * T
         states, s_t, m_t = frozen_states(Y, mask)
+        zh_t = zone.unbind(0) if zone is not None else None
         nln, split = torch.native_layer_norm, (2 * H, H)
         h = h0
         for t in steps(T, reverse):
-            r = torch.mm(h, W_hhT, out=R_t[t])                         # R = W h(t-1)
+            r = torch.mm(dropped(h, drop), W_hhT, out=R_t[t])          # R = W (d ⊙ h(t-1))
             q, mu_h[t], rho_h[t] = nln(r, (3 * H,), g_hh, b_hh, eps)
             q_rz, q_n = q.split(split, 1)                              # Q = γ_h ⊙ R̂ + b_h
             rz_t[t].add_(q_rz).sigmoid_()                              # r, z
             n = tanh_(n_t[t].addcmul_(r_t[t], q_n))                    # n = tanh(X_n + r ⊙ Q_n)
             h_new = torch.lerp(n, h, z_t[t], out=Y_t[t])               # n + z ⊙ (h - n)
-            h = leave_step(h_new, h, m_t, s_t, t)
+            if zh_t is not None:
+                h = zoned(h_new, h, zh_t, t, Y_t[t])                   # zoneout
+            else:
+                h = leave_step(h_new, h, m_t, s_t, t)
         ctx.save_for_backward(xs, h0, W_xh, W_hh, g_xh, g_hh, b_hh, Z, mu_x, rho_x, X, R,
-                              torch.stack(mu_h), torch.stack(rho_h), Y, states, mask)
+                              torch.stack(mu_h), torch.stack(rho_h), Y, states, mask, drop,
+                              zone)
         ctx.reverse, ctx.has_bias = reverse, b_xh is not None
         return Y, h.clone()
 
     @staticmethod
     def backward(ctx, d_ys, d_hT):
         (xs, h0, W_xh, W_hh, g_xh, g_hh, b_hh, Z, mu_x, rho_x, X, R, mu_h, rho_h, Y, states,
-         mask) = ctx.saved_tensors
+         mask, drop, zone) = ctx.saved_tensors
         T, B, _ = xs.shape
         H = h0.shape[1]
         H3 = 3 * H
@@ -363,6 +429,7 @@ class LNGRUSequence(torch.autograd.Function):
         dh = zeros_if_none(d_hT, h0)
         dy_t, z_t = d_ys.unbind(0), X[..., H:2 * H].unbind(0)
         m_t = mask.to(X.dtype).unbind(0) if mask is not None else None
+        zh_t = zone.unbind(0) if zone is not None else None
         H_all = Y if states is None else states                        # h(t) for every t
         inputs = _InputGrads(ctx, xs, W_xh, g_xh, Z, mu_x, rho_x, 2, ctx.has_bias)
         d_Whh = W_hh.new_zeros(H3, H) if need[3] else None
@@ -376,7 +443,7 @@ class LNGRUSequence(torch.autograd.Function):
             dH.unbind(0)
         D = X.new_empty(B, H3)
         D3 = D.view(B, 3, H)
-        mul, addmm, addcmul = torch.mul, torch.addmm, torch.addcmul
+        mul, addcmul = torch.mul, torch.addcmul
         for ci, (lo, hi, part) in enumerate(chunks):
             n_ = hi - lo
             Xc = X[lo:hi]
@@ -397,7 +464,9 @@ class LNGRUSequence(torch.autograd.Function):
             vr.mul_(rho_h[lo:hi])
             for t, nxt in part:
                 j = t - lo
-                if m_t is None:
+                if zh_t is not None:                                   # zoneout
+                    dh_t, passed_on = _zone_enter(dh, dy_t[t], zh_t[t], dH_j[j])
+                elif m_t is None:
                     if ci == 0 and t == part[0][0]:                    # ∇h(T) + ∂L/∂y(T)
                         dh = torch.add(dh, dy_t[t], out=dH_j[j])
                     elif t == part[0][0]:
@@ -414,9 +483,9 @@ class LNGRUSequence(torch.autograd.Function):
                 dr = torch.sub(D, s1, alpha=1.0 / H3, out=dR_j[j])     # ∇R
                 dr.addcmul_(rhj, s2, value=-1.0 / H3)
                 direct = dh_t * z_t[t] if passed_on is None else addcmul(passed_on, dh_t, z_t[t])
-                out = (dH_j[nxt - lo] if m_t is None and nxt is not None and lo <= nxt < hi
-                       else None)
-                dh = addmm(direct, dr, W_hh, out=out)                  # ∇h(t-1)
+                out = (dH_j[nxt - lo] if m_t is None and zh_t is None and nxt is not None
+                       and lo <= nxt < hi else None)
+                dh = _read_grad(dr, W_hh, direct, drop, out)           # ∇h(t-1)
             # the chunk's ∇X and parameter gradients (∇Q = ∇X except ∇Q_n = ∇X_n ⊙ r)
             dXc = dX[:n_]
             mul(dH[:n_].unsqueeze(2), v.view(n_, B, 3, H), out=dXc.view(n_, B, 3, H))
@@ -429,14 +498,24 @@ class LNGRUSequence(torch.autograd.Function):
                 d_bhh[:2 * H] += dXc[..., :2 * H].sum((0, 1))
                 d_bhh[2 * H:] += dqn.sum((0, 1))
             if d_Whh is not None:                                      # ∇W += ∇R h(t-1)ᵀ
-                d_Whh.addmm_(dR[:n_].view(n_ * B, H3).t(), hp.reshape(n_ * B, H))
+                d_Whh.addmm_(dR[:n_].view(n_ * B, H3).t(),
+                             dropped(hp, drop).reshape(n_ * B, H))     # what W read
             inputs.add(dXc, lo, hi, (S1, S2))                          # ∇b_x, ∇γ_x, ∇U, ∇x
         return (inputs.d_xs, dh, inputs.d_W, d_Whh, inputs.d_g if need[4] else None,
                 d_ghh if need[5] else None, inputs.d_b if need[6] else None,
-                d_bhh if need[7] else None, None, None, None)
+                d_bhh if need[7] else None, None, None, None, None, None)
 
 
-def ln_gru_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool):
-    """Fused sequence for :class:`rnnlab.LayerNormGRUCell`: (T, B, I) -> ((T, B, H), h)."""
-    return LNGRUSequence.apply(xs, h0, cell.W_xh, cell.W_hh, cell.g_xh, cell.g_hh, cell.b_xh,
-                               cell.b_hh, mask, reverse, cell.eps)
+def ln_gru_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool,
+                  drop: Tensor | None = None, zone=None):
+    """Fused sequence for :class:`rnnlab.LayerNormGRUCell`: (T, B, I) -> ((T, B, H), h).
+    ``drop`` (B, H): recurrent dropout mask; ``zone`` (z (T, B, H),): zoneout weights."""
+    args = (xs, h0, cell.W_xh, cell.W_hh, cell.g_xh, cell.g_hh, cell.b_xh, cell.b_hh)
+    if zone is None:
+        return LNGRUSequence.apply(*args, mask, reverse, cell.eps, drop)
+    ys, h = LNGRUSequence.apply(*args, None, reverse, cell.eps, drop,
+                                fold_lengths(zone[0], mask))
+    return (ys if mask is None else ys * mask), h
+
+
+ln_gru_kernel.regularizes = True     # takes drop= and zone= (rnnlab.Recurrent)
