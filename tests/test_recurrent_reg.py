@@ -11,7 +11,8 @@ from rnnlab.kernels import find_kernel
 from rnnlab.layers import Recurrent
 from rnnlab.unroll import state_fields
 
-REG_CELLS = ["lstm", "lstm-proj", "mgu", "leaky-rnn", "ln-lstm", "ln-gru"]
+REG_CELLS = ["rnn", "relu", "lstm", "lstm-proj", "gru", "gru-before", "mgu", "leaky-rnn",
+             "ln-lstm", "ln-gru"]
 SETTINGS = [dict(recurrent_dropout=0.3), dict(zoneout=0.25),
             dict(recurrent_dropout=0.4, zoneout=0.2)]
 

@@ -37,21 +37,27 @@ from torch import Tensor
 
 from ._common import (
     backward_steps,
+    dropped,
     enter_step,
+    fold_lengths,
     frozen_states,
     leave_step,
     outer_previous,
+    recurrent_grad,
     relu_grad,
     steps,
     sum_bias,
     tanh_grad,
     zeros_if_none,
+    zone_step,
 )
 
 
 class ElmanSequence(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, xs, h0, W_xh, W_hh, bias, mask, reverse: bool, relu: bool):
+    def forward(ctx, xs, h0, W_xh, W_hh, bias, mask, reverse: bool, relu: bool,
+                drop=None, zone=None):
+        # drop (B, H): recurrent dropout; zone (T, B, H): zoneout, lengths folded in
         T, B, I = xs.shape
         H = W_hh.shape[0]
         if relu:                                 # a(t) = U x(t) + b + W h(t-1), h = relu(a)
@@ -59,62 +65,88 @@ class ElmanSequence(torch.autograd.Function):
             shift = bias
         else:                                    # 2a(t) = 2(U x + b - W 1) + 4W s(t-1)
             scale, carry_W, h = 2.0, W_hh * 4.0, (h0 + 1.0) * 0.5
-            shift = -W_hh.sum(1) if bias is None else bias - W_hh.sum(1)
+            shift = bias
+            if drop is None:                     # (with dropout -W d, per sequence, below)
+                shift = -W_hh.sum(1) if bias is None else bias - W_hh.sum(1)
         flat = xs.reshape(T * B, I)
         A = (torch.addmm(shift, flat, W_xh.t(), beta=scale, alpha=scale) if shift is not None
-             else flat @ W_xh.t()).view(T, B, H)   # (T, B, H): becomes s(t), then h(t)
+             else (flat @ W_xh.t()).mul_(scale)).view(T, B, H)   # becomes s(t), then h(t)
+        if drop is not None and not relu:
+            A.sub_(drop @ W_hh.t(), alpha=2.0)   # 2W(d ⊙ h) = 4W(d ⊙ s) - 2W d
         W_T = carry_W.t().contiguous()           # h (B, H) @ Wᵀ: contiguous is faster per step
         act_ = torch.relu_ if relu else torch.sigmoid_
-        a_t = A.unbind(0)
+        Y = A if zone is None else torch.empty_like(A)     # zoned states; A keeps h̃(t)
+        a_t, y_t = A.unbind(0), Y.unbind(0)
+        z_t = zone.unbind(0) if zone is not None else None
         states, s_t, m_t = frozen_states(A, mask)                  # ragged lengths only
         with torch.inference_mode():             # in place into A: no autograd bookkeeping
             for t in steps(T, reverse):
-                new = act_(a_t[t].addmm_(h, W_T))                  # s(t) = σ(2a(t))
-                h = leave_step(new, h, m_t, s_t, t)                # frozen past its length
+                new = act_(a_t[t].addmm_(dropped(h, drop), W_T))  # s(t) = σ(2a(t))
+                if z_t is not None:                                # zoneout (affine in s)
+                    h = torch.lerp(new, h, z_t[t], out=y_t[t])
+                else:
+                    h = leave_step(new, h, m_t, s_t, t)            # frozen past its length
         if not relu:                                               # h(t) = 2 s(t) - 1
             minus_one = A.new_full((), -1.0)
-            for S in (A, states) if states is not None else (A,):
-                torch.add(minus_one, S, alpha=2.0, out=S)
+            for S in (A, states, None if zone is None else Y):
+                if S is not None:
+                    torch.add(minus_one, S, alpha=2.0, out=S)
             if mask is not None:
                 A.mul_(mask)                                       # outputs 0 past lengths
-        ys = A
-        ctx.save_for_backward(xs, h0, W_xh, W_hh, ys, states, mask)
+        ys = Y
+        ctx.save_for_backward(xs, h0, W_xh, W_hh, ys, states, mask, drop, zone,
+                              None if zone is None else A)
         ctx.reverse, ctx.relu, ctx.has_bias = reverse, relu, bias is not None
         return ys, h.clone()
 
     @staticmethod
     def backward(ctx, d_ys, d_hT):
-        xs, h0, W_xh, W_hh, ys, states, mask = ctx.saved_tensors
+        xs, h0, W_xh, W_hh, ys, states, mask, drop, zone, cand = ctx.saved_tensors
         T, B, I = xs.shape
         H = W_hh.shape[0]
         d_ys = zeros_if_none(d_ys, ys)
         dh = zeros_if_none(d_hT, h0).clone()
         act_grad = relu_grad if ctx.relu else tanh_grad            # ∇_a = h'(a) ⊙ ∇_h
         dA = torch.empty_like(ys)
-        dA_t, dy_t, y_t = dA.unbind(0), d_ys.unbind(0), ys.unbind(0)
+        dA_t, dy_t = dA.unbind(0), d_ys.unbind(0)
+        y_t = (ys if cand is None else cand).unbind(0)             # h̃(t), before zoneout
+        z_t = zone.unbind(0) if zone is not None else None
         m_t = mask.to(ys.dtype).unbind(0) if mask is not None else None
         order = backward_steps(T, ctx.reverse)
-        if m_t is None:
+        if m_t is None and z_t is None:
             dh = dh + dy_t[order[0][0]]                            # ∇_h(τ)
         for t, nxt in order:
-            dh_t, passed_on = enter_step(dh, dy_t, m_t, t, nxt)
+            if z_t is None:
+                dh_t, passed_on = enter_step(dh, dy_t, m_t, t, nxt)
+            else:
+                dh_t, passed_on = zone_step(dh, dy_t, z_t, t)      # zoneout
             act_grad(dh_t, y_t[t], dA_t[t])                        # ∇_a(t) = h'(t) ∇_h(t)
-            if passed_on is None:                                  # ∇_h(t-1) = Wᵀ ∇_a(t)
-                dh = dA_t[t] @ W_hh                                #   (+ ∂L/∂y(t-1) or the
-            else:                                                  #   frozen steps' ∇)
-                dh = torch.addmm(passed_on, dA_t[t], W_hh)
+            # ∇_h(t-1) = d ⊙ Wᵀ ∇_a(t) (+ ∂L/∂y(t-1), the frozen steps' or zoned units' ∇)
+            dh = recurrent_grad(dA_t[t], W_hh, passed_on, drop)
         # parameter gradients: one GEMM each over all T·B rows (10.22)
         dA2 = dA.view(T * B, H)
         d_xs = (dA2 @ W_xh).view(T, B, I) if ctx.needs_input_grad[0] else None
         d_Wxh = dA2.t() @ xs.reshape(T * B, I) if ctx.needs_input_grad[2] else None
-        d_Whh = (outer_previous(dA, ys if states is None else states, h0, ctx.reverse)
-                 if ctx.needs_input_grad[3] else None)
+        d_Whh = None
+        if ctx.needs_input_grad[3]:                                # Σ ∇_a (d ⊙ h(t-1))ᵀ
+            hs = ys if states is None else states
+            d_Whh = outer_previous(dA, dropped(hs, drop), dropped(h0, drop), ctx.reverse)
         d_b = dA2.sum(0) if ctx.has_bias and ctx.needs_input_grad[4] else None
-        return d_xs, dh, d_Wxh, d_Whh, d_b, None, None, None
+        return d_xs, dh, d_Wxh, d_Whh, d_b, None, None, None, None, None
 
 
-def elman_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool):
-    """Fused sequence for :class:`rnnlab.ElmanCell`: (T, B, I) -> ((T, B, H), h (B, H))."""
+def elman_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool,
+                 drop: Tensor | None = None, zone=None):
+    """Fused sequence for :class:`rnnlab.ElmanCell`: (T, B, I) -> ((T, B, H), h (B, H)).
+    ``drop`` (B, H): recurrent dropout mask; ``zone`` (z (T, B, H),): zoneout weights."""
     bias = sum_bias(cell.b_xh, cell.b_hh)
-    return ElmanSequence.apply(xs, h0, cell.W_xh, cell.W_hh, bias, mask, reverse,
-                               cell.nonlinearity == "relu")
+    relu = cell.nonlinearity == "relu"
+    if zone is None:
+        return ElmanSequence.apply(xs, h0, cell.W_xh, cell.W_hh, bias, mask, reverse, relu,
+                                   drop)
+    ys, h = ElmanSequence.apply(xs, h0, cell.W_xh, cell.W_hh, bias, None, reverse, relu, drop,
+                                fold_lengths(zone[0], mask))
+    return (ys if mask is None else ys * mask), h
+
+
+elman_kernel.regularizes = True     # takes drop= and zone= (rnnlab.Recurrent)

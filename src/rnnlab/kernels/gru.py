@@ -45,6 +45,12 @@ Backward per step:
     ∇h(t-1) = ∇h ⊙ z + ∇(r⊙h) ⊙ r + W_hrzᵀ (∇a_r, ∇a_z)         backward GEMM 2
     ∇W_hrz = Σ_t ∇a_rz(t) h(t-1)ᵀ,  ∇W_hn = Σ_t ∇a_n(t) (r ⊙ h(t-1))ᵀ,
     ∇U = Σ_t ∇X(t) x(t)ᵀ,  ∇b = Σ_t ∇X(t)                      (after the loop)
+
+Recurrent dropout (both forms): the recurrent weights read d ⊙ h(t-1) with one mask d per
+sequence; z ⊙ h(t-1) and h(t-1) - n keep the undropped state. The part of ∇h(t-1) that
+comes back through W is multiplied by d, and ∇W uses d ⊙ h(t-1). Zoneout: h(t) =
+z' ⊙ h(t-1) + (1 - z') ⊙ h̃(t) with h̃ the GRU's update above; ∇ ⊙ (1 - z') enters the
+step and ∇ ⊙ z' passes straight to t-1 (:func:`._common.zone_step`).
 """
 
 from __future__ import annotations
@@ -54,7 +60,9 @@ from torch import Tensor
 
 from ._common import (
     backward_steps,
+    dropped,
     enter_step,
+    fold_lengths,
     frozen_states,
     input_projection,
     leave_step,
@@ -68,12 +76,16 @@ from ._common import (
     tanh_,
     tanh_grad,
     zeros_if_none,
+    zone_step,
+    zoned,
 )
 
 
 class GRUSequence(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, xs, h0, W_xh, W_hh, bias_x, b_hn, mask, reverse: bool):
+    def forward(ctx, xs, h0, W_xh, W_hh, bias_x, b_hn, mask, reverse: bool, drop=None,
+                zone=None):
+        # drop (B, H): recurrent dropout (W reads d ⊙ h(t-1)); zone (T, B, H): zoneout
         T, B, _ = xs.shape
         H = h0.shape[1]
         # Where tanh goes through the sigmoid, tanh(a) = 2σ(2a) - 1, the loop computes k·a_n
@@ -91,35 +103,41 @@ class GRUSequence(torch.autograd.Function):
                                ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H)))
         Rn_t, Y_t = Rn.unbind(0), Y.unbind(0)
         states, s_t, m_t = frozen_states(Y, mask)                 # ragged lengths only
+        zo_t = zone.unbind(0) if zone is not None else None
         minus_one = X.new_full((), -1.0)
         h = h0
         with torch.inference_mode():             # in place: no autograd bookkeeping
             for t in steps(T, reverse):
-                rz_t[t].addmm_(h, W_rzT).sigmoid_()                    # r, z
+                hd = dropped(h, drop)                                  # what W reads
+                rz_t[t].addmm_(hd, W_rzT).sigmoid_()                   # r, z
                 if b_hn is None:
-                    torch.mm(h, W_nT, out=Rn_t[t])                     # R_n = W_hn h + b_hn
+                    torch.mm(hd, W_nT, out=Rn_t[t])                    # R_n = W_hn h + b_hn
                 else:
-                    torch.addmm(b_hn, h, W_nT, out=Rn_t[t])
+                    torch.addmm(b_hn, hd, W_nT, out=Rn_t[t])
                 a_n = n_t[t].addcmul_(r_t[t], Rn_t[t], value=k)        # k (X_n + r ⊙ R_n)
                 if k == 1.0:
                     n = a_n.tanh_()                                    # n = tanh(a_n)
                 else:                                                  #   = 2σ(2a_n) - 1
                     n = torch.add(minus_one, a_n.sigmoid_(), alpha=2.0, out=a_n)
                 h_new = torch.lerp(n, h, z_t[t], out=Y_t[t])           # n + z ⊙ (h - n)
-                h = leave_step(h_new, h, m_t, s_t, t)                  # frozen past its length
-        ctx.save_for_backward(xs, h0, W_xh, W_hh, X, Rn, Y, states, mask)
+                if zo_t is not None:
+                    h = zoned(h_new, h, zo_t, t, Y_t[t])               # zoneout
+                else:
+                    h = leave_step(h_new, h, m_t, s_t, t)              # frozen past its length
+        ctx.save_for_backward(xs, h0, W_xh, W_hh, X, Rn, Y, states, mask, drop, zone)
         ctx.reverse = reverse
         ctx.has_bias = bias_x is not None, b_hn is not None
         return Y, h.clone()
 
     @staticmethod
     def backward(ctx, d_ys, d_hT):
-        xs, h0, W_xh, W_hh, X, Rn, Y, states, mask = ctx.saved_tensors
+        xs, h0, W_xh, W_hh, X, Rn, Y, states, mask, drop, zone = ctx.saved_tensors
         T, B, I = xs.shape
         H = h0.shape[1]
         d_ys = zeros_if_none(d_ys, Y)
         dh = zeros_if_none(d_hT, h0).clone()
         hs = Y if states is None else states
+        zo_t = zone.unbind(0) if zone is not None else None
         # ∇X (T, B, 3H) = (∇a_r, ∇a_z, ∇a_n), the only (T, B, ·) temporary; ∇R differs from
         # it only in n, ∇R_n = ∇a_n ⊙ r: per step a (B, H) temporary, for all t in place below
         dX = torch.empty_like(X)
@@ -132,10 +150,13 @@ class GRUSequence(torch.autograd.Function):
         W_rz, W_hn = W_hh[:2 * H], W_hh[2 * H:]
         m_t = mask.to(X.dtype).unbind(0) if mask is not None else None
         order = backward_steps(T, ctx.reverse)
-        if m_t is None:
+        if m_t is None and zo_t is None:
             dh = dh + dy_t[order[0][0]]
         for t, nxt in order:
-            dh_t, passed_on = enter_step(dh, dy_t, m_t, t, nxt)
+            if zo_t is None:
+                dh_t, passed_on = enter_step(dh, dy_t, m_t, t, nxt)
+            else:
+                dh_t, passed_on = zone_step(dh, dy_t, zo_t, t)     # zoneout
             z, n = z_t[t], n_t[t]
             torch.sub(hp_t[t], n, out=dz_t[t]).mul_(dh_t)          # ∇z = ∇h ⊙ (h(t-1) - n)
             dn = torch.addcmul(dh_t, dh_t, z, value=-1.0)          # ∇n = ∇h ⊙ (1 - z)
@@ -144,33 +165,49 @@ class GRUSequence(torch.autograd.Function):
             sigmoid_grad(drz_t[t], rz_t[t], drz_t[t])              # ∇a_r,z = ∇r,z ⊙ σ(1 - σ)
             # ∇h(t-1) = ∇h ⊙ z + W_rzᵀ ∇a_rz + W_hnᵀ ∇R_n (+ ∂L/∂y(t-1) or the frozen ∇)
             direct = dh_t * z if passed_on is None else torch.addcmul(passed_on, dh_t, z)
-            dh = torch.addmm(direct, drz_t[t], W_rz).addmm_(dn_t[t] * r_t[t], W_hn)
+            if drop is None:
+                dh = torch.addmm(direct, drz_t[t], W_rz).addmm_(dn_t[t] * r_t[t], W_hn)
+            else:                                                  # W read d ⊙ h(t-1)
+                read = (drz_t[t] @ W_rz).addmm_(dn_t[t] * r_t[t], W_hn)
+                dh = torch.addcmul(direct, read, drop)
         # parameter gradients: one GEMM each over all T·B rows
         dX2, x2 = dX.view(T * B, 3 * H), xs.reshape(T * B, I)
         d_xs = (dX2 @ W_xh).view(T, B, I) if ctx.needs_input_grad[0] else None
         d_Wxh = dX2.t() @ x2 if ctx.needs_input_grad[2] else None
         d_bx = dX2.sum(0) if ctx.has_bias[0] and ctx.needs_input_grad[4] else None
         dX[..., 2 * H:].mul_(X[..., :H])                           # now ∇R: ∇R_n = ∇a_n ⊙ r
-        d_Whh = outer_previous(dX, hs, h0, ctx.reverse) if ctx.needs_input_grad[3] else None
+        d_Whh = None
+        if ctx.needs_input_grad[3]:                                # Σ ∇R (d ⊙ h(t-1))ᵀ
+            d_Whh = outer_previous(dX, dropped(hs, drop), dropped(h0, drop), ctx.reverse)
         d_bhn = (dX2[:, 2 * H:].sum(0) if ctx.has_bias[1] and ctx.needs_input_grad[5]
                  else None)
-        return d_xs, dh, d_Wxh, d_Whh, d_bx, d_bhn, None, None
+        return d_xs, dh, d_Wxh, d_Whh, d_bx, d_bhn, None, None, None, None
 
 
-def gru_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool):
-    """Fused sequence for :class:`rnnlab.GRUCell` with ``reset="after"``."""
+def gru_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool,
+               drop: Tensor | None = None, zone=None):
+    """Fused sequence for :class:`rnnlab.GRUCell` with ``reset="after"``. ``drop`` (B, H):
+    recurrent dropout mask; ``zone`` (z (T, B, H),): zoneout weights."""
     H = cell.hidden_size
     bias_x = b_hn = None
     if cell.b_xh is not None:
         # b_hr and b_hz add to the input projection; b_hn stays inside r ⊙ (W_hn h + b_hn)
         bias_x = cell.b_xh + torch.cat([cell.b_hh[:2 * H], cell.b_hh.new_zeros(H)])
         b_hn = cell.b_hh[2 * H:]
-    return GRUSequence.apply(xs, h0, cell.W_xh, cell.W_hh, bias_x, b_hn, mask, reverse)
+    if zone is None:
+        return GRUSequence.apply(xs, h0, cell.W_xh, cell.W_hh, bias_x, b_hn, mask, reverse,
+                                 drop)
+    ys, h = GRUSequence.apply(xs, h0, cell.W_xh, cell.W_hh, bias_x, b_hn, None, reverse,
+                              drop, fold_lengths(zone[0], mask))
+    return (ys if mask is None else ys * mask), h   # outputs 0 past the lengths
+
+
+gru_kernel.regularizes = True     # takes drop= and zone= (rnnlab.Recurrent)
 
 
 class GRUBeforeSequence(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, xs, h0, W_xh, W_hh, bias, mask, reverse: bool):
+    def forward(ctx, xs, h0, W_xh, W_hh, bias, mask, reverse: bool, drop=None, zone=None):
         T, B, _ = xs.shape
         H = h0.shape[1]
         X = input_projection(xs, W_xh, bias)      # (T, B, 3H): becomes r, z, n in place
@@ -181,20 +218,25 @@ class GRUBeforeSequence(torch.autograd.Function):
                                ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H)))
         RH_t, Y_t = RH.unbind(0), Y.unbind(0)
         states, s_t, m_t = frozen_states(Y, mask)                 # ragged lengths only
+        zo_t = zone.unbind(0) if zone is not None else None
         h = h0
         for t in steps(T, reverse):
-            rz_t[t].addmm_(h, W_rzT).sigmoid_()                    # r, z
-            rh = torch.mul(r_t[t], h, out=RH_t[t])
+            hd = dropped(h, drop)                                  # what W reads
+            rz_t[t].addmm_(hd, W_rzT).sigmoid_()                   # r, z
+            rh = torch.mul(r_t[t], hd, out=RH_t[t])
             n = tanh_(n_t[t].addmm_(rh, W_nT))                     # n = tanh(X_n + W_hn (r⊙h))
             h_new = torch.lerp(n, h, z_t[t], out=Y_t[t])           # n + z ⊙ (h - n)
-            h = leave_step(h_new, h, m_t, s_t, t)                  # frozen past its length
-        ctx.save_for_backward(xs, h0, W_xh, W_hh, X, RH, Y, states, mask)
+            if zo_t is not None:
+                h = zoned(h_new, h, zo_t, t, Y_t[t])               # zoneout
+            else:
+                h = leave_step(h_new, h, m_t, s_t, t)              # frozen past its length
+        ctx.save_for_backward(xs, h0, W_xh, W_hh, X, RH, Y, states, mask, drop, zone)
         ctx.reverse, ctx.has_bias = reverse, bias is not None
         return Y, h.clone()
 
     @staticmethod
     def backward(ctx, d_ys, d_hT):
-        xs, h0, W_xh, W_hh, X, RH, Y, states, mask = ctx.saved_tensors
+        xs, h0, W_xh, W_hh, X, RH, Y, states, mask, drop, zone = ctx.saved_tensors
         T, B, I = xs.shape
         H = h0.shape[1]
         W_rz, W_hn = W_hh[:2 * H], W_hh[2 * H:]
@@ -202,43 +244,63 @@ class GRUBeforeSequence(torch.autograd.Function):
         dh = zeros_if_none(d_hT, h0).clone()
         ones = torch.ones_like(h0)
         h_prev = previous_states(Y if states is None else states, h0, ctx.reverse)
+        h_read = dropped(h_prev, drop)                             # d ⊙ h(t-1)
         dX = torch.empty_like(X)
         rz_t, r_t, z_t, n_t = (X[..., a:b].unbind(0) for a, b in
                                ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H)))
         drz_t, dr_t, dz_t, dn_t = (dX[..., a:b].unbind(0) for a, b in
                                    ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H)))
-        dy_t, hp_t = d_ys.unbind(0), h_prev.unbind(0)
+        dy_t, hp_t, hr_t = d_ys.unbind(0), h_prev.unbind(0), h_read.unbind(0)
+        zo_t = zone.unbind(0) if zone is not None else None
         m_t = mask.to(X.dtype).unbind(0) if mask is not None else None
         order = backward_steps(T, ctx.reverse)
-        if m_t is None:
+        if m_t is None and zo_t is None:
             dh = dh + dy_t[order[0][0]]
         for t, nxt in order:
-            dh_t, passed_on = enter_step(dh, dy_t, m_t, t, nxt)
+            if zo_t is None:
+                dh_t, passed_on = enter_step(dh, dy_t, m_t, t, nxt)
+            else:
+                dh_t, passed_on = zone_step(dh, dy_t, zo_t, t)     # zoneout
             r, z, n, hp = r_t[t], z_t[t], n_t[t], hp_t[t]
             torch.mul(dh_t, hp - n, out=dz_t[t])                   # ∇z = ∇h ⊙ (h(t-1) - n)
             dn = torch.addcmul(dh_t, dh_t, z, value=-1.0)          # ∇n = ∇h ⊙ (1 - z)
             torch.mul(dn, torch.addcmul(ones, n, n, value=-1.0), out=dn_t[t])  # ⊙ tanh'
             drh = dn_t[t] @ W_hn                                   # ∇(r⊙h) = W_hnᵀ ∇a_n
-            torch.mul(drh, hp, out=dr_t[t])                        # ∇r = ∇(r⊙h) ⊙ h(t-1)
+            torch.mul(drh, hr_t[t], out=dr_t[t])                   # ∇r = ∇(r⊙h) ⊙ h(t-1)
             rz = rz_t[t]
             drz_t[t].mul_(torch.addcmul(rz, rz, rz, value=-1.0))   # σ' = σ(1 - σ)
-            direct = torch.addcmul(dh_t * z, drh, r)               # ∇h ⊙ z + ∇(r⊙h) ⊙ r
-            if passed_on is not None:                              # + ∂L/∂y(t-1) or the
-                direct += passed_on                                #   frozen steps' ∇
-            dh = torch.addmm(direct, drz_t[t], W_rz)               # ∇h(t-1) += W_hrzᵀ ∇a_rz
+            if drop is None:
+                direct = torch.addcmul(dh_t * z, drh, r)           # ∇h ⊙ z + ∇(r⊙h) ⊙ r
+                if passed_on is not None:                          # + ∂L/∂y(t-1), the frozen
+                    direct += passed_on                            #   steps' or zoned units' ∇
+                dh = torch.addmm(direct, drz_t[t], W_rz)           # ∇h(t-1) += W_hrzᵀ ∇a_rz
+            else:                                                  # the read d ⊙ h(t-1):
+                read = torch.addmm(drh * r, drz_t[t], W_rz)        #   ∇(r⊙h) ⊙ r + W_hrzᵀ ∇a
+                dh = torch.addcmul(dh_t * z, read, drop)
+                if passed_on is not None:
+                    dh += passed_on
         # parameter gradients: one GEMM each over all T·B rows
         dX2 = dX.view(T * B, 3 * H)
         d_xs = (dX2 @ W_xh).view(T, B, I) if ctx.needs_input_grad[0] else None
         d_Wxh = dX2.t() @ xs.reshape(T * B, I) if ctx.needs_input_grad[2] else None
         d_Whh = None
         if ctx.needs_input_grad[3]:
-            d_Whh = torch.cat([dX2[:, :2 * H].t() @ h_prev.view(T * B, H),  # ∇W_hr, ∇W_hz
+            d_Whh = torch.cat([dX2[:, :2 * H].t() @ h_read.view(T * B, H),  # ∇W_hr, ∇W_hz
                                dX2[:, 2 * H:].t() @ RH.view(T * B, H)])     # ∇W_hn
         d_b = dX2.sum(0) if ctx.has_bias and ctx.needs_input_grad[4] else None
-        return d_xs, dh, d_Wxh, d_Whh, d_b, None, None
+        return d_xs, dh, d_Wxh, d_Whh, d_b, None, None, None, None
 
 
-def gru_before_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool):
-    """Fused sequence for :class:`rnnlab.GRUCell` with ``reset="before"``."""
+def gru_before_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool,
+                      drop: Tensor | None = None, zone=None):
+    """Fused sequence for :class:`rnnlab.GRUCell` with ``reset="before"``. ``drop`` (B, H):
+    recurrent dropout mask; ``zone`` (z (T, B, H),): zoneout weights."""
     bias = sum_bias(cell.b_xh, cell.b_hh)    # every recurrent bias adds to the projection
-    return GRUBeforeSequence.apply(xs, h0, cell.W_xh, cell.W_hh, bias, mask, reverse)
+    if zone is None:
+        return GRUBeforeSequence.apply(xs, h0, cell.W_xh, cell.W_hh, bias, mask, reverse, drop)
+    ys, h = GRUBeforeSequence.apply(xs, h0, cell.W_xh, cell.W_hh, bias, None, reverse, drop,
+                                    fold_lengths(zone[0], mask))
+    return (ys if mask is None else ys * mask), h   # outputs 0 past the lengths
+
+
+gru_before_kernel.regularizes = True     # takes drop= and zone= (rnnlab.Recurrent)
