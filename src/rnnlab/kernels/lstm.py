@@ -27,9 +27,10 @@ Backward per step, with ∇h and ∇c arriving from the output and from step t+1
     ∇W = Σ_t ∇G(t) h(t-1)ᵀ,  ∇U = Σ_t ∇G(t) x(t)ᵀ,  ∇b = Σ_t ∇G(t)       (after the loop)
     ∇W_hr = Σ_t ∇h(t) m(t)ᵀ                                              (after the loop)
 
-tanh(c(t)) is kept from the forward (one (T, B, H) buffer; the backward needs no shifted
-copies of c(t-1) or h(t-1): it reads them as views); σ' and tanh' come from the stored
-activations inside the loop (aten's sigmoid_backward / tanh_backward, one op each).
+The backward reads c(t-1) and h(t-1) as views of the stored states (no shifted copies);
+tanh(c(t)) is kept from the forward for small (B, H) blocks and recomputed in the loop for
+large ones; σ' and tanh' come from the stored activations inside the loop (aten's
+sigmoid_backward / tanh_backward, one op each).
 
 Recurrent dropout (Gal & Ghahramani 2016): one mask d (B, P) per sequence multiplies h(t-1)
 where W reads it, G = U x + b + W (d ⊙ h(t-1)); then ∇h(t-1) = d ⊙ Wᵀ ∇G and
@@ -67,6 +68,13 @@ from ._common import (
 # 1 thread, 5.1 µs against 6.5 µs at 16 x 64, 15.8 µs against 8.5 µs at 32 x 128. (A Python
 # scalar operand costs a conversion of ~2 µs per op here; alpha= and value= do not.)
 _TANH_VIA_SIGMOID_MIN = 2048
+
+# tanh(c(t)) is kept from the forward for (B, H) blocks below this size, where the step is
+# dispatch-bound and recomputing it costs the backward 1-3 ops per step (~3 % of a training
+# step at B 16, H 64); from here on the step is GEMM-bound, the recompute costs < 1 % (B 64,
+# H 256) and not keeping it saves a (T, B, H) buffer (peak RSS growth 155 -> 142 MB there,
+# torch.nn.LSTM 194 MB).
+_KEEP_TANH_C_MAX = 8192
 
 # Activation derivatives from the activation's output, straight into a buffer: one ATen op.
 _tanh_backward = torch.ops.aten.tanh_backward.grad_input          # ∇ ⊙ (1 - y²)
@@ -132,10 +140,11 @@ class LSTMSequence(torch.autograd.Function):
         G_t, g_t = G.unbind(0), G[..., 3 * H:].unbind(0)
         i_t, f_t, o_t = (G[..., k * H:(k + 1) * H].unbind(0) for k in range(3))
         Ct = C if zc is None else xs.new_empty(T, B, H)   # c̃(t), before zoneout
-        TC = xs.new_empty(T, B, H) if keep else None      # tanh(c̃(t)), for the backward
+        keep_tc = keep and B * H < _KEEP_TANH_C_MAX
+        TC = xs.new_empty(T, B, H) if keep_tc else None   # tanh(c̃(t)) for the backward
         tmp = xs.new_empty(B, H)
         Y_t, C_t, M_t, Ct_t = Y.unbind(0), C.unbind(0), M.unbind(0), Ct.unbind(0)
-        TC_t = TC.unbind(0) if keep else [tmp] * T
+        TC_t = TC.unbind(0) if keep_tc else [tmp] * T
         zh_t, zc_t = (None, None) if zc is None else (zh.unbind(0), zc.unbind(0))
         states, s_t, m_t = frozen_states(Y, mask)  # h state after each step, if ragged
         h, c = h0, c0
@@ -159,20 +168,21 @@ class LSTMSequence(torch.autograd.Function):
         if keep:
             ctx.save_for_backward(xs, h0, c0, W_xh, W_hh, W_hr, G, Y,
                                   None if W_hr is None else M, C, states, mask, drop, zh,
-                                  zc, TC)
+                                  zc, Ct if zc is not None and not keep_tc else None, TC)
         ctx.reverse, ctx.has_bias = reverse, bias is not None
         return Y, h.clone(), c.clone()
 
     @staticmethod
     def backward(ctx, d_ys, d_hT, d_cT):
-        (xs, h0, c0, W_xh, W_hh, W_hr, G, Y, M, C, states, mask, drop, zh, zc,
+        (xs, h0, c0, W_xh, W_hh, W_hr, G, Y, M, C, states, mask, drop, zh, zc, Ct,
          TC) = ctx.saved_tensors
         T, B, I = xs.shape
         P, H = h0.shape[1], c0.shape[1]
         d_ys = zeros_if_none(d_ys, Y)
         dh = zeros_if_none(d_hT, h0).clone()
         dc = zeros_if_none(d_cT, c0).clone()
-        tmp = torch.empty_like(c0)
+        tmp, tc_buf = torch.empty_like(c0), torch.empty_like(c0)
+        neg_ones = torch.full_like(c0, -1.0)
         if W_hr is not None:
             dHp = torch.empty_like(Y)                  # ∇h(t) for every t, for ∇W_hr
             dHp_t = dHp.unbind(0)
@@ -182,7 +192,9 @@ class LSTMSequence(torch.autograd.Function):
         di_t, df_t, do_t, dg_t = (dG[..., k * H:(k + 1) * H].unbind(0) for k in range(4))
         sig_t, g_t = G[..., :3 * H].unbind(0), G[..., 3 * H:].unbind(0)
         i_t, f_t, o_t = (G[..., k * H:(k + 1) * H].unbind(0) for k in range(3))
-        dy_t, tc_t = d_ys.unbind(0), TC.unbind(0)
+        dy_t = d_ys.unbind(0)
+        tc_t = TC.unbind(0) if TC is not None else None
+        Ct_t = (C if Ct is None else Ct).unbind(0)                 # c̃(t)
         zh_t, zc_t = (None, None) if zc is None else (zh.unbind(0), zc.unbind(0))
         m_t = mask.to(G.dtype).unbind(0) if mask is not None else None
         order = backward_steps(T, ctx.reverse)
@@ -199,7 +211,7 @@ class LSTMSequence(torch.autograd.Function):
             if W_hr is not None:
                 dHp_t[t].copy_(dh_t)
                 dm = dh_t @ W_hr                                   # ∇m = W_hrᵀ ∇h
-            tc = tc_t[t]
+            tc = tc_t[t] if tc_t is not None else _tanh_into(Ct_t[t], tc_buf, neg_ones)
             torch.mul(dm, tc, out=do_t[t])                         # ∇o = ∇m ⊙ tanh(c)
             _tanh_backward(dm, tc, grad_input=tmp)                 # ∇m ⊙ tanh'(c)
             dc_t.addcmul_(tmp, o_t[t])                             # ∇c += ∇m ⊙ o ⊙ tanh'(c)
