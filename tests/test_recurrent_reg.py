@@ -208,3 +208,23 @@ def test_word_lm_refuses_bad_regularizers(tmp_path, capsys, sets, message):
     assert main(["train", "word-lm", "--data", str(data), "--out", str(tmp_path / "r"),
                  "--set", *sets, "train.steps=1"]) == 2
     assert __import__("re").search(message, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("reg", [{}, dict(recurrent_dropout=0.3, zoneout=0.2)],
+                         ids=["plain", "regularized"])
+def test_lstm_kernel_where_tanh_c_is_recomputed_in_backward(reg):
+    """B·H >= 8192: the LSTM kernel recomputes tanh(c) in backward instead of keeping it."""
+    from rnnlab.kernels import lstm
+
+    g = torch.Generator().manual_seed(3)
+    T, B, I, H = 3, 32, 4, 256
+    assert B * H >= lstm._KEEP_TANH_C_MAX
+    cell = rnnlab.LSTMCell(I, H)
+    xs = torch.randn(T, B, I, generator=g, requires_grad=True)
+    state = random_state(cell, B, g)
+    lengths = torch.randint(0, T + 1, (B,), generator=g)
+    fused = run(cell, xs, state, lengths, False, True, 5, **reg)
+    ref = run(cell, xs, state, lengths, False, False, 5, **reg)
+    close(fused[0], ref[0], 1e-5)
+    for a, b in zip(fused[2], ref[2]):
+        close(a, b, 1e-4)
