@@ -222,6 +222,8 @@ def test_lstm_kernel_where_tanh_c_is_recomputed_in_backward(reg):
     cell = rnnlab.LSTMCell(I, H)
     xs = torch.randn(T, B, I, generator=g, requires_grad=True)
     state = random_state(cell, B, g)
+    for s in flat(state):
+        s.requires_grad_(True)
     lengths = torch.randint(0, T + 1, (B,), generator=g)
     fused = run(cell, xs, state, lengths, False, True, 5, **reg)
     ref = run(cell, xs, state, lengths, False, False, 5, **reg)
