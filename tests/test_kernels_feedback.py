@@ -8,7 +8,7 @@ import itertools
 
 import pytest
 import torch
-from triangle import random_state, run_layer
+from triangle import assert_fused_matches_reference, random_state
 
 import rnnlab
 from rnnlab.kernels.feedback import (
@@ -31,16 +31,8 @@ def _cell(feedback, act, bias=True, dtype=torch.float64, sizes=(I, H, O)):
 
 
 def _assert_same(cell, xs, state, lengths, reverse, rtol, atol):
-    ys_k, st_k, gr_k = run_layer(cell, xs, state, lengths, reverse, use_kernel=True)
-    ys_r, st_r, gr_r = run_layer(cell, xs, state, lengths, reverse, use_kernel=False)
-    torch.testing.assert_close(ys_k, ys_r, rtol=rtol, atol=atol)
-    for a, b in zip(st_k, st_r):
-        torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
-    assert len(gr_k) == len(gr_r) == 2 + len(list(cell.parameters()))
-    for a, b in zip(gr_k, gr_r):
-        assert (a is None) == (b is None)
-        if a is not None:
-            torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
+    assert_fused_matches_reference(cell, xs, state, lengths, reverse, rtol, atol,
+                                   allow_none=True)
 
 
 @pytest.mark.parametrize("feedback,act,bias,ragged,reverse",

@@ -4,7 +4,7 @@ come from torch's generator (reproducible from a seed), and evaluation is determ
 
 import pytest
 import torch
-from triangle import flat, random_state
+from triangle import flat, random_state, run_layer
 
 import rnnlab
 from rnnlab.kernels import find_kernel
@@ -24,16 +24,7 @@ def make(name, I, H, dtype=torch.float32):
 
 
 def run(cell, xs, state, lengths, reverse, use_kernel, seed, **reg):
-    layer = Recurrent(cell, reverse=reverse, use_kernel=use_kernel, **reg)
-    inputs = [xs, *flat(state), *cell.parameters()]
-    torch.manual_seed(seed)                                # the masks
-    ys, final = layer(xs, state, lengths)
-    g = torch.Generator().manual_seed(7)
-    loss = (ys * torch.randn(ys.shape, dtype=ys.dtype, generator=g)).sum()
-    for s in flat(final):
-        loss = loss + (s * torch.randn(s.shape, dtype=s.dtype, generator=g)).sum()
-    grads = torch.autograd.grad(loss, inputs, allow_unused=True)
-    return ys.detach(), [s.detach() for s in flat(final)], grads
+    return run_layer(cell, xs, state, lengths, reverse, use_kernel, seed=seed, **reg)
 
 
 def close(a, b, tol):

@@ -17,11 +17,15 @@ def random_state(cell, batch: int, generator: torch.Generator):
                      cell.init_state(batch))
 
 
-def run_layer(cell, xs, state, lengths, reverse, use_kernel):
+def run_layer(cell, xs, state, lengths, reverse, use_kernel, seed=None, **regularizers):
     """Values of a random linear loss over every output and the final state, and its
-    gradients w.r.t. the input, the initial state and every parameter."""
-    layer = rnnlab.Recurrent(cell, reverse=reverse, use_kernel=use_kernel)
+    gradients w.r.t. the input, the initial state and every parameter. ``regularizers``
+    (recurrent_dropout, zoneout) go to the layer; ``seed`` seeds torch before the call, so
+    that both paths draw the same masks."""
+    layer = rnnlab.Recurrent(cell, reverse=reverse, use_kernel=use_kernel, **regularizers)
     inputs = [xs, *flat(state), *cell.parameters()]
+    if seed is not None:
+        torch.manual_seed(seed)
     ys, final = layer(xs, state, lengths)
     g = torch.Generator().manual_seed(7)
     loss = (ys * torch.randn(ys.shape, dtype=ys.dtype, generator=g)).sum()
@@ -29,3 +33,20 @@ def run_layer(cell, xs, state, lengths, reverse, use_kernel):
         loss = loss + (s * torch.randn(s.shape, dtype=s.dtype, generator=g)).sum()
     grads = torch.autograd.grad(loss, inputs, allow_unused=True)
     return ys.detach(), [s.detach() for s in flat(final)], grads
+
+
+def assert_fused_matches_reference(cell, xs, state, lengths, reverse, rtol, atol,
+                                   allow_none: bool = False):
+    """The fused kernel and the reference loop give the same outputs, final state and
+    gradients (w.r.t. the input, the initial state and every parameter); a gradient may be
+    None on both paths only with ``allow_none``."""
+    ys_k, st_k, gr_k = run_layer(cell, xs, state, lengths, reverse, use_kernel=True)
+    ys_r, st_r, gr_r = run_layer(cell, xs, state, lengths, reverse, use_kernel=False)
+    torch.testing.assert_close(ys_k, ys_r, rtol=rtol, atol=atol)
+    for a, b in zip(st_k, st_r):
+        torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
+    assert len(gr_k) == len(gr_r) == 1 + len(st_k) + len(list(cell.parameters()))
+    for a, b in zip(gr_k, gr_r):
+        assert (a is None) == (b is None) and (allow_none or a is not None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=rtol, atol=atol)

@@ -54,6 +54,7 @@ from ._common import (
     frozen_states,
     input_projection,
     leave_step,
+    outer_previous,
     previous_states,
     recurrent_grad,
     steps,
@@ -98,19 +99,6 @@ def _doubled_g(w: Tensor | None, H: int, rows_last: bool = False) -> Tensor | No
     w = w.clone() if not rows_last else w.t().contiguous()
     (w[..., 3 * H:] if rows_last else w[3 * H:]).mul_(2.0)
     return w
-
-
-def _outer_previous(d: Tensor, states: Tensor, first: Tensor, reverse: bool) -> Tensor:
-    """Σ_t d(t)ᵀ h(t-1): d (T, B, G), states h(t) (T, B, P), first h0 (B, P) -> (G, P), as
-    one GEMM over the T-1 steps whose h(t-1) is a state of the sequence, accumulated onto
-    the first step's; no shifted (T, B, P) copy of the states. ``d`` contiguous."""
-    T, _, G = d.shape
-    if reverse:                                  # h(t-1) of step t is h(t+1) running back
-        d0, rest, prev = d[T - 1], d[:T - 1], states[1:]
-    else:
-        d0, rest, prev = d[0], d[1:], states[:T - 1]
-    return torch.addmm(d0.t() @ first, rest.reshape(-1, G).t(),
-                       prev.reshape(-1, states.shape[-1]))
 
 
 class LSTMSequence(torch.autograd.Function):
@@ -229,7 +217,7 @@ class LSTMSequence(torch.autograd.Function):
         if ctx.needs_input_grad[4]:                    # Σ_t ∇G(t) (d ⊙ h(t-1))ᵀ
             hs = Y if states is None else states
             if drop is None:
-                d_Whh = _outer_previous(dG, hs, h0, ctx.reverse)
+                d_Whh = outer_previous(dG, hs, h0, ctx.reverse)
             else:                                      # what W read: d ⊙ h(t-1)
                 h_prev = previous_states(hs, h0, ctx.reverse).mul_(drop)
                 d_Whh = dG2.t() @ h_prev.view(T * B, P)
