@@ -84,3 +84,14 @@ def test_export_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "MGUCell has no ONNX recurrent operator" in err and "lstm" in err
     assert main(["export", str(run), "--out", str(tmp_path / "no" / "m.onnx")]) == 2
+
+
+def test_zoneout_layers_are_refused_and_recurrent_dropout_exports(tmp_path):
+    import rnnlab
+    from rnnlab.export import TorchRecurrent
+
+    with pytest.raises(ExportError, match=r"zoneout \(0.1, 0.1\) cannot be exported"):
+        TorchRecurrent(rnnlab.Recurrent(rnnlab.LSTMCell(3, 4), zoneout=0.1))
+    layer = rnnlab.Recurrent(rnnlab.GRUCell(3, 4), recurrent_dropout=0.5).eval()
+    xs = torch.randn(5, 2, 3)
+    torch.testing.assert_close(TorchRecurrent(layer)(xs)[0], layer(xs)[0])

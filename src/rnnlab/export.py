@@ -46,6 +46,10 @@ class TorchRecurrent(nn.Module):
         super().__init__()
         cell = layer.cell
         bias = getattr(cell, "b_xh", None) is not None
+        if any(layer.zoneout):        # recurrent dropout is off at evaluation; zoneout is not
+            raise ExportError(f"a layer with zoneout {layer.zoneout} cannot be exported: at "
+                              f"evaluation it mixes h(t-1) into every step, which the ONNX "
+                              f"RNN/LSTM/GRU operators have no form for")
         if type(cell) is ElmanCell:
             self.rnn = nn.RNN(cell.input_size, cell.hidden_size, bias=bias,
                               nonlinearity=cell.nonlinearity)
