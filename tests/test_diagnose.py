@@ -162,3 +162,25 @@ def test_report_renders_in_headless_chromium(adding_run, capsys):
     total = int(re.search(r'data-figures-total="(\d+)"', body).group(1))
     shown = int(re.search(r'data-figures-shown="(\d+)"', body).group(1))
     assert total == 6 and shown == total, body
+
+
+def test_zoneout_layer_is_traced_with_its_expectation_and_jacobian():
+    """At evaluation a zoneout layer is h(t) = z h(t-1) + (1 - z) tanh(...): the trace
+    follows the layer's outputs and J_t = z I + (1 - z) diag(1 - h̃²) W."""
+    torch.manual_seed(0)
+    cell = ElmanCell(2, 3)
+    layer = Recurrent(cell, zoneout=0.3).eval()
+    xs = torch.randn(4, 1, 2)
+    with torch.no_grad():
+        expected = layer(xs)[0]
+    with torch.no_grad(), tracing(nn.Sequential(layer)) as traces:
+        ys = layer(xs)[0]
+    torch.testing.assert_close(ys, expected)
+    flow = jacobian_flow(traces[0])
+    for t, before, _ in traces[0].by_time():
+        h_new = torch.tanh(cell.W_xh @ xs[t, 0] + cell.b_xh + cell.W_hh @ before[0]
+                           + cell.b_hh).detach().double()
+        J = 0.3 * torch.eye(3, dtype=torch.float64) + 0.7 * torch.diag(1 - h_new ** 2) @ \
+            cell.W_hh.detach().double()
+        assert flow["sigma_max"][t] == pytest.approx(float(torch.linalg.matrix_norm(J, 2)),
+                                                     rel=1e-5)

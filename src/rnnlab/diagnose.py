@@ -100,7 +100,13 @@ def tracing(model: nn.Module):
         def forward(xs, state=None, lengths=None):
             trace = LayerTrace(name, layer, xs.detach(),
                                lengths=None if lengths is None else torch.as_tensor(lengths))
-            ys, state = unroll(layer.cell, xs, state, lengths, layer.reverse, trace.steps)
+            drop = zone = None
+            if layer.recurrent_dropout or any(layer.zoneout):     # the layer's own masks
+                if state is None:
+                    state = layer.cell.init_state(xs.shape[1], xs.device, xs.dtype)
+                drop, zone = layer.masks(xs.shape[0], xs.shape[1], state, xs)
+            ys, state = unroll(layer.cell, xs, state, lengths, layer.reverse, trace.steps,
+                               drop=drop, zone=zone)
             for _, _, after in trace.steps:
                 for tensor in _fields(after):
                     if tensor.requires_grad:
@@ -147,7 +153,7 @@ def _unique(existing: dict, name: str) -> str:
 def jacobian_flow(trace: LayerTrace, max_steps: int = 100) -> dict[str, list[float]]:
     """Along the first sequence of ``trace``: per step the spectral radius and the largest
     singular value of J_t = ∂s_t/∂s_{t-1}, and ‖∂s_T/∂s_t‖₂ for t = T..0 (index 0 = s_T)."""
-    cell = trace.layer.cell
+    cell, rates = trace.layer.cell, trace.layer.zoneout
     steps = trace.by_time()[:max_steps]
     if trace.layer.reverse:
         steps = steps[::-1]
@@ -160,8 +166,10 @@ def jacobian_flow(trace: LayerTrace, max_steps: int = 100) -> dict[str, list[flo
         def step(flat, sizes=sizes, x=x, like=before):
             parts = [p.unsqueeze(0) for p in flat.split(sizes)]
             state = type(like)(*parts) if isinstance(like, tuple) else parts[0]
-            new, _ = cell(state, x)
-            return torch.cat([f[0] for f in _fields(new)])
+            new = _fields(cell(state, x)[0])
+            if any(rates):                            # zoneout at evaluation: its expectation
+                new = [torch.lerp(n, s, z) for n, s, z in zip(new, _fields(state), rates)]
+            return torch.cat([f[0] for f in new])
 
         flat = torch.cat([f[0] for f in fields])
         with torch.enable_grad():
