@@ -116,6 +116,16 @@ def fold_lengths(zone: Tensor, mask: Tensor | None) -> Tensor:
     return zone if mask is None else torch.where(mask, zone, torch.ones_like(zone))
 
 
+def run_zoned(run, mask: Tensor | None, zone):
+    """Every kernel's zoneout convention around ``run(mask, zone) -> (ys, *states)``: without
+    zoneout, ``run(mask, None)``; with it, the lengths folded into the weights
+    (:func:`fold_lengths`), ``run(None, zone)``, and the outputs zeroed past each length."""
+    if zone is None:
+        return run(mask, None)
+    ys, *states = run(None, tuple(fold_lengths(z, mask) for z in zone))
+    return (ys if mask is None else ys * mask, *states)
+
+
 def dropped(h: Tensor, drop: Tensor | None) -> Tensor:
     """The state as the recurrent weights read it: h ⊙ mask under recurrent dropout."""
     return h if drop is None else h * drop

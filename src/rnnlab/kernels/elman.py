@@ -39,12 +39,12 @@ from ._common import (
     backward_steps,
     dropped,
     enter_step,
-    fold_lengths,
     frozen_states,
     leave_step,
     outer_previous,
     recurrent_grad,
     relu_grad,
+    run_zoned,
     steps,
     sum_bias,
     tanh_grad,
@@ -141,12 +141,8 @@ def elman_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: boo
     ``drop`` (B, H): recurrent dropout mask; ``zone`` (z (T, B, H),): zoneout weights."""
     bias = sum_bias(cell.b_xh, cell.b_hh)
     relu = cell.nonlinearity == "relu"
-    if zone is None:
-        return ElmanSequence.apply(xs, h0, cell.W_xh, cell.W_hh, bias, mask, reverse, relu,
-                                   drop)
-    ys, h = ElmanSequence.apply(xs, h0, cell.W_xh, cell.W_hh, bias, None, reverse, relu, drop,
-                                fold_lengths(zone[0], mask))
-    return (ys if mask is None else ys * mask), h
+    return run_zoned(lambda m, z: ElmanSequence.apply(
+        xs, h0, cell.W_xh, cell.W_hh, bias, m, reverse, relu, drop, *(z or ())), mask, zone)
 
 
 elman_kernel.regularizes = True     # takes drop= and zone= (rnnlab.Recurrent)

@@ -62,13 +62,13 @@ from ._common import (
     backward_steps,
     dropped,
     enter_step,
-    fold_lengths,
     frozen_states,
     input_projection,
     leave_step,
     outer_previous,
     previous_states,
     previous_views,
+    run_zoned,
     sigmoid_grad,
     sigmoid_tanh,
     steps,
@@ -194,12 +194,8 @@ def gru_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool,
         # b_hr and b_hz add to the input projection; b_hn stays inside r ⊙ (W_hn h + b_hn)
         bias_x = cell.b_xh + torch.cat([cell.b_hh[:2 * H], cell.b_hh.new_zeros(H)])
         b_hn = cell.b_hh[2 * H:]
-    if zone is None:
-        return GRUSequence.apply(xs, h0, cell.W_xh, cell.W_hh, bias_x, b_hn, mask, reverse,
-                                 drop)
-    ys, h = GRUSequence.apply(xs, h0, cell.W_xh, cell.W_hh, bias_x, b_hn, None, reverse,
-                              drop, fold_lengths(zone[0], mask))
-    return (ys if mask is None else ys * mask), h   # outputs 0 past the lengths
+    return run_zoned(lambda m, z: GRUSequence.apply(
+        xs, h0, cell.W_xh, cell.W_hh, bias_x, b_hn, m, reverse, drop, *(z or ())), mask, zone)
 
 
 gru_kernel.regularizes = True     # takes drop= and zone= (rnnlab.Recurrent)
@@ -296,11 +292,8 @@ def gru_before_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse
     """Fused sequence for :class:`rnnlab.GRUCell` with ``reset="before"``. ``drop`` (B, H):
     recurrent dropout mask; ``zone`` (z (T, B, H),): zoneout weights."""
     bias = sum_bias(cell.b_xh, cell.b_hh)    # every recurrent bias adds to the projection
-    if zone is None:
-        return GRUBeforeSequence.apply(xs, h0, cell.W_xh, cell.W_hh, bias, mask, reverse, drop)
-    ys, h = GRUBeforeSequence.apply(xs, h0, cell.W_xh, cell.W_hh, bias, None, reverse, drop,
-                                    fold_lengths(zone[0], mask))
-    return (ys if mask is None else ys * mask), h   # outputs 0 past the lengths
+    return run_zoned(lambda m, z: GRUBeforeSequence.apply(
+        xs, h0, cell.W_xh, cell.W_hh, bias, m, reverse, drop, *(z or ())), mask, zone)
 
 
 gru_before_kernel.regularizes = True     # takes drop= and zone= (rnnlab.Recurrent)

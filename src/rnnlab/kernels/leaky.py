@@ -27,12 +27,12 @@ from ._common import (
     backward_steps,
     dropped,
     enter_step,
-    fold_lengths,
     frozen_states,
     input_projection,
     leave_step,
     previous_states,
     recurrent_grad,
+    run_zoned,
     steps,
     sum_bias,
     tanh_,
@@ -127,12 +127,9 @@ def leaky_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: boo
     inner = cell.cell
     bias = sum_bias(inner.b_xh, inner.b_hh)
     relu = inner.nonlinearity == "relu"
-    if zone is None:
-        return LeakySequence.apply(xs, h0, inner.W_xh, inner.W_hh, bias, cell.rho, mask,
-                                   reverse, relu, drop)
-    ys, h = LeakySequence.apply(xs, h0, inner.W_xh, inner.W_hh, bias, cell.rho, None,
-                                reverse, relu, drop, fold_lengths(zone[0], mask))
-    return (ys if mask is None else ys * mask), h
+    return run_zoned(lambda m, z: LeakySequence.apply(
+        xs, h0, inner.W_xh, inner.W_hh, bias, cell.rho, m, reverse, relu, drop, *(z or ())),
+        mask, zone)
 
 
 leaky_kernel.regularizes = True     # takes drop= and zone= (rnnlab.Recurrent)

@@ -80,10 +80,10 @@ from ..cells import LSTMState
 from ._common import (
     backward_steps,
     dropped,
-    fold_lengths,
     frozen_states,
     input_projection,
     leave_step,
+    run_zoned,
     steps,
     sum_bias,
     tanh,
@@ -367,15 +367,10 @@ def ln_lstm_kernel(cell, xs: Tensor, state: LSTMState, mask: Tensor | None, reve
     (T, B, I) -> ((T, B, H), LSTMState(h (B, H), c (B, H))). ``drop`` (B, H): recurrent
     dropout mask; ``zone``: zoneout weights (z_h (T, B, H), z_c (T, B, H))."""
     H = cell.hidden_size
-    zh = zc = None
-    if zone is not None:
-        zh, zc = (fold_lengths(z, mask) for z in zone)
-    ys, h, c = LNLSTMSequence.apply(
+    ys, h, c = run_zoned(lambda m, z: LNLSTMSequence.apply(
         xs, state[0], state[1], _ifog(cell.W_xh, H), _ifog(cell.W_hh, H), _ifog(cell.g_xh, H),
         _ifog(cell.g_hh, H), _ifog(sum_bias(cell.b_xh, cell.b_hh), H), cell.g_c, cell.b_c,
-        None if zone is not None else mask, reverse, cell.eps, drop, zh, zc)
-    if zone is not None and mask is not None:
-        ys = ys * mask                                 # outputs past a length are 0
+        m, reverse, cell.eps, drop, *(z or (None, None))), mask, zone)
     return ys, LSTMState(h, c)
 
 
@@ -511,11 +506,8 @@ def ln_gru_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bo
     """Fused sequence for :class:`rnnlab.LayerNormGRUCell`: (T, B, I) -> ((T, B, H), h).
     ``drop`` (B, H): recurrent dropout mask; ``zone`` (z (T, B, H),): zoneout weights."""
     args = (xs, h0, cell.W_xh, cell.W_hh, cell.g_xh, cell.g_hh, cell.b_xh, cell.b_hh)
-    if zone is None:
-        return LNGRUSequence.apply(*args, mask, reverse, cell.eps, drop)
-    ys, h = LNGRUSequence.apply(*args, None, reverse, cell.eps, drop,
-                                fold_lengths(zone[0], mask))
-    return (ys if mask is None else ys * mask), h
+    return run_zoned(lambda m, z: LNGRUSequence.apply(*args, m, reverse, cell.eps, drop,
+                                                      *(z or ())), mask, zone)
 
 
 ln_gru_kernel.regularizes = True     # takes drop= and zone= (rnnlab.Recurrent)

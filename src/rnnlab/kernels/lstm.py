@@ -50,13 +50,13 @@ from ._common import (
     backward_steps,
     dropped,
     enter_step,
-    fold_lengths,
     frozen_states,
     input_projection,
     leave_step,
     outer_previous,
     previous_states,
     recurrent_grad,
+    run_zoned,
     steps,
     sum_bias,
     zeros_if_none,
@@ -247,15 +247,10 @@ def lstm_kernel(cell, xs: Tensor, state: LSTMState, mask: Tensor | None, reverse
     recurrent dropout mask; ``zone``: zoneout weights (z_h (T, B, P), z_c (T, B, H))."""
     H = cell.hidden_size
     bias = _ifog(sum_bias(cell.b_xh, cell.b_hh), H)
-    zh = zc = None
-    if zone is not None:
-        zh, zc = (fold_lengths(z, mask) for z in zone)
-    ys, h, c = LSTMSequence.apply(xs, state[0], state[1], _ifog(cell.W_xh, H),
-                                  _ifog(cell.W_hh, H), bias, None if zc is not None else mask,
-                                  reverse, cell.W_hr, drop, zh, zc,
-                                  _needs_grad(xs, *state, *cell.parameters()))
-    if zc is not None and mask is not None:
-        ys = ys * mask                                 # outputs past a length are 0
+    keep = _needs_grad(xs, *state, *cell.parameters())
+    ys, h, c = run_zoned(lambda m, z: LSTMSequence.apply(
+        xs, state[0], state[1], _ifog(cell.W_xh, H), _ifog(cell.W_hh, H), bias, m, reverse,
+        cell.W_hr, drop, *(z or (None, None)), keep), mask, zone)
     return ys, LSTMState(h, c)
 
 

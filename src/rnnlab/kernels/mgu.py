@@ -29,11 +29,11 @@ from ._common import (
     backward_steps,
     dropped,
     enter_step,
-    fold_lengths,
     frozen_states,
     input_projection,
     leave_step,
     previous_states,
+    run_zoned,
     steps,
     sum_bias,
     tanh_,
@@ -130,11 +130,8 @@ def mgu_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool,
     """Fused sequence for :class:`rnnlab.MGUCell`: (T, B, I) -> ((T, B, H), h (B, H)).
     ``drop`` (B, H): recurrent dropout mask; ``zone`` (z (T, B, H),): zoneout weights."""
     bias = sum_bias(cell.b_xh, cell.b_hh)    # b_hf and b_hn both add to the input projection
-    if zone is None:
-        return MGUSequence.apply(xs, h0, cell.W_xh, cell.W_hh, bias, mask, reverse, drop)
-    ys, h = MGUSequence.apply(xs, h0, cell.W_xh, cell.W_hh, bias, None, reverse, drop,
-                              fold_lengths(zone[0], mask))
-    return (ys if mask is None else ys * mask), h
+    return run_zoned(lambda m, z: MGUSequence.apply(
+        xs, h0, cell.W_xh, cell.W_hh, bias, m, reverse, drop, *(z or ())), mask, zone)
 
 
 mgu_kernel.regularizes = True     # takes drop= and zone= (rnnlab.Recurrent)
