@@ -82,22 +82,18 @@ class Recurrent(nn.Module):
 
     def forward(self, xs: Tensor, state=None, lengths=None):
         kernel = find_kernel(self.cell) if self.use_kernel else None
-        drop = zone = None
-        if self.recurrent_dropout or any(self.zoneout):
-            T, B = check_sequence(xs, self.cell.input_size)
-            if state is None:
-                state = self.cell.init_state(B, xs.device, xs.dtype)
-            drop, zone = self.masks(T, B, state, xs)
-        regularized = drop is not None or zone is not None
-        if kernel is None or (regularized and not getattr(kernel, "regularizes", False)):
-            return unroll(self.cell, xs, state, lengths, self.reverse, drop=drop, zone=zone)
+        regularized = self.recurrent_dropout > 0 or any(self.zoneout)
+        if kernel is None and not regularized:
+            return unroll(self.cell, xs, state, lengths, self.reverse)
         T, B = check_sequence(xs, self.cell.input_size)
-        mask = length_mask(lengths, T, B, xs.device)
         if state is None:
             state = self.cell.init_state(B, xs.device, xs.dtype)
-        if regularized:
-            return kernel(self.cell, xs, state, mask, self.reverse, drop=drop, zone=zone)
-        return kernel(self.cell, xs, state, mask, self.reverse)
+        drop, zone = self.masks(T, B, state, xs) if regularized else (None, None)
+        masks = {} if drop is None and zone is None else {"drop": drop, "zone": zone}
+        if kernel is None or (masks and not getattr(kernel, "regularizes", False)):
+            return unroll(self.cell, xs, state, lengths, self.reverse, **masks)
+        return kernel(self.cell, xs, state, length_mask(lengths, T, B, xs.device), self.reverse,
+                      **masks)
 
     def extra_repr(self) -> str:
         extra = f", recurrent_dropout={self.recurrent_dropout}" if self.recurrent_dropout else ""
