@@ -28,7 +28,7 @@ import time
 import torch
 
 import rnnlab
-from rnnlab.cells_linear import MinGRUCell, MinLSTMCell
+from rnnlab.cells.linear import MinGRUCell, MinLSTMCell
 from rnnlab.kernels import scan
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rnnlab import ElmanCell, LSTMCell, Stack, make_cell, unroll
-from rnnlab.cells_time import ClockworkCell, DeepOutputCell, DeepTransitionCell, SkipCell, SkipState
+from rnnlab.cells.time import ClockworkCell, DeepOutputCell, DeepTransitionCell, SkipCell, SkipState
 from rnnlab.cli import main
 
 NAMES = ["clockwork", "dt-rnn", "dts2-lstm", "do-gru", "skip3-rnn", "delay3-lstm",

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from rnnlab import rundir
 from rnnlab.cli import main
+from rnnlab.training import rundir
 
 TINY = ["train.threads=1", "train.device=cpu"]
 

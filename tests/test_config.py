@@ -6,9 +6,16 @@ from typing import Literal
 
 import pytest
 
-from rnnlab.config import ConfigError, RunConfig, apply_overrides, from_dict, to_dict, valid_keys
+from rnnlab.config import (
+    ConfigError,
+    RunConfig,
+    TrainConfig,
+    apply_overrides,
+    from_dict,
+    to_dict,
+    valid_keys,
+)
 from rnnlab.tasks import TASKS
-from rnnlab.train import TrainConfig
 
 
 @dataclass

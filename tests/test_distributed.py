@@ -11,10 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rnnlab import rundir
 from rnnlab.config import apply_overrides
 from rnnlab.tasks import Adding
-from rnnlab.train import RANK_STRIDE, clip_gradients, make_optimizer
+from rnnlab.training import RANK_STRIDE, clip_gradients, make_optimizer, rundir
 
 SETTINGS = ["train.threads=1", "train.device=cpu", "model.hidden=12", "data.length=10",
             "data.valid_size=32", "data.test_size=32", "train.batch_size=16", "train.steps=6",

@@ -1,4 +1,4 @@
-"""Echo state networks (rnnlab.esn) and the mackey-glass task."""
+"""Echo state networks (rnnlab.models.esn) and the mackey-glass task."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 
 from rnnlab.cli import main
 from rnnlab.config import apply_overrides
-from rnnlab.esn import (
+from rnnlab.models.esn import (
     ESN,
     ReadoutStats,
     Reservoir,

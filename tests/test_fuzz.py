@@ -16,7 +16,6 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rnnlab import rundir
 from rnnlab.config import ConfigError, apply_overrides, from_dict
 from rnnlab.data.coco import load_image, read_coco_captions
 from rnnlab.data.conllu import read_conllu
@@ -25,11 +24,12 @@ from rnnlab.data.pianoroll import read_pianoroll
 from rnnlab.data.series import read_series
 from rnnlab.data.text import DataError, read_text
 from rnnlab.data.trees import read_trees
-from rnnlab.rundir import RunDirError
 from rnnlab.tasks import Adding, TaskError, load_run
 from rnnlab.tasks.sentiment import read_labelled
 from rnnlab.tasks.translate import read_pairs
 from rnnlab.tasks.word_lm import find_split_files, read_sentences
+from rnnlab.training import rundir
+from rnnlab.training.rundir import RunDirError
 
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])

@@ -129,8 +129,8 @@ def test_teacher_forced_equals_a_loop_feeding_the_targets(feedback, act, bias):
     inputs = [xs, targets, y0, *cell.parameters()]
     ref = _targets_loop(cell, xs, targets, y0)
     ref_grads = torch.autograd.grad((ref * up).sum(), inputs)
-    for forced in (cell.teacher_forced(xs, targets, y0, use_kernel=False),
-                   cell.teacher_forced(xs, targets, y0),
+    for forced in (cell.teacher_forced(xs, targets, y0),
+                   rnnlab.Recurrent(cell).teacher_forced(xs, targets, y0),
                    teacher_forced_kernel(cell, xs, targets, y0)):
         torch.testing.assert_close(forced, ref, rtol=1e-10, atol=1e-12)
         for a, b in zip(torch.autograd.grad((forced * up).sum(), inputs), ref_grads):

@@ -1,4 +1,4 @@
-"""Layer-normalised LSTM / GRU (rnnlab.cells_norm) and their fused kernels
+"""Layer-normalised LSTM / GRU (rnnlab.cells.norm) and their fused kernels
 (rnnlab.kernels.lnorm): the gradient triangle (fused == autograd through the reference step
 == float64 gradcheck) with bias on/off, ragged lengths (including 0), both directions, one
 and several backward chunks, a bidirectional Stack; per-row statistics; training through

@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 from rnnlab.cli import main
 from rnnlab.config import apply_overrides
-from rnnlab.length import HaltHead, LengthHead
+from rnnlab.models.length import HaltHead, LengthHead
 from rnnlab.tasks import SeqLength
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from rnnlab import unroll
+from rnnlab.cells.memory import NTMCell, address
 from rnnlab.cli import main
-from rnnlab.memory import NTMCell, address
 from rnnlab.tasks.ntm import copy_batch, recall_batch, repeat_copy_batch
 
 

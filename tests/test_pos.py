@@ -14,7 +14,7 @@ from rnnlab.data.conllu import Sentence, read_conllu, ud_split_files
 from rnnlab.data.text import DataError
 from rnnlab.tasks import TaskError
 from rnnlab.tasks.pos import UNK, CharCNN, CharEncoder, Pos
-from rnnlab.train import train
+from rnnlab.training import train
 
 TINY = ["train.threads=1", "train.device=cpu"]
 TAGGED = re.compile(r"\S+/[A-Z]+")

@@ -8,7 +8,7 @@ import torch
 
 from rnnlab.cli import main
 from rnnlab.data.trees import parse_tree
-from rnnlab.recursive import ChildSumTreeLSTM, NaryTreeLSTM, TreeBatch, TreeRNN
+from rnnlab.models.recursive import ChildSumTreeLSTM, NaryTreeLSTM, TreeBatch, TreeRNN
 
 TREES = ["(3 (2 It) (4 (2 's) (3 good)))", "(1 (1 bad))", "(2 (2 a) (2 (2 b) (2 (1 c) (3 d))))",
          "(4 (3 x) (2 y) (4 z))"]

@@ -9,9 +9,9 @@ from torch import nn
 
 from rnnlab import ElmanCell, LSTMCell, Stack
 from rnnlab.cli import main
-from rnnlab.diagnose import tracing
 from rnnlab.layers import Recurrent
-from rnnlab.regularizers import pascanu_penalty
+from rnnlab.trace import tracing
+from rnnlab.training.regularizers import pascanu_penalty
 
 
 def brute_force(cell, xs, w, lengths=None):

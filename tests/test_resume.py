@@ -13,11 +13,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rnnlab import rundir
 from rnnlab.cli import main
 from rnnlab.config import apply_overrides
 from rnnlab.tasks import CharLM, load_run
-from rnnlab.train import TrainingError, train
+from rnnlab.training import TrainingError, rundir, train
 
 # dropout (global RNG), random windows (batch RNG), Adam state and a step-decay schedule:
 # everything resume has to restore

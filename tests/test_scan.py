@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import rnnlab
-from rnnlab.cells_linear import MinGRUCell, MinLSTMCell
+from rnnlab.cells.linear import MinGRUCell, MinLSTMCell
 from rnnlab.kernels import scan
 from rnnlab.kernels.scan import ChunkedScan, SequentialScan, linear_kernel, linear_scan
 from rnnlab.unroll import length_mask

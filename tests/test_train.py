@@ -5,10 +5,9 @@ import json
 import pytest
 import torch
 
-from rnnlab import rundir
 from rnnlab.config import apply_overrides
 from rnnlab.tasks import Adding, CharLM, load_run
-from rnnlab.train import clip_gradients, train
+from rnnlab.training import clip_gradients, rundir, train
 
 TINY = ["train.threads=1", "train.device=cpu", "train.log_every=1"]
 

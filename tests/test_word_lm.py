@@ -10,7 +10,6 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from rnnlab import rundir
 from rnnlab.cli import main
 from rnnlab.config import ConfigError, apply_overrides
 from rnnlab.data import DataError
@@ -24,7 +23,7 @@ from rnnlab.tasks.word_lm import (
     ptb_layout_lines,
     tokenize,
 )
-from rnnlab.train import step_decay
+from rnnlab.training import rundir, step_decay
 
 WORDS = "the a cat dog sat ran on under mat log and then".split()
 
@@ -386,7 +385,7 @@ def test_position_round_trip_continues_with_the_same_window(tmp_path):
 
 def test_resume_through_the_training_loop_continues_the_stream(tmp_path):
     from rnnlab.tasks import load_run
-    from rnnlab.train import train
+    from rnnlab.training import train
 
     root = write_ptb(tmp_path / "d")
     E = make_task(root).windows_per_epoch

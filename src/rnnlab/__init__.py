@@ -7,18 +7,23 @@ from .cells import (
     Cell,
     ElmanCell,
     GRUCell,
+    LayerNormGRUCell,
+    LayerNormLSTMCell,
     LeakyCell,
     LSTMCell,
     LSTMState,
     MGUCell,
+    MinGRUCell,
+    MinLSTMCell,
     OutputFeedbackCell,
     make_cell,
 )
-from .cells_linear import MinGRUCell, MinLSTMCell
-from .cells_norm import LayerNormGRUCell, LayerNormLSTMCell
 from .compat import GRU, LSTM, RNN
-from .config import ConfigError, RunConfig, apply_overrides
-from .esn import (
+from .config import ConfigError, RunConfig, TrainConfig, apply_overrides
+from .kernels import find_kernel
+from .kernels.scan import linear_scan
+from .layers import Bidirectional, Recurrent, Stack
+from .models.esn import (
     ESN,
     ReadoutStats,
     Reservoir,
@@ -27,11 +32,8 @@ from .esn import (
     memory_capacity,
     spectral_radius,
 )
-from .kernels import find_kernel
-from .kernels.scan import linear_scan
-from .layers import Bidirectional, Recurrent, Stack
 from .tasks import TASKS, Task, load_run
-from .train import TrainConfig, train
+from .training import train
 from .unroll import unroll
 
 __version__ = "0.1.0"

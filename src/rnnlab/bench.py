@@ -46,7 +46,6 @@ from torch import Tensor, nn
 
 from .cells import CELL_NAMES, OutputFeedbackCell, make_cell
 from .compat import GRU, LSTM, RNN
-from .kernels import find_kernel
 from .layers import Recurrent
 
 __all__ = ["CONFIGS", "DEFAULT_CONFIGS", "CELLS", "Config", "Row", "run", "tables",
@@ -190,16 +189,6 @@ def build(cell: str, cfg: Config, T: int | None = None, seed: int = 0):
     return models, xs, d_ys
 
 
-def rnnlab_path(model: Recurrent) -> str:
-    """"fused" when find_kernel has a kernel for the layer's cell (that takes the layer's
-    recurrent dropout / zoneout, if any), else "reference"."""
-    kernel = find_kernel(model.cell)
-    regularized = model.recurrent_dropout > 0 or any(model.zoneout)
-    if kernel is None or (regularized and not getattr(kernel, "regularizes", False)):
-        return "reference"
-    return "fused"
-
-
 def train_step(module: nn.Module, xs: Tensor, d_ys: Tensor) -> None:
     module.zero_grad(set_to_none=True)
     xs.grad = None
@@ -339,7 +328,7 @@ def worker_time(cell: str, config: str, repeats: int) -> dict:
     cfg = CONFIGS[config]
     result = {"check": check_float64(cell, cfg)}
     models, xs, d_ys = build(cell, cfg)
-    result["path"] = rnnlab_path(models["rnnlab"])
+    result["path"] = models["rnnlab"].path
     steps = {impl: make_step(models[impl], xs, d_ys, cfg.mode)
              for impl in IMPLS if impl in models}
     gemm = cfg.mode == "train" and not cfg.smoke

@@ -27,18 +27,19 @@ from pathlib import Path
 
 import torch
 
-from . import bench, distributed
-from .config import ConfigError, apply_overrides
+from . import bench
+from .config import ConfigError, apply_overrides, resolve_device
 from .data.text import DataError
-from .diagnose import DiagnoseError, diagnose_run
+from .diagnose import diagnose_run
 from .export import ExportError, export_onnx
-from .rundir import CONFIG, TASK_STATE, RunDirError, fresh_run_dir
 from .tasks import TASKS, TaskError, get_task, load_run
-from .train import TrainingError, resolve_device, train
+from .trace import TraceError
+from .training import TrainingError, distributed, train
+from .training.rundir import CONFIG, TASK_STATE, RunDirError, fresh_run_dir
 
 __all__ = ["main"]
 
-USER_ERRORS = (ConfigError, DataError, RunDirError, TaskError, DiagnoseError, ExportError)
+USER_ERRORS = (ConfigError, DataError, RunDirError, TaskError, TraceError, ExportError)
 
 
 def _parser() -> argparse.ArgumentParser:

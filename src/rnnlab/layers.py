@@ -15,8 +15,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .cells import Cell, make_cell
+from .cells import Cell, OutputFeedbackCell, make_cell
 from .kernels import find_kernel
+from .kernels.feedback import teacher_forced_kernel
 from .unroll import check_sequence, length_mask, state_fields, unroll
 
 __all__ = ["Recurrent", "Bidirectional", "Stack"]
@@ -43,6 +44,9 @@ class Recurrent(nn.Module):
         self.cell = cell
         self.reverse = reverse
         self.use_kernel = use_kernel
+        #: set by :func:`rnnlab.trace.tracing`: the layer then runs its ``"traced"`` path and
+        #: calls ``tracer(layer, xs, lengths, steps)`` with every step it took
+        self.tracer = None
         self.input_size, self.output_size = cell.input_size, cell.output_size
         self.recurrent_dropout = _rate("recurrent_dropout", recurrent_dropout)
         self.zoneout: tuple[float, ...] = ()
@@ -80,20 +84,55 @@ class Recurrent(nn.Module):
                              for n, z in zip(sizes, self.zoneout))
         return drop, zone
 
+    @property
+    def path(self) -> str:
+        """``"traced"`` while :func:`rnnlab.trace.tracing` records the layer (the reference
+        loop, every step kept); else ``"fused"`` when the cell family has a kernel
+        (:func:`rnnlab.kernels.find_kernel`) and ``use_kernel`` is on; else ``"reference"``
+        (:func:`rnnlab.unroll`). Every kernel of a ``regularizable`` cell takes the layer's
+        recurrent dropout and zoneout masks."""
+        if self.tracer is not None:
+            return "traced"
+        return "fused" if self.use_kernel and find_kernel(self.cell) is not None else "reference"
+
     def forward(self, xs: Tensor, state=None, lengths=None):
-        kernel = find_kernel(self.cell) if self.use_kernel else None
         regularized = self.recurrent_dropout > 0 or any(self.zoneout)
-        if kernel is None and not regularized:
+        if self.path == "reference" and not regularized:
             return unroll(self.cell, xs, state, lengths, self.reverse)
         T, B = check_sequence(xs, self.cell.input_size)
         if state is None:
             state = self.cell.init_state(B, xs.device, xs.dtype)
         drop, zone = self.masks(T, B, state, xs) if regularized else (None, None)
         masks = {} if drop is None and zone is None else {"drop": drop, "zone": zone}
-        if kernel is None or (masks and not getattr(kernel, "regularizes", False)):
+        if self.path == "fused":
+            return find_kernel(self.cell)(self.cell, xs, state,
+                                          length_mask(lengths, T, B, xs.device), self.reverse,
+                                          **masks)
+        if self.path == "reference":
             return unroll(self.cell, xs, state, lengths, self.reverse, **masks)
-        return kernel(self.cell, xs, state, length_mask(lengths, T, B, xs.device), self.reverse,
-                      **masks)
+        steps: list = []                                  # traced: (t, before, after) each
+        ys, state = unroll(self.cell, xs, state, lengths, self.reverse, steps,
+                           drop=masks.get("drop"), zone=masks.get("zone"))
+        for _, _, after in steps:
+            for tensor in state_fields(after):
+                if tensor.requires_grad:
+                    tensor.retain_grad()
+        self.tracer(self, xs, lengths, steps)
+        return ys, state
+
+    def teacher_forced(self, xs: Tensor, targets: Tensor, y0: Tensor | None = None) -> Tensor:
+        """For an :class:`~rnnlab.cells.OutputFeedbackCell`: the outputs o(t) (T, B, O) of
+        every step at once with the ground truth ``targets`` (T, B, O) fed back (teacher
+        forcing, book 10.2.1), through the hand-written backward of
+        :func:`rnnlab.kernels.feedback.teacher_forced_kernel` (with ``use_kernel=False``, the
+        cell's own plain-ops ``teacher_forced``)."""
+        if not isinstance(self.cell, OutputFeedbackCell):
+            raise TypeError(f"teacher_forced needs an OutputFeedbackCell, got "
+                            f"{type(self.cell).__name__}")
+        if self.path == "reference":
+            return self.cell.teacher_forced(xs, targets, y0)
+        self.cell.check_targets(xs, targets)
+        return teacher_forced_kernel(self.cell, xs, targets, y0)
 
     def extra_repr(self) -> str:
         extra = f", recurrent_dropout={self.recurrent_dropout}" if self.recurrent_dropout else ""

@@ -9,20 +9,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .cells.base import map_state, state_fields
+
 __all__ = ["unroll", "check_sequence", "length_mask", "map_state", "state_fields"]
-
-
-def map_state(fn, *states):
-    """Apply ``fn`` field by field to states that are tensors or NamedTuples of tensors."""
-    first = states[0]
-    if isinstance(first, tuple):
-        return type(first)(*(fn(*fields) for fields in zip(*states)))
-    return fn(*states)
-
-
-def state_fields(state) -> tuple[Tensor, ...]:
-    """The tensors of a state: its fields for a NamedTuple, else the tensor alone."""
-    return tuple(state) if isinstance(state, tuple) else (state,)
 
 
 def check_sequence(xs, input_size: int) -> tuple[int, int]:

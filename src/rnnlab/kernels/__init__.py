@@ -21,9 +21,18 @@ None, reverse) -> (ys (T, B, O), state)`` and gives the same values and gradient
 
 from __future__ import annotations
 
-from ..cells import ElmanCell, GRUCell, LeakyCell, LSTMCell, MGUCell, OutputFeedbackCell
-from ..cells_linear import MinGRUCell, MinLSTMCell
-from ..cells_norm import LayerNormGRUCell, LayerNormLSTMCell
+from ..cells import (
+    ElmanCell,
+    GRUCell,
+    LayerNormGRUCell,
+    LayerNormLSTMCell,
+    LeakyCell,
+    LSTMCell,
+    MGUCell,
+    MinGRUCell,
+    MinLSTMCell,
+    OutputFeedbackCell,
+)
 from .elman import elman_kernel
 from .feedback import feedback_kernel
 from .gru import gru_before_kernel, gru_kernel

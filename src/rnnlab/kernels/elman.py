@@ -145,4 +145,3 @@ def elman_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: boo
         xs, h0, cell.W_xh, cell.W_hh, bias, m, reverse, relu, drop, *(z or ())), mask, zone)
 
 
-elman_kernel.regularizes = True     # takes drop= and zone= (rnnlab.Recurrent)

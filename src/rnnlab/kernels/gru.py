@@ -198,7 +198,6 @@ def gru_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool,
         xs, h0, cell.W_xh, cell.W_hh, bias_x, b_hn, m, reverse, drop, *(z or ())), mask, zone)
 
 
-gru_kernel.regularizes = True     # takes drop= and zone= (rnnlab.Recurrent)
 
 
 class GRUBeforeSequence(torch.autograd.Function):
@@ -296,4 +295,3 @@ def gru_before_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse
         xs, h0, cell.W_xh, cell.W_hh, bias, m, reverse, drop, *(z or ())), mask, zone)
 
 
-gru_before_kernel.regularizes = True     # takes drop= and zone= (rnnlab.Recurrent)

@@ -132,4 +132,3 @@ def leaky_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: boo
         mask, zone)
 
 
-leaky_kernel.regularizes = True     # takes drop= and zone= (rnnlab.Recurrent)

@@ -1,4 +1,4 @@
-"""Fused layer-normalised LSTM and GRU (:mod:`rnnlab.cells_norm`; Ba, Kiros & Hinton 2016)
+"""Fused layer-normalised LSTM and GRU (:mod:`rnnlab.cells.norm`; Ba, Kiros & Hinton 2016)
 with hand-derived BPTT, layer-norm backward included.
 
 Layer norm of a row z ∈ R^N and its backward (per row, N = 4H, 3H or H):
@@ -76,7 +76,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..cells import LSTMState
+from ..cells.base import LSTMState
 from ._common import (
     backward_steps,
     dropped,
@@ -374,7 +374,6 @@ def ln_lstm_kernel(cell, xs: Tensor, state: LSTMState, mask: Tensor | None, reve
     return ys, LSTMState(h, c)
 
 
-ln_lstm_kernel.regularizes = True     # takes drop= and zone= (rnnlab.Recurrent)
 
 
 class LNGRUSequence(torch.autograd.Function):
@@ -510,4 +509,3 @@ def ln_gru_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bo
                                                       *(z or ())), mask, zone)
 
 
-ln_gru_kernel.regularizes = True     # takes drop= and zone= (rnnlab.Recurrent)

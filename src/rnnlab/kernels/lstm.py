@@ -45,7 +45,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..cells import LSTMState
+from ..cells.base import LSTMState
 from ._common import (
     backward_steps,
     dropped,
@@ -254,4 +254,3 @@ def lstm_kernel(cell, xs: Tensor, state: LSTMState, mask: Tensor | None, reverse
     return ys, LSTMState(h, c)
 
 
-lstm_kernel.regularizes = True     # takes drop= and zone= (rnnlab.Recurrent)

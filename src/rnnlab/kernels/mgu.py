@@ -134,4 +134,3 @@ def mgu_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool,
         xs, h0, cell.W_xh, cell.W_hh, bias, m, reverse, drop, *(z or ())), mask, zone)
 
 
-mgu_kernel.regularizes = True     # takes drop= and zone= (rnnlab.Recurrent)

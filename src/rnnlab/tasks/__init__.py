@@ -46,10 +46,10 @@ def load_run(path, data_path: str | None = None, need=None):
     ``data_path`` replaces the saved ``data.path`` (for tasks that read a file). ``need`` is
     the files the directory must hold (default: config, task state and weights); without
     the weights file the model keeps its fresh initialisation. Raises
-    :class:`rnnlab.rundir.RunDirError` for a missing or incomplete directory.
+    :class:`rnnlab.training.rundir.RunDirError` for a missing or incomplete directory.
     """
-    from .. import rundir
     from ..config import ConfigError, from_dict
+    from ..training import rundir
 
     CONFIG, TASK_STATE, WEIGHTS = rundir.CONFIG, rundir.TASK_STATE, rundir.WEIGHTS
     run = rundir.check_run_dir(path, rundir.REQUIRED if need is None else need)

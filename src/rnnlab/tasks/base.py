@@ -1,6 +1,6 @@
 """The task interface: what the model-agnostic training loop needs from a task.
 
-A task owns its data and its loss; the training loop (:func:`rnnlab.train.train`) owns
+A task owns its data and its loss; the training loop (:func:`rnnlab.training.train`) owns
 optimisation. Everything a task needs from the config is ``cfg.model`` and ``cfg.data``
 (its own dataclasses) plus ``cfg.train.batch_size``.
 
@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from ..config import ConfigError, RunConfig
+from ..config import ConfigError, RunConfig, TrainConfig
 
 __all__ = ["Task", "TaskError"]
 
@@ -62,7 +62,7 @@ class Task:
     DataConfig: ClassVar[type]
     main_metric: ClassVar[str]           # the metric printed at each evaluation
     uses_data_file: ClassVar[bool] = False
-    #: the task's defaults for :class:`rnnlab.train.TrainConfig` fields
+    #: the task's defaults for :class:`rnnlab.config.TrainConfig` fields
     train_defaults: ClassVar[dict[str, Any]] = {}
     #: named configurations, each a list of ``--set`` overrides (``rnnlab train --config NAME``)
     presets: ClassVar[dict[str, list[str]]] = {}
@@ -76,8 +76,6 @@ class Task:
 
     @classmethod
     def default_config(cls) -> RunConfig:
-        from ..train import TrainConfig
-
         return RunConfig(model=cls.ModelConfig(), data=cls.DataConfig(),
                          train=TrainConfig(**cls.train_defaults))
 

@@ -227,6 +227,6 @@ class CharLM(Task):
             logits, state = model(torch.tensor([[nxt]], device=device), state)
         text = prompt + self.decode(sampled)
         if out is not None:
-            from ..rundir import write_text
+            from ..training.rundir import write_text
             write_text(Path(out), text)
         return text

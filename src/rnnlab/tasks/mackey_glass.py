@@ -14,7 +14,7 @@ sees s(t) = tanh(x(t) - 1) (``data.squash``), which maps x in (0.4, 1.35) into a
 samples for training, then a valid and a test block of ``data.trials`` overlapping windows
 (``data.warmup + data.horizon + 1`` samples each, starts ``data.stride`` samples apart).
 
-The model (:class:`rnnlab.esn.ESN`). ``model.loop=feedback`` (Jaeger & Haas): no input but the
+The model (:class:`rnnlab.ESN`). ``model.loop=feedback`` (Jaeger & Haas): no input but the
 bias, the output fed back through W_fb,
 
     x(t) = (1 - a) x(t-1) + a tanh(W_in [1] + W x(t-1) + W_fb s(t-1)),   y(t) = W_out [1; x(t)]
@@ -26,7 +26,7 @@ part after ``data.washout`` steps, with uniform state noise ``model.noise`` insi
 (Jaeger's remedy for a closed loop that must tolerate its own errors).
 
 How it trains inside the generic loop. :meth:`MackeyGlass.fit` is the ``Task.fit`` hook of
-:func:`rnnlab.train.train`: it fits the readout in closed form, once, deterministically
+:func:`rnnlab.training.train`: it fits the readout in closed form, once, deterministically
 from ``train.seed`` (which draws the reservoir), returns the training metrics, and the loop
 takes no gradient steps (it records them at step ``train.steps`` = 1, evaluates, writes
 ``model.safetensors`` with the reservoir buffers and the ``W_out`` parameter, and the
@@ -79,7 +79,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import ConfigError
-from ..esn import ESN, RLSReadout, echo_state_distance
+from ..models.esn import ESN, RLSReadout, echo_state_distance
 from .base import Task, TaskError
 
 __all__ = ["MackeyGlass", "MackeyGlassModel", "MackeyGlassData", "mackey_glass"]
@@ -328,7 +328,7 @@ class MackeyGlass(Task):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from ..rundir import _atomic_write
+        from ..training.rundir import _atomic_write
 
         pred, truth = self.free_run(model, device, start, length)
         steps = range(1, len(truth) + 1)
@@ -368,6 +368,6 @@ class MackeyGlass(Task):
             if str(out).lower().endswith(".png"):
                 self.plot_free_run(model, device, Path(out), start, length)
             else:
-                from ..rundir import write_text
+                from ..training.rundir import write_text
                 write_text(Path(out), text + "\n")
         return text

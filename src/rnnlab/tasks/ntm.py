@@ -1,5 +1,5 @@
 """The algorithmic tasks of the Neural Turing Machine paper (Graves et al. 2014, section 4),
-for an NTM (:class:`rnnlab.memory.NTMCell`) or an LSTM baseline (``model.arch=lstm``):
+for an NTM (:class:`rnnlab.cells.memory.NTMCell`) or an LSTM baseline (``model.arch=lstm``):
 
     rnnlab train ntm-copy            copy a sequence of random 8-bit vectors (4.1)
     rnnlab train ntm-repeat-copy     copy it a given number of times, then an end marker (4.2)
@@ -26,9 +26,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..cells.memory import NTMCell
 from ..config import ConfigError
 from ..layers import Stack
-from ..memory import NTMCell
 from ..unroll import unroll
 from .base import Task
 

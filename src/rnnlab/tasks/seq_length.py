@@ -1,5 +1,5 @@
 """Task ``seq-length``: the three ways of ending a generated sequence of
-:mod:`rnnlab.length` (EOS symbol, halting output, predicted length) on one problem —
+:mod:`rnnlab.models.length` (EOS symbol, halting output, predicted length) on one problem —
 reverse a digit sequence of random length 1..12 with an encoder-decoder:
 
     rnnlab train seq-length --set model.length=eos         (or halt, predict)
@@ -20,7 +20,7 @@ from torch.nn import functional as F
 from ..cells import LSTMState
 from ..config import ConfigError
 from ..layers import Stack
-from ..length import HaltHead, LengthHead
+from ..models.length import HaltHead, LengthHead
 from .base import Task
 
 __all__ = ["SeqLength", "LengthModel"]

@@ -10,7 +10,7 @@ Data: a folder with ``train.txt``, ``dev.txt`` and ``test.txt`` in the PTB brack
 3-4 -> positive; neutral nodes carry no loss and trees with a neutral root are dropped.
 Words are lower-cased; the vocabulary is the training words (``<unk>`` for the others).
 
-Model: :class:`rnnlab.recursive.TreeClassifier` (Child-Sum Tree-LSTM by default;
+Model: :class:`rnnlab.models.recursive.TreeClassifier` (Child-Sum Tree-LSTM by default;
 ``model.cell=nary`` for the binary N-ary Tree-LSTM, ``rnn`` for the plain recursive net),
 trained with cross-entropy over every labelled node, batched level by level over many trees.
 
@@ -33,7 +33,7 @@ from torch.nn import functional as F
 from ..config import ConfigError
 from ..data.text import DataError
 from ..data.trees import parse_tree, read_trees
-from ..recursive import TREE_CELLS, TreeBatch, TreeClassifier
+from ..models.recursive import TREE_CELLS, TreeBatch, TreeClassifier
 from .base import Task, TaskError
 
 __all__ = ["TreeSentiment", "TreeSentimentModel", "TreeSentimentData"]

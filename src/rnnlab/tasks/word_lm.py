@@ -541,6 +541,6 @@ class WordLM(Task):
             logits, state = model(torch.tensor([[nxt]], device=device), state)
         text = self.decode((ids.tolist() if words else []) + sampled)
         if out is not None:
-            from ..rundir import write_text
+            from ..training.rundir import write_text
             write_text(Path(out), text)
         return text

@@ -15,67 +15,16 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..config import ConfigError, RunConfig, TrainConfig, resolve_device, to_dict
 from . import distributed, rundir
-from .config import ConfigError, RunConfig, to_dict
 
-__all__ = ["TrainConfig", "TrainingError", "train", "resolve_device", "make_optimizer"]
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings shared by every task (tasks change the defaults)."""
-
-    steps: int = 1000                  # optimizer steps
-    batch_size: int = 32
-    lr: float = 1e-3
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    momentum: float = 0.9              # sgd only
-    weight_decay: float = 0.0
-    clip_norm: float | None = 1.0      # global gradient-norm clipping; None or 0 = off
-    clip_value: float | None = None    # element-wise gradient clipping; None or 0 = off
-    pascanu: float = 0.0               # weight of Pascanu et al.'s (2013) vanishing-gradient
-                                       # regulariser Ω (rnnlab.regularizers); 0 = off
-    lr_decay: Literal["none", "cosine", "step"] = "none"
-    # "step": lr x lr_decay_factor at step lr_decay_start, and again every lr_decay_every
-    # steps after it (Zaremba et al. 2014: x0.5 per epoch after epoch 4 = start 4E, every E)
-    lr_decay_start: int = 0
-    lr_decay_every: int = 1000
-    lr_decay_factor: float = 0.5
-    seed: int = 0
-    eval_every: int = 100              # steps between valid evaluations
-    checkpoint_every: int = 500        # steps between checkpoints (the last step always saves)
-    keep_checkpoints: bool = True      # also keep each checkpoint's weights (and the untrained
-                                       # model's) in checkpoints/, for `rnnlab diagnose`
-    log_every: int = 10                # steps averaged into one train line of metrics.jsonl
-    threads: int = 0                   # torch intra-op threads; 0 = leave torch's default
-    device: Literal["cpu", "cuda", "auto"] = "auto"
-
-    def check(self) -> None:
-        """Raise :class:`ConfigError` for values no run can use."""
-        for key in ("steps", "batch_size", "eval_every", "checkpoint_every", "log_every",
-                    "lr_decay_every"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"train.{key} must be at least 1, got {getattr(self, key)}")
-        if self.lr <= 0:
-            raise ConfigError(f"train.lr must be positive, got {self.lr}")
-        for key in ("weight_decay", "clip_norm", "clip_value", "threads", "pascanu"):
-            value = getattr(self, key)
-            if value is not None and value < 0:
-                raise ConfigError(f"train.{key} must not be negative, got {value}")
-        if self.lr_decay_start < 0:
-            raise ConfigError(f"train.lr_decay_start must not be negative, "
-                              f"got {self.lr_decay_start}")
-        if not 0 < self.lr_decay_factor <= 1:
-            raise ConfigError(f"train.lr_decay_factor must be in (0, 1], "
-                              f"got {self.lr_decay_factor}")
+__all__ = ["TrainingError", "train", "make_optimizer"]
 
 
 #: rank r of a torchrun launch draws its batches from the stream seeded train.seed + r * this
@@ -84,14 +33,6 @@ RANK_STRIDE = 1_000_003
 
 class TrainingError(RuntimeError):
     """Training cannot go on (the loss became NaN or infinite)."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device=cuda but no CUDA device is available; use cpu or auto")
-    return torch.device(name)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -263,7 +204,7 @@ def train(task, cfg: RunConfig, run: Path | None = None, *,
         task.step = step
         batch = task.batch(batch_rng, tc.batch_size // world, device)
         if tc.pascanu > 0:
-            from .diagnose import tracing  # the reference loop, traced
+            from ..trace import tracing  # the reference loop, traced
             from .regularizers import pascanu_penalty
 
             with tracing(model) as traces:

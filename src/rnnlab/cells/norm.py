@@ -51,7 +51,7 @@ from typing import final
 import torch
 from torch import Tensor, nn
 
-from .cells import Cell, LSTMState, _check_sizes, _uniform_
+from .base import Cell, LSTMState, check_sizes, uniform_
 
 __all__ = ["LayerNormLSTMCell", "LayerNormGRUCell", "layer_norm"]
 
@@ -75,13 +75,13 @@ class _LayerNormCell(Cell):
 
     def _init_weights(self, gates: int, input_size: int, hidden_size: int, bias: bool,
                       eps: float, kw: dict) -> None:
-        _check_sizes(input_size, hidden_size)
+        check_sizes(input_size, hidden_size)
         self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, hidden_size
         self.eps = _check_eps(eps)
         G = gates * hidden_size
         self.W_xh = nn.Parameter(torch.empty(G, input_size, **kw))
         self.W_hh = nn.Parameter(torch.empty(G, hidden_size, **kw))
-        _uniform_([self.W_xh, self.W_hh], hidden_size)
+        uniform_([self.W_xh, self.W_hh], hidden_size)
         self.b_xh = nn.Parameter(torch.zeros(G, **kw)) if bias else None
         self.b_hh = nn.Parameter(torch.zeros(G, **kw)) if bias else None
         self.g_xh = nn.Parameter(torch.ones(G, **kw))

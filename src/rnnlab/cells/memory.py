@@ -34,7 +34,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .cells import Cell, LSTMCell, LSTMState
+from .base import Cell, LSTMState
+from .lstm import LSTMCell
 
 __all__ = ["NTMCell", "NTMState", "address"]
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .data.trees import Tree
+from ..data.trees import Tree
 
 __all__ = ["TreeBatch", "TreeRNN", "ChildSumTreeLSTM", "NaryTreeLSTM", "TreeClassifier",
            "TREE_CELLS"]

@@ -2,7 +2,7 @@
 
 Each wraps any rnnlab cell (or, for the clockwork RNN, is a cell) and keeps the one cell
 contract, so it runs through :func:`rnnlab.unroll`, :class:`Recurrent`, ``Bidirectional``,
-``Stack`` and every task (``--set model.cell=dt-lstm``, see :func:`parse_cell_name`):
+``Stack`` and every task (``--set model.cell=dt-lstm``, see :mod:`rnnlab.cells.registry`):
 
     DeepTransitionCell(cell, depth, shortcut)   Pascanu et al. 2014, "How to construct deep
                                                 recurrent neural networks": DT-RNN, DT(S)-RNN
@@ -17,17 +17,17 @@ None has a fused kernel: they run through the reference loop, which autograd dif
 
 from __future__ import annotations
 
-import re
 from typing import NamedTuple, final
 
 import torch
 from torch import Tensor, nn
 
-from .cells import Cell, ElmanCell
-from .unroll import state_fields as _fields
+from .base import Cell
+from .base import state_fields as _fields
+from .elman import ElmanCell
 
 __all__ = ["DeepTransitionCell", "DeepOutputCell", "SkipCell", "SkipState", "ClockworkCell",
-           "ClockworkState", "parse_cell_name"]
+           "ClockworkState"]
 
 
 
@@ -232,34 +232,3 @@ class ClockworkCell(Cell):
         active = torch.remainder(state.t, self.period) == 0                 # (B, H)
         h = torch.where(active, torch.tanh(a), state.h)
         return ClockworkState(h, state.t + 1), h
-
-
-_PATTERN = re.compile(r"^(?:(dt|dts|do)(\d*)-|(skip|delay)(\d+)-)(.+)$")
-
-
-def parse_cell_name(name: str, input_size: int, hidden_size: int, base) -> Cell | None:
-    """The wrapped cells by name, composable with every base cell name (``base`` builds
-    those), or None when ``name`` is not one of these forms:
-
-        clockwork                         ClockworkCell, periods 1, 2, 4, ... (8 modules)
-        dt-CELL, dt2-CELL                 DeepTransitionCell, depth 1 (2)
-        dts-CELL, dts2-CELL               ... with the shortcut (DT(S)-RNN)
-        do-CELL, do2-CELL                 DeepOutputCell
-        skipD-CELL                        SkipCell(delay D), keeping the length-1 connection
-        delayD-CELL                       SkipCell(delay D, unit=False): only length D
-    """
-    if name == "clockwork":
-        return ClockworkCell(input_size, hidden_size)
-    match = _PATTERN.match(name)
-    if match is None:
-        return None
-    deep, depth, skip, delay, inner = match.groups()
-    if deep:
-        cell = base(inner, input_size, hidden_size)
-        depth = int(depth or 1)
-        if deep == "do":
-            return DeepOutputCell(cell, depth)
-        return DeepTransitionCell(cell, depth, shortcut=deep == "dts")
-    unit = skip == "skip"
-    return SkipCell.build(lambda i, h: base(inner, i, h), input_size, hidden_size,
-                          int(delay), unit)

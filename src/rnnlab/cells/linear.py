@@ -21,7 +21,7 @@ from typing import final
 import torch
 from torch import Tensor, nn
 
-from .cells import Cell, _check_sizes, _uniform_
+from .base import Cell, check_sizes, uniform_
 
 __all__ = ["MinGRUCell", "MinLSTMCell"]
 
@@ -43,12 +43,12 @@ class MinGRUCell(Cell):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  device=None, dtype=None):
         super().__init__()
-        _check_sizes(input_size, hidden_size)
+        check_sizes(input_size, hidden_size)
         kw = {"device": device, "dtype": dtype}
         self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, hidden_size
         self.W_xh = nn.Parameter(torch.empty(2 * hidden_size, input_size, **kw))
         self.b_xh = nn.Parameter(torch.empty(2 * hidden_size, **kw)) if bias else None
-        _uniform_(self.parameters(), hidden_size)
+        uniform_(self.parameters(), hidden_size)
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> Tensor:
         return self._zeros(batch_size, self.hidden_size, device, dtype)
@@ -89,12 +89,12 @@ class MinLSTMCell(Cell):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  device=None, dtype=None):
         super().__init__()
-        _check_sizes(input_size, hidden_size)
+        check_sizes(input_size, hidden_size)
         kw = {"device": device, "dtype": dtype}
         self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, hidden_size
         self.W_xh = nn.Parameter(torch.empty(3 * hidden_size, input_size, **kw))
         self.b_xh = nn.Parameter(torch.empty(3 * hidden_size, **kw)) if bias else None
-        _uniform_(self.parameters(), hidden_size)
+        uniform_(self.parameters(), hidden_size)
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> Tensor:
         return self._zeros(batch_size, self.hidden_size, device, dtype)

@@ -10,7 +10,7 @@ differentiates only the one-step Jacobian ∂h_{k+1}/∂h_k, through the weights
 
     rnnlab train adding --set model.cell=rnn train.pascanu=2.0
 
-Computation: one traced forward (:func:`rnnlab.diagnose.tracing`, the reference loop) gives
+Computation: one traced forward (:func:`rnnlab.trace.tracing`, the reference loop) gives
 every state h_k; one backward gives every ∂L/∂h_k; then all one-step vector-Jacobian
 products are taken at once by re-running the cell once on the (T·B) stacked pairs
 (h_k detached, x_{k+1}) and differentiating with ``create_graph`` so Ω has a gradient with
@@ -25,8 +25,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .diagnose import LayerTrace
-from .unroll import state_fields as _fields
+from ..trace import LayerTrace
+from ..unroll import state_fields as _fields
 
 __all__ = ["pascanu_penalty"]
 
