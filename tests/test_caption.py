@@ -224,12 +224,12 @@ def test_every_conditioning_trains_a_step(condition, attention, tmp_path):
 def test_scheduled_sampling_ratio_follows_the_step(tmp_path):
     task = task_for(write_coco(tmp_path / "set", n=6), "model.sampling=linear",
                     "model.sampling_k=1", "model.sampling_c=0.01", "model.sampling_min=0.2")
-    task.step = 30
+    task.set_position({"drawn": 30})
     assert task.teacher_forcing() == pytest.approx(0.7)
     model = task.build_model()
     loss, metrics = task.loss(model, task.batch(torch.Generator().manual_seed(0), 2, "cpu"))
     assert metrics == {"teacher_forcing": pytest.approx(0.7)} and torch.isfinite(loss)
-    task.step = 1000
+    task.set_position({"drawn": 1000})
     assert task.teacher_forcing() == pytest.approx(0.2)
 
 

@@ -186,7 +186,7 @@ def test_char_lm_trains_with_recurrent_dropout_and_zoneout(tmp_path):
 
 
 @pytest.mark.parametrize("sets, message", [
-    (["model.recurrent_dropout=1.5"], r"model.recurrent_dropout must be in \[0, 1\)"),
+    (["model.recurrent_dropout=1.5"], r"model.recurrent_dropout=1.5.*must be a number in \[0, 1\)"),
     (["model.zoneout=0.1", "model.cell=dt-lstm"], "need a cell whose output is its state"),
 ])
 def test_word_lm_refuses_bad_regularizers(tmp_path, capsys, sets, message):

@@ -127,14 +127,15 @@ class NaNAt:
     """Wraps a task so that the loss at one step is NaN."""
 
     def __init__(self, task, step):
-        self.task, self.bad = task, step
+        self.task, self.bad, self.calls = task, step, 0
 
     def __getattr__(self, name):
         return getattr(self.task, name)
 
     def loss(self, model, batch):
         loss, metrics = self.task.loss(model, batch)
-        if self.step == self.bad:               # set by the training loop
+        self.calls += 1                         # one training loss per optimizer step
+        if self.calls == self.bad:
             loss = loss * float("nan")
         return loss, metrics
 

@@ -151,7 +151,7 @@ def test_scheduled_sampling_ratio_follows_the_step(tmp_path):
     batch = task.batch(torch.Generator().manual_seed(0), 4, "cpu")
     ratios = []
     for step in (1, 30, 100):
-        task.step = step
+        task.set_position({"drawn": step})
         _, metrics = task.loss(model, batch)
         ratios.append(metrics["tf"])
     assert ratios == pytest.approx([10 / (10 + torch.e ** (s / 10)) for s in (1, 30, 100)])

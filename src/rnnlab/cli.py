@@ -34,8 +34,8 @@ from .diagnose import diagnose_run
 from .export import ExportError, export_onnx
 from .tasks import TASKS, TaskError, get_task, load_run
 from .trace import TraceError
-from .training import TrainingError, distributed, train
-from .training.rundir import CONFIG, TASK_STATE, RunDirError, fresh_run_dir
+from .training import TrainingError, distributed
+from .training.rundir import CONFIG, TASK_STATE, RunDirError
 
 __all__ = ["main"]
 
@@ -211,29 +211,22 @@ def cmd_train(args) -> int:
                 raise TaskError(f"task {cls.name!r} generates its own data; --data does not "
                                 f"apply")
             cfg.data.path = args.data
-        cfg.train.check()
-        device = resolve_device(cfg.train.device)
+        cfg.train.check()                            # before reading data or making a dir
         task = cls(cfg)                              # reads and checks the data
-        if distributed.setup(device) > 1:           # torchrun: rank 0 picks the directory
-            run = None
-            if distributed.is_main():
-                run = fresh_run_dir(args.out if args.out is not None
-                                    else Path("runs") / cls.name)
-            run = Path(distributed.broadcast_object(None if run is None else str(run)))
-        else:
-            run = fresh_run_dir(args.out if args.out is not None else Path("runs") / cls.name)
+        run = distributed.fresh_run_dir(args.out if args.out is not None
+                                        else Path("runs") / cls.name, cfg.train.device)
         say(f"training {cls.name} -> {run}")
     if not distributed.is_main():
         say = _quiet
-    model, final = train(task, cfg, run, log=say, progress=None if not args.json else False,
-                         resume=args.resume is not None)
+    model, final = task.train(run, log=say, progress=None if not args.json else False,
+                              resume=args.resume is not None)
     if not distributed.is_main():
         distributed.shutdown()
         return 0
     say(f"final  | {_fmt(final)}")
     say(f"run saved to {run}")
     result = {"task": cls.name, "run": str(run), **final}
-    if cls.name == "char-lm":
+    if task.samples_after_training:
         device = next(model.parameters()).device
         trained = _sample(task, model, cfg.train.seed, device)
         torch.manual_seed(cfg.train.seed)       # the same initialisation as before training

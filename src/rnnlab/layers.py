@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .cells import Cell, OutputFeedbackCell, make_cell
+from .cells import CELL_NAMES, Cell, OutputFeedbackCell, make_cell
 from .kernels import find_kernel
 from .kernels.feedback import teacher_forced_kernel
 from .unroll import check_sequence, length_mask, state_fields, unroll
@@ -53,9 +53,9 @@ class Recurrent(nn.Module):
         if recurrent_dropout or zoneout:
             if not cell.regularizable:
                 raise ValueError(f"recurrent_dropout and zoneout need a cell whose output is "
-                                 f"its state, read by its recurrent weights (rnn, relu, lstm, "
-                                 f"gru, gru-before, mgu, leaky-rnn); {type(cell).__name__} "
-                                 f"is not one")
+                                 f"its state, read by its recurrent weights ("
+                                 f"{', '.join(_regularizable_names())}); "
+                                 f"{type(cell).__name__} is not one")
             n_fields = len(state_fields(cell.init_state(1)))
             rates = tuple(zoneout) if isinstance(zoneout, Sequence) else (zoneout,) * n_fields
             if len(rates) != n_fields:
@@ -139,6 +139,11 @@ class Recurrent(nn.Module):
         if any(self.zoneout):
             extra += f", zoneout={self.zoneout}"
         return f"reverse={self.reverse}{extra}"
+
+
+def _regularizable_names() -> list[str]:
+    """The names of :func:`rnnlab.make_cell` whose cells take recurrent dropout and zoneout."""
+    return [name for name in CELL_NAMES if make_cell(name, 1, 2).regularizable]
 
 
 def _rate(name: str, p) -> float:

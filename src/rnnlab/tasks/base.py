@@ -10,7 +10,7 @@ optimisation. Everything a task needs from the config is ``cfg.model`` and ``cfg
     loss, metrics = task.loss(model, batch)  # scalar tensor, {"mse": 0.13, ...}
     task.evaluate(model, "valid", device)    # {"loss": ..., "mse": ...} over the fixed split
     task.state_dict()                        # JSON-able state saved with the run (a vocab)
-    task.fit(model, device, run)             # None, or metrics of a closed-form fit (ESN)
+    task.train(run)                          # train it: the gradient loop by default
 
 Optional, where the task has them:
 
@@ -18,7 +18,8 @@ Optional, where the task has them:
     task.predict(model, ["an input", ...], device) -> ["its output", ...]
                                              # rnnlab predict / translate / caption RUN INPUT..
     task.position() / task.set_position(d)   # JSON-able data position beyond the batch RNG
-                                             # (a truncated-BPTT cursor), saved for --resume
+                                             # (a truncated-BPTT cursor, batches drawn),
+                                             # saved with each checkpoint for --resume
     Task.presets = {"small": ["model.hidden=200", ...]}   # rnnlab train TASK --config small
 """
 
@@ -29,7 +30,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from ..cells import make_cell
 from ..config import ConfigError, RunConfig, TrainConfig
+from ..layers import Recurrent
+from ..training import train
 
 __all__ = ["Task", "TaskError"]
 
@@ -39,18 +43,16 @@ class TaskError(ValueError):
 
 
 def check_regularizers(model_cfg) -> None:
-    """Config errors for ``model.recurrent_dropout`` and ``model.zoneout`` (rates in [0, 1)
-    on a cell that supports them) before a model is built."""
-    from ..cells import make_cell
-
-    rates = {k: getattr(model_cfg, k) for k in ("recurrent_dropout", "zoneout")}
-    for key, p in rates.items():
-        if not 0.0 <= p < 1.0:
-            raise ConfigError(f"model.{key} must be in [0, 1), got {p}")
-    if any(rates.values()) and not make_cell(model_cfg.cell, 1, 2).regularizable:
-        raise ConfigError(f"model.recurrent_dropout and model.zoneout need a cell whose output "
-                          f"is its state (rnn, relu, lstm, gru, gru-before, mgu, leaky-rnn); "
-                          f"got model.cell={model_cfg.cell}")
+    """``model.recurrent_dropout`` and ``model.zoneout`` checked by the layer that will take
+    them (:class:`rnnlab.Recurrent`, the one place they are validated) before the model is
+    built, its error raised as a :class:`ConfigError` naming the config keys."""
+    try:
+        Recurrent(make_cell(model_cfg.cell, 1, 2), recurrent_dropout=model_cfg.recurrent_dropout,
+                  zoneout=model_cfg.zoneout)
+    except ValueError as e:
+        raise ConfigError(f"model.cell={model_cfg.cell}, model.recurrent_dropout="
+                          f"{model_cfg.recurrent_dropout}, model.zoneout={model_cfg.zoneout}: "
+                          f"{e}") from None
 
 
 class Task:
@@ -66,13 +68,12 @@ class Task:
     train_defaults: ClassVar[dict[str, Any]] = {}
     #: named configurations, each a list of ``--set`` overrides (``rnnlab train --config NAME``)
     presets: ClassVar[dict[str, list[str]]] = {}
+    #: ``rnnlab train`` prints a sample of the trained and of the untrained model
+    samples_after_training: ClassVar[bool] = False
 
     def __init__(self, cfg: RunConfig, state: dict | None = None):
         """Prepare the data. ``state`` is :meth:`state_dict` of a saved run, when reloading."""
         self.cfg = cfg
-        #: the optimizer step being taken (1-based), set by the training loop before each
-        #: :meth:`batch`; schedules that depend on progress (scheduled sampling) read it
-        self.step = 0
 
     @classmethod
     def default_config(cls) -> RunConfig:
@@ -82,13 +83,12 @@ class Task:
     def build_model(self) -> nn.Module:
         raise NotImplementedError
 
-    def fit(self, model: nn.Module, device, run=None) -> dict[str, float] | None:
-        """Closed-form training (an echo state network's ridge readout), called by the training
-        loop after the untrained evaluation. Return None (the default) for gradient training;
-        or fit ``model`` in place and return its training metrics, and the loop takes no
-        gradient steps: it records them as step ``train.steps``, evaluates and saves.
-        ``run`` is the run directory (or None), for figures the task writes."""
-        return None
+    def train(self, run=None, **options):
+        """Train :meth:`build_model` with ``self.cfg`` and write the run directory ``run``
+        (None: write nothing); return ``(model, final_metrics)``. ``options`` are those of
+        :func:`rnnlab.training.train`, the gradient loop that this default runs; a task whose
+        model is fitted otherwise (an echo state network's closed-form readout) overrides it."""
+        return train(self, self.cfg, run, **options)
 
     def batch(self, generator: torch.Generator, batch_size: int, device) -> tuple[Tensor, ...]:
         """A random training batch, drawn with ``generator``."""

@@ -249,6 +249,7 @@ class Caption(Task):
 
     def __init__(self, cfg, state=None):
         super().__init__(cfg, state)
+        self.drawn = 0                           # training batches drawn (see position)
         self._check_config()
         self.splits: dict[str, list[CaptionedImage]] | None = None
         self.pixels: dict[str, Tensor] = {}          # split -> uint8 (N, 3, L, L)
@@ -373,9 +374,17 @@ class Caption(Task):
     def build_model(self) -> nn.Module:
         return Captioner(len(self.vocab), self.cfg.model)
 
+    def position(self) -> dict:
+        """The batches drawn so far: the scheduled-sampling clock, saved for --resume."""
+        return {"drawn": self.drawn}
+
+    def set_position(self, position: dict) -> None:
+        self.drawn = int(position.get("drawn", 0))
+
     def batch(self, generator, batch_size, device):
         """``batch_size`` augmented training images (B, 3, S, S), ``captions_per_image`` of
         the captions of each: tokens_in and targets (T, B*k), and the image index (B*k,)."""
+        self.drawn += 1                          # batch k feeds optimizer step k
         d = self.cfg.data
         train, pixels = self._ensure_data()["train"], self.pixels["train"]
         picks = torch.randint(len(train), (batch_size,), generator=generator).tolist()
@@ -402,7 +411,7 @@ class Caption(Task):
         m = self.cfg.model
         if m.sampling == "none":
             return 1.0
-        return teacher_forcing_ratio(m.sampling, self.step, m.sampling_k, m.sampling_c,
+        return teacher_forcing_ratio(m.sampling, self.drawn, m.sampling_k, m.sampling_c,
                                      m.sampling_min)
 
     def loss(self, model, batch):

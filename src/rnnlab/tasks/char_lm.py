@@ -87,6 +87,7 @@ class CharLM(Task):
                    "bundled docs); bits per character, and sampling")
     ModelConfig, DataConfig = CharLMModel, CharLMData
     main_metric = "bpc"
+    samples_after_training = True
     uses_data_file = True
     # threads=1: on a shared 2-core machine a second intra-op thread stalled training
     # (no eval after 150 s, against 20 s per 100 steps with one thread)

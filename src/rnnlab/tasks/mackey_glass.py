@@ -25,14 +25,14 @@ the true s(t-1) is fed back and y(t) is fitted to s(t) by ridge regression over 
 part after ``data.washout`` steps, with uniform state noise ``model.noise`` inside the tanh
 (Jaeger's remedy for a closed loop that must tolerate its own errors).
 
-How it trains inside the generic loop. :meth:`MackeyGlass.fit` is the ``Task.fit`` hook of
-:func:`rnnlab.training.train`: it fits the readout in closed form, once, deterministically
-from ``train.seed`` (which draws the reservoir), returns the training metrics, and the loop
-takes no gradient steps (it records them at step ``train.steps`` = 1, evaluates, writes
-``model.safetensors`` with the reservoir buffers and the ``W_out`` parameter, and the
-summary). ``model.readout=rls`` fits the same readout online by recursive least squares;
-``model.readout=gradient`` returns None from ``fit``, so the ordinary loop trains ``W_out``
-by gradient steps on :meth:`loss` (set ``train.steps``): a contrast, not a competitor.
+How it trains. :meth:`MackeyGlass.train` runs
+:func:`rnnlab.training.closed_form.fit_closed_form` with :meth:`MackeyGlass.fit`: the readout
+is fitted in closed form, once, deterministically from ``train.seed`` (which draws the
+reservoir), with no gradient steps (the fit is recorded at step ``train.steps`` = 1, then the
+run is evaluated and ``model.safetensors`` written with the reservoir buffers and the
+``W_out`` parameter, and the summary). ``model.readout=rls`` fits the same readout online by
+recursive least squares; ``model.readout=gradient`` trains ``W_out`` in the ordinary gradient
+loop on :meth:`loss` (set ``train.steps``): a contrast, not a competitor.
 
 The metric (Jaeger 2001; Jaeger & Haas 2004). For each of the ``data.trials`` windows of a
 split: teacher-force ``data.warmup`` steps, then run free (closed loop: the prediction is fed
@@ -80,6 +80,7 @@ from torch import Tensor, nn
 
 from ..config import ConfigError
 from ..models.esn import ESN, RLSReadout, echo_state_distance
+from ..training.closed_form import fit_closed_form
 from .base import Task, TaskError
 
 __all__ = ["MackeyGlass", "MackeyGlassModel", "MackeyGlassData", "mackey_glass"]
@@ -234,11 +235,16 @@ class MackeyGlass(Task):
             return s.new_zeros(s.shape[0] - 1, s.shape[1], 0), s[:-1]
         return s[:-1], None
 
+    def train(self, run=None, **options):
+        """The readout in closed form (:func:`rnnlab.training.closed_form.fit_closed_form`
+        with :meth:`fit`); ``readout=gradient`` trains it in the gradient loop."""
+        if self.cfg.model.readout == "gradient":
+            return super().train(run, **options)
+        return fit_closed_form(self, self.cfg, run, self.fit, **options)
+
     def fit(self, model, device, run=None):
-        """The readout in closed form (ridge) or by RLS; None for ``readout=gradient``."""
+        """Fit the readout in closed form (ridge) or by RLS; return the training metrics."""
         m, d = self.cfg.model, self.cfg.data
-        if m.readout == "gradient":
-            return None
         start = time.perf_counter()
         s = self.series["train"].to(device=device, dtype=self._dtype()).view(-1, 1, 1)
         us, fb = self._drive(model, s)

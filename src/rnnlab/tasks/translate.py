@@ -254,6 +254,7 @@ class Translate(Task):
 
     def __init__(self, cfg, state=None):
         super().__init__(cfg, state)
+        self.drawn = 0                           # training batches drawn (see position)
         self._check_config()
         self.splits: dict[str, list[tuple[list[str], list[str]]]] | None = None
         if state is None:
@@ -387,14 +388,22 @@ class Translate(Task):
         tgt_out, _ = _pad([t + [EOS] for t in tgt], device)
         return src, src_lengths, tgt_in, tgt_out
 
+    def position(self) -> dict:
+        """The batches drawn so far: the scheduled-sampling clock, saved for --resume."""
+        return {"drawn": self.drawn}
+
+    def set_position(self, position: dict) -> None:
+        self.drawn = int(position.get("drawn", 0))
+
     def batch(self, generator, batch_size, device):
+        self.drawn += 1                          # batch k feeds optimizer step k
         train = self._ensure_data()["train"]
         picks = torch.randint(0, len(train), (batch_size,), generator=generator).tolist()
         return self._tensors([train[i] for i in picks], device)
 
     def loss(self, model, batch):
         src, src_lengths, tgt_in, tgt_out = batch
-        ratio = self.teacher_forcing(self.step)
+        ratio = self.teacher_forcing(self.drawn)
         logits = model(src, src_lengths, tgt_in, teacher_forcing=ratio,
                        sample=self.cfg.model.sample_own)                   # (T, B, V)
         loss = F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=PAD)

@@ -4,12 +4,13 @@
 
 Each process (rank) builds the same model from the same seed, draws its own share of every
 global batch (``train.batch_size / world_size`` sequences, from its own batch stream seeded
-by ``train.seed`` and its rank), computes its loss and gradients, and the gradients are
-averaged across ranks with one ``all_reduce`` per step before clipping and the optimizer
-step, so every rank applies the same update and the parameters stay identical. That is the
-algorithm of ``torch.nn.parallel.DistributedDataParallel``; rnnlab calls the collective itself
-instead of wrapping the model, because tasks call their models' own methods (a decoder's
-beam search, an encoder) that a DDP wrapper would hide. Backend: gloo on CPU, nccl on CUDA.
+by ``train.seed`` and its rank), computes its loss and gradients, and torch's
+``DistributedDataParallel`` averages the gradients across ranks (bucketed all_reduce,
+overlapped with the backward pass) before clipping and the optimizer step, so every rank
+applies the same update and the parameters stay identical. DDP wraps the task's *loss*
+(:func:`data_parallel`), not the bare model, because tasks call their models' own methods
+(a decoder's beam search, an encoder) that a wrapped model would hide. Backend: gloo on CPU,
+nccl on CUDA.
 
 Rank 0 alone evaluates, writes the run directory and prints; checkpoints hold every rank's
 batch-stream state, so ``--resume`` works under the same world size.
@@ -22,12 +23,18 @@ one process would on the concatenated batch (tests/test_distributed.py checks it
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["rank", "world_size", "is_main", "setup", "average_gradients", "broadcast_object",
-           "all_gather_tensor", "any_true", "max_abs_difference", "shutdown"]
+from ..config import resolve_device
+from . import rundir
+
+__all__ = ["rank", "world_size", "is_main", "setup", "fresh_run_dir", "data_parallel",
+           "broadcast_object", "all_gather_tensor", "any_true", "max_abs_difference", "shutdown"]
 
 
 def world_size() -> int:
@@ -55,29 +62,41 @@ def setup(device: torch.device) -> int:
     return dist.get_world_size()
 
 
+def fresh_run_dir(path, device: str) -> Path:
+    """A new run directory at ``path`` (or a numbered sibling, :func:`rundir.fresh_run_dir`);
+    under torchrun, rank 0 makes it and every rank gets its name."""
+    if setup(resolve_device(device)) == 1:
+        return rundir.fresh_run_dir(path)
+    run = str(rundir.fresh_run_dir(path)) if is_main() else None
+    return Path(broadcast_object(run))
+
+
 def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 
-def average_gradients(params: list[torch.nn.Parameter]) -> None:
-    """Replace every gradient by its mean over the ranks (one flat all_reduce)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= dist.get_world_size()
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset:offset + g.numel()].view_as(g))
-        offset += g.numel()
+class _Loss(nn.Module):
+    """A task's loss as the forward of a module, so that DistributedDataParallel can wrap it
+    (tasks call their models' own methods, which a wrapped model would hide)."""
+
+    def __init__(self, model: nn.Module, loss_fn):
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+
+    def forward(self, batch):
+        return self.loss_fn(self.model, batch)
 
 
-def broadcast_parameters(model: torch.nn.Module) -> None:
-    """Make every rank start from rank 0's weights."""
-    for tensor in model.state_dict().values():
-        dist.broadcast(tensor, 0)
+def data_parallel(model: nn.Module, loss_fn, device: torch.device):
+    """``batch -> loss_fn(model, batch)``; under torchrun, through torch's
+    ``DistributedDataParallel``, which broadcasts rank 0's weights and buffers once and then
+    averages the gradients over the ranks in buckets, overlapped with the backward pass."""
+    step = _Loss(model, loss_fn)
+    if world_size() == 1:
+        return step
+    ids = [torch.cuda.current_device()] if device.type == "cuda" else None
+    return DistributedDataParallel(step, device_ids=ids, find_unused_parameters=True)
 
 
 def broadcast_object(obj):

@@ -25,10 +25,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..trace import LayerTrace
+from ..trace import LayerTrace, tracing
 from ..unroll import state_fields as _fields
 
-__all__ = ["pascanu_penalty"]
+__all__ = ["pascanu_penalty", "with_pascanu"]
 
 
 
@@ -79,3 +79,22 @@ def pascanu_penalty(loss: Tensor, traces: list[LayerTrace], eps: float = 1e-12) 
 def _grad_or_zero(by_tensor: dict, tensor: Tensor) -> Tensor:
     g = by_tensor.get(id(tensor))
     return torch.zeros_like(tensor) if g is None else g.detach()
+
+
+def with_pascanu(loss_fn, weight: float):
+    """A task's ``loss_fn(model, batch) -> (loss, metrics)`` made into
+    ``(model, batch) -> (loss, objective, metrics)`` with objective = loss + weight · Ω: the
+    forward is traced (:func:`rnnlab.trace.tracing`) and Ω joins the metrics as
+    ``pascanu_omega``. With ``weight`` 0 the objective is the loss and nothing is traced."""
+    if weight <= 0:
+        def plain(model, batch):
+            loss, metrics = loss_fn(model, batch)
+            return loss, loss, metrics
+        return plain
+
+    def regularized(model, batch):
+        with tracing(model) as traces:
+            loss, metrics = loss_fn(model, batch)
+        omega = pascanu_penalty(loss, traces)
+        return loss, loss + weight * omega, {**metrics, "pascanu_omega": omega.item()}
+    return regularized
