@@ -227,6 +227,7 @@ def test_scheduled_sampling_ratio_follows_the_step(tmp_path):
     task.set_position({"drawn": 30})
     assert task.teacher_forcing() == pytest.approx(0.7)
     model = task.build_model()
+    task.set_position({"drawn": 29})                          # the next batch is the 30th
     loss, metrics = task.loss(model, task.batch(torch.Generator().manual_seed(0), 2, "cpu"))
     assert metrics == {"teacher_forcing": pytest.approx(0.7)} and torch.isfinite(loss)
     task.set_position({"drawn": 1000})
