@@ -9,9 +9,9 @@
     regularizers    Pascanu et al.'s vanishing-gradient regulariser
 """
 
-from .loop import TrainingError, train
+from .loop import train
 from .optim import clip_gradients, make_optimizer, make_schedule, step_decay
-from .session import RANK_STRIDE, Session
+from .session import RANK_STRIDE, Session, TrainingError
 
 __all__ = ["train", "TrainingError", "Session", "make_optimizer", "make_schedule",
            "clip_gradients", "step_decay", "RANK_STRIDE"]

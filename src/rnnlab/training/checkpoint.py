@@ -30,10 +30,21 @@ class Checkpoints:
         self.on_checkpoint = on_checkpoint
         self.last = 0                                 # step of the last checkpoint written
 
-    def save_untrained(self) -> None:
+    def start(self) -> tuple[int, dict, dict]:
+        """Where the run starts: ``(step, log window, valid figures)`` of the restored last
+        checkpoint when resuming; else ``(0, {}, the untrained model's valid figures)``, with
+        the untrained weights kept for ``diagnose``."""
         s = self.s
+        if s.saved is not None:
+            step, window, valid = self.restore()
+            s.log(f"resuming {s.task.name} from step {step} of {s.cfg.train.steps}")
+            return step, window, valid
+        valid, metric = s.evaluate(0, "valid"), s.task.main_metric
+        if valid:
+            s.log(f"step {0:>6} | valid {metric} {valid[metric]:.4f} (untrained)")
         if s.run is not None and s.cfg.train.keep_checkpoints:
             rundir.save_weights(rundir.checkpoint_path(s.run, 0), s.model)
+        return 0, {}, valid
 
     def save(self, step: int, window: dict, valid: dict) -> None:
         s = self.s

@@ -30,15 +30,11 @@ def fit_closed_form(task, cfg: RunConfig, run: Path | None,
     s, tc = Session(task, cfg, run, log, resume), cfg.train
     optimizer = make_optimizer(s.model, tc)          # saved with the checkpoint, as the loop's
     checkpoints = Checkpoints(s, optimizer, make_schedule(optimizer, tc), on_checkpoint)
-    if s.saved is not None:
-        step, _, valid = checkpoints.restore()
-        s.log(f"resuming {task.name} from step {step} of {tc.steps}")
+    resumed = s.saved is not None
+    _, _, valid = checkpoints.start()
+    if resumed:
         return s.model, s.finish(valid)
     metric = task.main_metric
-    valid = s.evaluate(0, "valid")
-    if valid:
-        s.log(f"step {0:>6} | valid {metric} {valid[metric]:.4f} (untrained)")
-    checkpoints.save_untrained()
     s.record(tc.steps, "train", fit(s.model, s.device, s.run))
     valid = s.evaluate(tc.steps, "valid")
     if valid:

@@ -202,8 +202,12 @@ def truncate_metrics(path: Path, step: int) -> None:
 
 
 def plot_losses(run: Path) -> None:
-    """``loss.png``: train and valid loss against step, from ``metrics.jsonl``."""
-    import matplotlib
+    """``loss.png``: train and valid loss against step, from ``metrics.jsonl``; skipped
+    where matplotlib (the ``tasks`` extra) is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -6,6 +6,7 @@ and the final figures. :func:`rnnlab.training.train` (gradient steps) and a clos
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,10 +17,14 @@ from torch import nn
 from ..config import ConfigError, RunConfig, resolve_device, to_dict
 from . import distributed, rundir
 
-__all__ = ["Session", "RANK_STRIDE", "summary"]
+__all__ = ["Session", "TrainingError", "RANK_STRIDE", "summary"]
 
 #: rank r of a torchrun launch draws its batches from the stream seeded train.seed + r * this
 RANK_STRIDE = 1_000_003
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (the loss became NaN or infinite)."""
 
 
 class Session:
@@ -79,6 +84,25 @@ class Session:
         self.record(step, split, metrics)
         return metrics
 
+    def steps(self, first: int, show: bool | None):
+        """The steps ``first + 1 .. train.steps`` with a tqdm bar on stderr when ``show``
+        (default: when stderr is a TTY) and tqdm (the ``tasks`` extra) is installed."""
+        steps = range(first + 1, self.cfg.train.steps + 1)
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return _Plain(steps)
+        return tqdm(steps, desc=self.task.name, file=sys.stderr, dynamic_ncols=True,
+                    disable=not (show if show is not None else sys.stderr.isatty()),
+                    leave=False, initial=first, total=self.cfg.train.steps)
+
+    def diverged(self, step: int, last: int, what: str) -> TrainingError:
+        """The error for a non-finite loss or gradient at ``step`` (last checkpoint: ``last``)."""
+        kept = (f"the checkpoint of step {last} in {str(self.run)!r} is kept"
+                if self.run is not None and last else "no checkpoint was written")
+        return TrainingError(f"training diverged at step {step}: {what}; {kept}; "
+                             f"try a lower train.lr or a train.clip_norm")
+
     def elapsed(self) -> float:
         """Seconds since the session started."""
         return time.perf_counter() - self.start
@@ -98,6 +122,22 @@ class Session:
             rundir.write_text(self.run / rundir.SUMMARY,
                               summary(self.task, self.cfg, self.model, final, self.device))
         return final
+
+
+class _Plain:
+    """The steps without a progress bar (tqdm's interface, doing nothing)."""
+
+    def __init__(self, steps: range):
+        self.steps = steps
+
+    def __iter__(self):
+        return iter(self.steps)
+
+    def set_postfix(self, **_) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def summary(task, cfg: RunConfig, model: nn.Module, final: dict, device) -> str:
