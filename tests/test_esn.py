@@ -11,6 +11,7 @@ import torch
 
 from rnnlab.cli import main
 from rnnlab.config import apply_overrides
+from rnnlab.data.mackey_glass import mackey_glass
 from rnnlab.models.esn import (
     ESN,
     ReadoutStats,
@@ -20,7 +21,7 @@ from rnnlab.models.esn import (
     memory_capacity,
     spectral_radius,
 )
-from rnnlab.tasks.mackey_glass import MackeyGlass, mackey_glass
+from rnnlab.tasks.mackey_glass import MackeyGlass
 
 f64 = torch.float64
 

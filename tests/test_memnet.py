@@ -6,7 +6,8 @@ import random
 import torch
 
 from rnnlab.cli import main
-from rnnlab.tasks.memnet import ACTORS, OBJECTS, PLACES, MemN2N, generate_story, position_encoding
+from rnnlab.data.babi import ACTORS, OBJECTS, PLACES, generate_story
+from rnnlab.models.memnet import MemN2N, position_encoding
 
 
 def replay(sentences, question):

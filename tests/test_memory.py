@@ -8,7 +8,7 @@ import torch
 from rnnlab import unroll
 from rnnlab.cells.memory import NTMCell, address
 from rnnlab.cli import main
-from rnnlab.tasks.ntm import copy_batch, recall_batch, repeat_copy_batch
+from rnnlab.data.ntm import copy_batch, recall_batch, repeat_copy_batch
 
 
 def test_content_addressing_finds_the_matching_slot():

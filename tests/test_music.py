@@ -26,8 +26,9 @@ from rnnlab.data.pianoroll import (
     roll_to_midi,
     split_by_name,
 )
+from rnnlab.models.music import sample_roll
 from rnnlab.tasks import TASKS, load_run
-from rnnlab.tasks.music import Music, frame_nll, pad_rolls, pitch_name, sample_roll
+from rnnlab.tasks.music import Music, frame_nll, pad_rolls, pitch_name
 
 # an arpeggio over a held bass note and its transposition: easy to learn, ragged lengths
 PIECE_A = [[48, 60], [48, 64], [48, 67], [48, 72]] * 3

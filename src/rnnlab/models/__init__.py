@@ -14,3 +14,15 @@ from .seq2seq import (
 
 __all__ = ["SCHEDULES", "AdditiveAttention", "Decoder", "Encoder", "Seq2Seq",
            "teacher_forcing_ratio"]
+
+# the models of the non-text tasks (digits, adding/copy, forecast, music, memnet, ntm-*,
+# seq-length)
+from .forecaster import Forecaster  # noqa: E402
+from .length import LengthModel  # noqa: E402
+from .memnet import MemN2N  # noqa: E402
+from .memory import MemoryModel  # noqa: E402
+from .music import MusicRNN  # noqa: E402
+from .sequence import SequenceClassifier, SequenceModel  # noqa: E402
+
+__all__ += ["Forecaster", "LengthModel", "MemN2N", "MemoryModel", "MusicRNN",
+            "SequenceClassifier", "SequenceModel"]

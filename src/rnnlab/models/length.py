@@ -24,7 +24,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["HaltHead", "LengthHead", "STRATEGIES"]
+from ..cells import LSTMState
+from ..layers import Stack
+
+__all__ = ["HaltHead", "LengthHead", "LengthModel", "STRATEGIES"]
 
 STRATEGIES = ("eos", "halt", "predict")
 
@@ -63,3 +66,33 @@ class LengthHead(nn.Module):
     @staticmethod
     def loss(logits: Tensor, lengths: Tensor) -> Tensor:
         return F.cross_entropy(logits, lengths - 1)
+
+
+class LengthModel(nn.Module):
+    """Encoder (bidirectional LSTM) -> context -> LSTM decoder initialised from it, with the
+    chosen length strategy's extra output."""
+
+    def __init__(self, vocab: int, embed: int, hidden: int, strategy: str, max_len: int):
+        super().__init__()
+        self.strategy = strategy
+        self.embed = nn.Embedding(vocab, embed)
+        self.encoder = Stack.build("lstm", embed, hidden, bidirectional=True)
+        self.init = nn.Linear(2 * hidden, hidden)
+        self.decoder = Stack.build("lstm", embed, hidden)
+        self.out = nn.Linear(hidden, vocab)
+        self.halt = HaltHead(hidden) if strategy == "halt" else None
+        self.tau = LengthHead(2 * hidden, max_len) if strategy == "predict" else None
+
+    def context(self, src: Tensor, lengths: Tensor) -> Tensor:
+        """src (S, B) -> (B, 2H): the final forward and backward states."""
+        _, states = self.encoder(self.embed(src), lengths=lengths)
+        forward_state, backward_state = states[0]                  # the one bidirectional layer
+        return torch.cat([forward_state.h, backward_state.h], dim=-1)
+
+    def start(self, context: Tensor):
+        h = torch.tanh(self.init(context))
+        return [LSTMState(h, torch.zeros_like(h))]
+
+    def decode(self, tokens_in: Tensor, state):
+        """Teacher-forced or one step: tokens (T, B) -> states (T, B, H), new state."""
+        return self.decoder(self.embed(tokens_in), state)

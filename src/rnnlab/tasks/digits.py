@@ -24,21 +24,15 @@ the locality that makes the unpermuted pixel order easier. Pixel values are scal
   that set is shuffled once with ``data.seed`` and split 70/10/20 % (7000/1000/2000).
   T = 28 (rows) or 784 (pixels).
 
-**Commands and figures** (test accuracy, valid in brackets; 1 thread through
-/work/tools/cpuslot on the shared, busy 2-core machine; default model LSTM 128, Adam):
+**Commands**:
 
-    rnnlab train digits                       # sklearn rows, T = 8:       99.2 % (97.2), 24 s
-    rnnlab train digits --config pixels       # sklearn pixels, T = 64:    93.9 % (95.5), 232 s
-    rnnlab train digits --data ../shared/data/mnist_t10k     # rows, T = 28: 96.8 % (97.2), 53 s
-    rnnlab train digits --data ../shared/data/mnist_t10k --config mnist-pixels
-                                              # pixels, T = 784, GRU 64:   81.6 % (82.1), 632 s
+    rnnlab train digits                       # sklearn rows, T = 8
+    rnnlab train digits --config pixels       # sklearn pixels, T = 64
+    rnnlab train digits --data ../shared/data/mnist_t10k     # MNIST rows, T = 28
+    rnnlab train digits --data ../shared/data/mnist_t10k --config mnist-pixels   # T = 784
     rnnlab predict RUN 0 17 42                # classify test-split images by index
 
-The MNIST figures train on 7,000 of the 10,000 t10k images only.
-
-Published for reference (full 60k training set, many epochs): pixel-by-pixel MNIST
-(T = 784) LSTM 98.9 %, permuted 90.2 % (Cooijmans et al. 2016, "Recurrent Batch
-Normalization", whose BN-LSTM reaches 99.0 / 95.4 %); IRNN 97 % / 82 % (Le et al. 2015).
+Measured figures: docs/results-2.md (digits).
 """
 
 from __future__ import annotations
@@ -54,26 +48,11 @@ from torch.nn import functional as F
 from ..config import ConfigError
 from ..data.idx import find_mnist, read_mnist_pair
 from ..data.text import DataError
-from ..layers import Stack
+from ..models.sequence import SequenceClassifier
 from .base import Task, TaskError
 
-__all__ = ["Digits", "DigitsModel", "DigitsData", "SequenceClassifier", "image_sequences",
-           "load_sklearn_digits", "load_mnist"]
-
-
-class SequenceClassifier(nn.Module):
-    """``xs (T, B, F) -> Stack -> h(T) (B, H) -> Linear -> logits (B, C)``."""
-
-    def __init__(self, cell: str, input_size: int, hidden: int, num_layers: int,
-                 classes: int, dropout: float = 0.0):
-        super().__init__()
-        self.rnn = Stack.build(cell, input_size, hidden, num_layers, dropout)
-        self.drop = nn.Dropout(dropout)
-        self.out = nn.Linear(self.rnn.output_size, classes)
-
-    def forward(self, xs: Tensor) -> Tensor:
-        ys, _ = self.rnn(xs)                              # (T, B, H)
-        return self.out(self.drop(ys[-1]))                # (B, C), from the final step
+__all__ = ["Digits", "DigitsModel", "DigitsData", "image_sequences", "load_sklearn_digits",
+           "load_mnist"]
 
 
 @dataclass

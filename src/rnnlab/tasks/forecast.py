@@ -35,8 +35,8 @@ temperature variables; daily stock prices: ``Date,Open,High,Low,Close[,Volume]``
 ``data.inputs`` the columns the net reads (default: every numeric column, targets
 included). Univariate forecasting is ``data.inputs=OT data.target=OT``; multivariate is
 ``data.target=HUFL,HULL,MUFL,MULL,LUFL,LULL,OT``. Without ``--data`` the task generates a
-two-column hourly series itself (:func:`synthetic_series`: daily and weekly cycles + AR(1)
-noise; target ``temp`` lags ``load``).
+two-column hourly series itself (:func:`rnnlab.data.synthetic.synthetic_series`: daily and
+weekly cycles + AR(1) noise; target ``temp`` lags ``load``).
 
 **Splits** are chronological. ``data.split=auto`` takes the ETT convention for files named
 ``ETTh*`` (12/4/4 months of 30 days = 8640/2880/2880 rows; ``ETTm*``: x4 for 15-minute
@@ -70,35 +70,7 @@ split (lead-1 and lead-``horizon`` forecasts, and one full forecast from a singl
 beside both baselines) and returns the test metrics; a ``.csv`` input (same columns)
 returns the forecast of the ``horizon`` steps after its last row, in the original units.
 
-**Figures**: ETTh1, horizon 24, window 96, default model and training (LSTM 64, 2000
-steps of 32, Adam 1e-3; 75-110 s with 1 thread), test MSE / MAE on the normalised scale:
-
-    rnnlab train forecast --data ETTh1.csv ...   net            last value     seasonal naive
-    --config univariate (OT -> OT)               0.027 / 0.126  0.034 / 0.139  0.046 / 0.166
-      + --set data.relative=false (plain net)    0.104 / 0.268
-    (no options: 7 inputs -> OT)                 0.041 / 0.156  0.034 / 0.139  0.046 / 0.166
-    --config multivariate (7 -> 7)               0.392 / 0.426  1.222 / 0.671  0.424 / 0.389
-      + --set data.relative=false (plain net)    0.726 / 0.637
-
-Published for the same settings (Informer, Zhou et al., AAAI 2021, Tables 1-2, horizon 24):
-univariate LSTMa 0.114 / 0.272, Informer 0.098 / 0.247; multivariate LSTMa 0.650 / 0.624,
-Informer 0.577 / 0.549. The plain net is the like-for-like comparison with LSTMa. Note
-that on these test windows the better naive baseline already beats every published figure.
-Without ``--data`` (the generated series): 0.430 / 0.496 against 1.458 / 0.969 (last
-value) and 0.810 / 0.728 (seasonal naive), 56 s.
-
-MSFT daily open/high/low/close (the seeds' 4-dimensional example; ``msft.csv`` inside
-``pmdarima/datasets/data/msft.tar.gz`` of the pmdarima wheel, 7983 trading days
-1986-2017, columns Date,Open,High,Low,Close,Volume,OpenInt; 70/10/20 % split), window 60,
-horizon 5, season 5 (a trading week), default model, 35 s::
-
-    --set data.inputs=Open,High,Low,Close data.window=60 data.horizon=5 data.season=5
-      data.target=Close               0.0079 / 0.0600  0.0079 / 0.0597  0.0130 / 0.0799
-      data.target=Open,High,Low,Close 0.0073 / 0.0559  0.0077 / 0.0587  0.0128 / 0.0794
-
-A daily stock price is close to a random walk: the net learns to repeat the last value
-(one target) or barely beats it (four, where the open is partly predictable from the
-previous close), as efficient-market theory predicts.
+Measured figures: docs/results-2.md (forecast).
 """
 
 from __future__ import annotations
@@ -113,27 +85,12 @@ from torch import Tensor, nn
 
 from ..config import ConfigError
 from ..data.series import Series, read_series
+from ..data.synthetic import synthetic_series
 from ..data.text import DataError
-from ..layers import Stack
+from ..models.forecaster import Forecaster
 from .base import Task, TaskError
 
-__all__ = ["Forecast", "ForecastModel", "ForecastData", "Forecaster", "synthetic_series",
-           "split_bounds", "naive_forecasts"]
-
-
-class Forecaster(nn.Module):
-    """``xs (T, B, F) -> Stack -> Linear -> (T, B, horizon * K)``, a forecast at every step."""
-
-    def __init__(self, cell: str, input_size: int, hidden: int, num_layers: int,
-                 output_size: int, dropout: float = 0.0):
-        super().__init__()
-        self.rnn = Stack.build(cell, input_size, hidden, num_layers, dropout)
-        self.drop = nn.Dropout(dropout)
-        self.out = nn.Linear(self.rnn.output_size, output_size)
-
-    def forward(self, xs: Tensor, state=None):
-        ys, state = self.rnn(xs, state)                   # (T, B, H)
-        return self.out(self.drop(ys)), state             # (T, B, horizon * K)
+__all__ = ["Forecast", "ForecastModel", "ForecastData", "split_bounds", "naive_forecasts"]
 
 
 @dataclass
@@ -162,22 +119,6 @@ class ForecastData:
 
 
 # --- data -----------------------------------------------------------------------------------
-
-
-def synthetic_series(rows: int, seed: int) -> Series:
-    """An hourly two-column series: ``load`` = daily + weekly cycles + AR(1) noise, and
-    ``temp``, a smoothed copy of ``load`` three hours late plus noise (the default target)."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(rows)
-    noise = np.zeros(rows)
-    shocks = rng.normal(0.0, 0.3, rows)
-    for i in range(1, rows):
-        noise[i] = 0.9 * noise[i - 1] + shocks[i]                   # AR(1), phi 0.9
-    load = np.sin(2 * np.pi * t / 24) + 0.5 * np.sin(2 * np.pi * t / 168) + noise
-    lagged = np.concatenate([np.zeros(3), load[:-3]])
-    temp = np.convolve(lagged, np.ones(4) / 4, mode="same") + rng.normal(0.0, 0.1, rows)
-    return Series("<generated>", None, [str(i) for i in t], ["load", "temp"],
-                  np.stack([load, temp], axis=1))
 
 
 def split_bounds(n: int, split: str, name: str) -> tuple[int, int, int]:

@@ -30,125 +30,14 @@ import random
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..config import ConfigError
+from ..data.babi import VOCAB, generate_story
+from ..models.memnet import MemN2N
 from .base import Task, TaskError
 
-__all__ = ["MemNet", "MemN2N", "generate_story", "VOCAB"]
-
-ACTORS = ["mary", "john", "sandra", "daniel"]
-PLACES = ["kitchen", "garden", "office", "bathroom", "hallway", "bedroom"]
-OBJECTS = ["apple", "football", "milk"]
-MOVES = ["went to the", "moved to the", "journeyed to the", "travelled to the"]
-GRABS = ["picked up the", "grabbed the", "got the"]
-DROPS = ["dropped the", "put down the", "discarded the"]
-VOCAB = ["<pad>", "where", "is", "the", "?", "."] + ACTORS + PLACES + OBJECTS + sorted(
-    {w for phrase in MOVES + GRABS + DROPS for w in phrase.split()} - {"the"})
-
-
-def generate_story(rng: random.Random, task: int, max_sentences: int):
-    """``(sentences, question, answer, supporting)``: word lists, the answer word and the
-    indices of the supporting sentences."""
-    n = rng.randint(2, max_sentences)
-    while True:                         # task 2: draw again until some object was touched
-        sentences: list[list[str]] = []
-        where: dict[str, str] = {}
-        holder: dict[str, str | None] = {o: None for o in OBJECTS}
-        dropped_at: dict[str, str] = {}
-        last_move: dict[str, int] = {}
-        last_obj: dict[str, int] = {}
-        for _ in range(n):
-            actor = rng.choice(ACTORS)
-            kind = "move" if task == 1 or actor not in where else rng.choice(
-                ["move", "move", "grab", "drop"])
-            if kind == "grab":
-                free = [o for o in OBJECTS if holder[o] is None]
-                if not free:
-                    kind = "move"
-                else:
-                    obj = rng.choice(free)
-                    holder[obj] = actor
-                    last_obj[obj] = len(sentences)
-                    sentences.append([actor] + rng.choice(GRABS).split() + [obj])
-                    continue
-            if kind == "drop":
-                held = [o for o in OBJECTS if holder[o] == actor]
-                if not held:
-                    kind = "move"
-                else:
-                    obj = rng.choice(held)
-                    holder[obj] = None
-                    dropped_at[obj] = where[actor]
-                    last_obj[obj] = len(sentences)
-                    sentences.append([actor] + rng.choice(DROPS).split() + [obj])
-                    continue
-            place = rng.choice([p for p in PLACES if p != where.get(actor)])
-            where[actor] = place
-            last_move[actor] = len(sentences)
-            sentences.append([actor] + rng.choice(MOVES).split() + [place])
-        if task == 1:
-            actor = rng.choice(sorted(where))
-            return ([s + ["."] for s in sentences], ["where", "is", actor, "?"], where[actor],
-                    [last_move[actor]])
-        known = [o for o in OBJECTS if o in last_obj]
-        if known:
-            obj = rng.choice(known)
-            if holder[obj] is not None:
-                actor = holder[obj]
-                answer, support = where[actor], [last_obj[obj], last_move[actor]]
-            else:
-                answer, support = dropped_at[obj], [last_obj[obj]]
-            return ([s + ["."] for s in sentences], ["where", "is", "the", obj, "?"], answer,
-                    sorted(support))
-
-
-def position_encoding(J: int, d: int) -> Tensor:
-    """l_kj = (1 − j/J) − (k/d)(1 − 2j/J), j = 1..J, k = 1..d: (J, d)."""
-    j = torch.arange(1, J + 1, dtype=torch.float32).unsqueeze(1)
-    k = torch.arange(1, d + 1, dtype=torch.float32).unsqueeze(0)
-    return (1 - j / J) - (k / d) * (1 - 2 * j / J)
-
-
-class MemN2N(nn.Module):
-    """stories (B, S, J), questions (B, J) -> answer logits (B, V); also the attention of
-    every hop (K, B, S) in ``self.last_attention``."""
-
-    def __init__(self, vocab_size: int, embed: int, hops: int, max_sentences: int,
-                 max_words: int):
-        super().__init__()
-        # adjacent tying: K + 1 embedding matrices; A^1 = B = E[0], C^k = A^{k+1} = E[k]
-        self.E = nn.ModuleList(nn.Embedding(vocab_size, embed, padding_idx=0)
-                               for _ in range(hops + 1))
-        self.T = nn.ParameterList(nn.Parameter(torch.randn(max_sentences, embed) * 0.1)
-                                  for _ in range(hops + 1))
-        for emb in self.E:
-            nn.init.normal_(emb.weight, std=0.1)
-            with torch.no_grad():
-                emb.weight[0].zero_()
-        self.register_buffer("l", position_encoding(max_words, embed))
-        self.hops = hops
-        self.last_attention = None
-
-    def _encode(self, k: int, words: Tensor) -> Tensor:
-        return (self.E[k](words) * self.l).sum(-2)            # (..., J, d) -> (..., d)
-
-    def forward(self, stories: Tensor, questions: Tensor) -> Tensor:
-        S = stories.shape[1]
-        present = (stories != 0).any(-1, keepdim=True)                   # (B, S, 1)
-        u = self._encode(0, questions)                                    # (B, d)
-        attention = []
-        for k in range(self.hops):
-            m = self._encode(k, stories) + self.T[k][:S]                  # (B, S, d)
-            c = self._encode(k + 1, stories) + self.T[k + 1][:S]
-            scores = (m @ u.unsqueeze(-1)).squeeze(-1)                    # (B, S)
-            p = torch.softmax(scores.masked_fill(~present.squeeze(-1), -1e9), dim=-1)
-            attention.append(p)
-            u = u + (p.unsqueeze(-1) * c).sum(1)                          # u^{k+1}
-        self.last_attention = torch.stack(attention)
-        return u @ self.E[self.hops].weight.T                             # W = C^K ᵀ
-
+__all__ = ["MemNet", "MemNetModel", "MemNetData"]
 
 @dataclass
 class MemNetModel:

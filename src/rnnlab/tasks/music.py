@@ -43,22 +43,7 @@ summary (steps, notes, pitch range).
     rnnlab evaluate runs/music
     rnnlab generate runs/music --length 200 --out tune.mid
 
-Figures on Nottingham converted as above (our 724/155/155 split, eighth-note steps, 88 keys;
-NLL per time step in nats, test split):
-
-    per-pitch training frequencies (trivial baseline)     10.68  (valid 10.28)
-    default config (LSTM 256; 1,800 steps of 32 windows     4.87  (valid 4.92, frame
-      of 100 steps; Adam 3e-3, cosine; 1 thread, 377 s)            accuracy 0.613)
-    the same with train.steps=2000 (614 s, loaded machine)  4.82  (valid 4.88)
-    --config full (dropout 0.3 on the LSTM's outputs,        3.98  (valid 4.09, frame
-      4,000 steps; 1 thread, 589 s)                                accuracy 0.642)
-    Boulanger-Lewandowski et al. 2012: RNN                  4.46
-                                       RNN-RBM              2.39
-
-    python -m rnnlab.data.pianoroll baseline nottingham.json      # the baseline's figures
-
-The published figures are on their split and piano rolls (``Nottingham.pickle``), not ours,
-so the comparison is rough; our baseline shows the scale of this file's numbers.
+Measured figures: docs/results-2.md (music).
 """
 
 from __future__ import annotations
@@ -75,28 +60,10 @@ from torch.nn import functional as F
 from ..config import ConfigError
 from ..data.pianoroll import SPLITS, Roll, count_notes, read_pianoroll, roll_to_midi
 from ..data.text import DataError
-from ..layers import Stack
+from ..models.music import MusicRNN, sample_roll
 from .base import Task, TaskError
 
-__all__ = ["Music", "MusicModel", "MusicData", "MusicRNN", "frame_nll", "pad_rolls",
-           "sample_roll", "pitch_name"]
-
-
-class MusicRNN(nn.Module):
-    """Previous step -> recurrent stack -> one logit per pitch:
-    ``xs (T, B, P) -> Stack (T, B, H) -> Linear -> logits (T, B, P)``."""
-
-    def __init__(self, pitches: int, cell: str, hidden: int, num_layers: int, dropout: float):
-        super().__init__()
-        self.pitches = pitches
-        self.rnn = Stack.build(cell, pitches, hidden, num_layers, dropout)
-        self.drop = nn.Dropout(dropout)
-        self.out = nn.Linear(self.rnn.output_size, pitches)
-
-    def forward(self, xs: Tensor, state=None, lengths: Tensor | None = None):
-        """xs (T, B, P) binary, lengths (B,) -> logits (T, B, P), state."""
-        ys, state = self.rnn(xs, state, lengths)                  # (T, B, H)
-        return self.out(self.drop(ys)), state                     # (T, B, P)
+__all__ = ["Music", "MusicModel", "MusicData", "frame_nll", "pad_rolls", "pitch_name"]
 
 
 @dataclass
@@ -138,30 +105,6 @@ def frame_nll(logits: Tensor, targets: Tensor, lengths: Tensor) -> tuple[Tensor,
     mask = torch.arange(T, device=logits.device)[:, None] < lengths.to(logits.device)[None]
     nll = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(-1)
     return torch.where(mask, nll, torch.zeros_like(nll)).sum(0), mask   # (B,), (T, B)
-
-
-@torch.no_grad()
-def sample_roll(model: MusicRNN, prompt: Tensor, length: int, temperature: float,
-                generator: torch.Generator, device) -> Tensor:
-    """``prompt (n, P)`` binary followed by ``length`` sampled steps: ``(n + length, P)``.
-
-    Each step: ``v ~ Bernoulli(sigmoid(logits / temperature))`` per pitch (temperature 0:
-    ``logits > 0``), drawn on the CPU with ``generator``, fed back as the next input.
-    """
-    model.eval()
-    P = prompt.shape[1]
-    xs = torch.cat([torch.zeros(1, P), prompt.float()]).unsqueeze(1).to(device)  # (n+1, 1, P)
-    logits, state = model(xs)
-    steps = [prompt.float()]
-    for _ in range(length):
-        last = logits[-1, 0].float().cpu()                                      # (P,)
-        if temperature == 0:
-            v = (last > 0).float()
-        else:
-            v = torch.bernoulli(torch.sigmoid(last / temperature), generator=generator)
-        steps.append(v.view(1, P))
-        logits, state = model(v.view(1, 1, P).to(device), state)
-    return torch.cat(steps)
 
 
 _NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")

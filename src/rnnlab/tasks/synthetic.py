@@ -15,47 +15,14 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..config import ConfigError
-from ..layers import Stack
+from ..data.synthetic import adding_batch, copy_batch
+from ..models.sequence import SequenceModel
 from .base import Task
 
-__all__ = ["Adding", "AddingModel", "AddingData", "Copy", "CopyModel", "CopyData",
-           "adding_batch", "copy_batch"]
-
-
-class SequenceModel(nn.Module):
-    """Read-out over a recurrent stack: ``xs (T, B, I) -> Stack -> Linear -> (T, B, O)``."""
-
-    def __init__(self, cell: str, input_size: int, hidden: int, num_layers: int,
-                 output_size: int, dropout: float = 0.0):
-        super().__init__()
-        self.rnn = Stack.build(cell, input_size, hidden, num_layers, dropout)
-        self.out = nn.Linear(self.rnn.output_size, output_size)
-
-    def forward(self, xs: Tensor, state=None):
-        ys, state = self.rnn(xs, state)               # (T, B, H)
-        return self.out(ys), state                    # (T, B, O)
+__all__ = ["Adding", "AddingModel", "AddingData", "Copy", "CopyModel", "CopyData"]
 
 
 # --- adding problem -----------------------------------------------------------------------
-
-
-def adding_batch(generator: torch.Generator, batch_size: int, length: int):
-    """The adding problem of Hochreiter & Schmidhuber (1997), section 5.4.
-
-    Returns ``xs (T, B, 2)`` and ``target (B,)``: channel 0 holds values ~ U[0, 1], channel 1
-    marks exactly two of them, one in each half of the sequence; the target is their sum.
-    """
-    T, B = length, batch_size
-    values = torch.rand(T, B, generator=generator)
-    half = T // 2
-    first = torch.randint(0, half, (B,), generator=generator)
-    second = torch.randint(half, T, (B,), generator=generator)
-    marks = torch.zeros(T, B)
-    cols = torch.arange(B)
-    marks[first, cols] = 1.0
-    marks[second, cols] = 1.0
-    target = values[first, cols] + values[second, cols]
-    return torch.stack([values, marks], dim=-1), target
 
 
 @dataclass
@@ -124,27 +91,6 @@ class Adding(Task):
 
 
 # --- copy memory --------------------------------------------------------------------------
-
-
-def copy_batch(generator: torch.Generator, batch_size: int, symbols: int, delay: int,
-               alphabet: int):
-    """The copy-memory task (Hochreiter & Schmidhuber 1997; Arjovsky et al. 2016).
-
-    Input tokens ``(T, B)`` with ``T = 2 * symbols + delay``:
-
-        s_1 .. s_S   blank x delay   go   blank x (S - 1)        tokens: 0..A-1 symbols,
-                                     \\___ recall: S outputs ___/       A blank, A + 1 go
-
-    The model reads the go marker and must output s_1 .. s_S at the last S steps.
-
-    Returns ``tokens (T, B)`` and ``targets (S, B)``, the symbols to recall at the last S steps.
-    """
-    S, A = symbols, alphabet
-    targets = torch.randint(0, A, (S, batch_size), generator=generator)
-    blank = torch.full((delay, batch_size), A)
-    go = torch.full((1, batch_size), A + 1)
-    tail = torch.full((S - 1, batch_size), A)
-    return torch.cat([targets, blank, go, tail]), targets
 
 
 @dataclass
