@@ -65,7 +65,7 @@ def diagnose_run(path, batch_size: int = 32, seed: int = 0, max_steps: int = 100
         "hidden_heatmap.png": _plot_heatmap(final_traces[0]),
     }
     for name, png in figures.items():
-        rundir._atomic_write(out_dir / name, lambda tmp, png=png: Path(tmp).write_bytes(png))
+        rundir.atomic_write(out_dir / name, lambda tmp, png=png: Path(tmp).write_bytes(png))
 
     summary = _summary(flows, jacobians, spectra, saturations)
     rundir.write_json(out_dir / "diagnose.json", summary)

@@ -276,7 +276,7 @@ class MackeyGlass(Task):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from ..training.rundir import _atomic_write
+        from ..training.rundir import atomic_write
 
         pred, truth = self.free_run(model, device, start, length)
         steps = range(1, len(truth) + 1)
@@ -296,7 +296,7 @@ class MackeyGlass(Task):
             a.axvline(self.cfg.data.horizon, color="gray", lw=0.8, ls=":")
             a.grid(alpha=0.3)
         fig.tight_layout()
-        _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
         plt.close(fig)
 
     def generate(self, model, prompt, length, temperature, generator, device, out=None) -> str:

@@ -104,7 +104,7 @@ def list_checkpoints(run: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """Call ``write(tmp_path)`` then move the temp file onto ``path`` in one step."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -120,7 +120,7 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
-    _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def write_json(path: Path, obj) -> None:
@@ -136,7 +136,7 @@ def read_json(path: Path):
 
 def save_weights(path: Path, model: nn.Module) -> None:
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(Path(path), lambda tmp: save_file(tensors, tmp))
+    atomic_write(Path(path), lambda tmp: save_file(tensors, tmp))
 
 
 def load_weights(path: Path, model: nn.Module) -> None:
@@ -165,7 +165,7 @@ def save_train_state(path: Path, step: int, model: nn.Module, optimizer: torch.o
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
-    _atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
+    atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
 
 
 def load_train_state(path: Path) -> dict:
@@ -226,5 +226,5 @@ def plot_losses(run: Path) -> None:
     ax.grid(alpha=0.3)
     if ax.has_data():
         ax.legend()
-    _atomic_write(run / PLOT, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    atomic_write(run / PLOT, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
