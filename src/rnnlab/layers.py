@@ -2,7 +2,8 @@
 
     Recurrent(cell)                    one pass over time (fused kernel when the cell has one)
     Bidirectional(fwd, bwd)            book section 10.3: concat of a forward and a reverse pass
-    Stack([layer, layer, ...])         book section 10.5: layers stacked, dropout between
+    Stack([layer, layer, ...])         book section 10.5: layers stacked, dropout between;
+                                       Stack.step runs one time step (a decoder's loop)
 
 All three take and return time-major tensors: ``(xs (T, B, I), state, lengths (B,)) ->
 (ys (T, B, O), state)``. None of them loops over time itself.
@@ -254,3 +255,27 @@ class Stack(nn.Module):
             states.append(s)
             outputs.append(xs)
         return (torch.cat(outputs, dim=-1) if self.skip else xs), states
+
+    def step(self, state: list, x: Tensor) -> tuple[list, Tensor]:
+        """One time step through every layer, for a loop that must feed back what it made
+        (a decoder reading its own previous output): ``state`` one entry per layer, x (B, I)
+        -> (new state, y (B, O)), the same computation as :meth:`forward` at that step
+        (dropout between layers, skip connections). The layers must run forwards, without
+        recurrent dropout or zoneout (their masks belong to a whole sequence)."""
+        if len(state) != len(self.layers):
+            raise ValueError(f"state must have one entry per layer ({len(self.layers)}), "
+                             f"got {len(state)}")
+        new_state, outputs, inputs = [], [], x
+        for k, layer in enumerate(self.layers):
+            if not isinstance(layer, Recurrent) or layer.reverse or layer.recurrent_dropout \
+                    or any(layer.zoneout):
+                raise ValueError("Stack.step needs forward Recurrent layers without recurrent "
+                                 f"dropout or zoneout; layer {k} is {layer!r}")
+            if k > 0 and self.dropout > 0:
+                x = nn.functional.dropout(x, self.dropout, self.training)
+            if k > 0 and self.skip:
+                x = torch.cat([x, inputs], dim=-1)
+            s, x = layer.cell(state[k], x)
+            new_state.append(s)
+            outputs.append(x)
+        return new_state, (torch.cat(outputs, dim=-1) if self.skip else x)

@@ -58,7 +58,6 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from ..layers import Stack
 from ..unroll import map_state
@@ -240,12 +239,7 @@ class Decoder(nn.Module):
             a, alpha = self.attention(s_prev, keys, memory, mask)   # (B, M), (B, S)
             parts.append(a)
         x = torch.cat(parts, dim=-1)
-        new_state = []
-        for k, layer in enumerate(self.rnn.layers):                 # as Stack, one step
-            if k > 0 and self.rnn.dropout > 0:
-                x = F.dropout(x, self.rnn.dropout, self.training)
-            s, x = layer.cell(state[k], x)
-            new_state.append(s)
+        new_state, x = self.rnn.step(state, x)
         features = torch.cat([x, a], dim=-1) if att is not None else x
         return new_state, x, features, alpha
 
