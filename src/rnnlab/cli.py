@@ -211,10 +211,9 @@ def cmd_train(args) -> int:
                 raise TaskError(f"task {cls.name!r} generates its own data; --data does not "
                                 f"apply")
             cfg.data.path = args.data
-        cfg.train.check()                            # before reading data or making a dir
         task = cls(cfg)                              # reads and checks the data
-        run = distributed.fresh_run_dir(args.out if args.out is not None
-                                        else Path("runs") / cls.name, cfg.train.device)
+        run = fresh_run(args.out if args.out is not None else Path("runs") / cls.name,
+                        cfg.train)
         say(f"training {cls.name} -> {run}")
     if not distributed.is_main():
         say = _quiet

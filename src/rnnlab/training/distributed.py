@@ -23,17 +23,13 @@ one process would on the concatenated batch (tests/test_distributed.py checks it
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..config import resolve_device
-from . import rundir
-
-__all__ = ["rank", "world_size", "is_main", "setup", "fresh_run_dir", "data_parallel",
+__all__ = ["rank", "world_size", "is_main", "setup", "data_parallel",
            "broadcast_object", "all_gather_tensor", "any_true", "max_abs_difference", "shutdown"]
 
 
@@ -60,15 +56,6 @@ def setup(device: torch.device) -> int:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend)
     return dist.get_world_size()
-
-
-def fresh_run_dir(path, device: str) -> Path:
-    """A new run directory at ``path`` (or a numbered sibling, :func:`rundir.fresh_run_dir`);
-    under torchrun, rank 0 makes it and every rank gets its name."""
-    if setup(resolve_device(device)) == 1:
-        return rundir.fresh_run_dir(path)
-    run = str(rundir.fresh_run_dir(path)) if is_main() else None
-    return Path(broadcast_object(run))
 
 
 def shutdown() -> None:

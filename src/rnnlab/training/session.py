@@ -14,13 +14,24 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..config import ConfigError, RunConfig, resolve_device, to_dict
+from ..config import ConfigError, RunConfig, TrainConfig, resolve_device, to_dict
 from . import distributed, rundir
 
-__all__ = ["Session", "TrainingError", "RANK_STRIDE", "summary"]
+__all__ = ["Session", "TrainingError", "fresh_run", "RANK_STRIDE", "summary"]
 
 #: rank r of a torchrun launch draws its batches from the stream seeded train.seed + r * this
 RANK_STRIDE = 1_000_003
+
+
+def fresh_run(path, tc: TrainConfig) -> Path:
+    """A new run directory for a run with ``tc`` at ``path`` (or a numbered sibling,
+    :func:`rundir.fresh_run_dir`), made only once ``tc`` has passed its checks, so a bad
+    config leaves nothing behind; under torchrun, rank 0 makes it and every rank gets it."""
+    tc.check()
+    if distributed.setup(resolve_device(tc.device)) == 1:
+        return rundir.fresh_run_dir(path)
+    run = str(rundir.fresh_run_dir(path)) if distributed.is_main() else None
+    return Path(distributed.broadcast_object(run))
 
 
 class TrainingError(RuntimeError):
