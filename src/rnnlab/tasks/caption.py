@@ -79,7 +79,6 @@ too few to learn to recognise objects, and 10 test images give a noisy BLEU.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,23 +91,22 @@ from torch.nn import functional as F
 from ..config import ConfigError
 from ..data.coco import CaptionedImage, load_image, read_coco_captions
 from ..data.text import DataError
-from ..models.seq2seq import Decoder, teacher_forcing_ratio
+from ..data.tokenize import tokenize_caption
+from ..data.vocab import BOS, EOS, PAD, UNK, Vocab
+from ..models.captioner import Captioner, ConvEncoder
+from ..models.seq2seq import teacher_forcing_ratio
 from .base import Task, TaskError
 
 __all__ = ["Caption", "CaptionModel", "CaptionData", "Captioner", "ConvEncoder",
            "tokenize", "bleu"]
 
-PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
 #: ImageNet channel statistics, the conventional standardisation (no pretrained weights)
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
-
-def tokenize(caption: str) -> list[str]:
-    """Lower-cased words, punctuation dropped: ``"A dog's ball."`` -> ``["a", "dog's", "ball"]``."""
-    return _WORD.findall(caption.lower())
+#: the caption tokenizer (moved to :func:`rnnlab.data.tokenize.tokenize_caption`)
+tokenize = tokenize_caption
 
 
 def _streams(references: list[list[str]]) -> list[list[str | None]]:
@@ -125,64 +123,6 @@ def bleu(hypotheses: list[str], references: list[list[str]]) -> float:
     import sacrebleu
 
     return float(sacrebleu.corpus_bleu(hypotheses, _streams(references)).score)
-
-
-# --- model ----------------------------------------------------------------------------------
-
-
-class ConvEncoder(nn.Module):
-    """A small CNN: blocks of [3x3 conv -> batch norm -> ReLU -> 2x2 max-pool].
-
-    ``images (B, 3, S, S) -> context (B, C), memory (s*s, B, C)`` with C the last block's
-    channels and s = S / 2^len(channels): the context is the mean of the feature map over
-    its positions, the memory lists the positions row by row (time-major, like a sequence).
-    """
-
-    def __init__(self, channels: list[int], dropout: float = 0.0):
-        super().__init__()
-        layers: list[nn.Module] = []
-        c_in = 3
-        for c_out in channels:
-            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-                       nn.ReLU(inplace=True), nn.MaxPool2d(2)]
-            c_in = c_out
-        self.features = nn.Sequential(*layers)
-        self.drop = nn.Dropout(dropout)
-        self.output_size = c_in
-
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        fmap = self.features(images)                          # (B, C, s, s)
-        memory = self.drop(fmap.flatten(2).permute(2, 0, 1))  # (s*s, B, C)
-        context = self.drop(fmap.mean(dim=(2, 3)))            # (B, C)
-        return context, memory
-
-
-class Captioner(nn.Module):
-    """:class:`ConvEncoder` + :class:`~rnnlab.models.seq2seq.Decoder`.
-
-    ``forward(images (N, 3, S, S), tokens_in (T, B), index (B,))`` -> logits ``(T, B, V)``:
-    caption ``b`` is conditioned on image ``index[b]``, so each image is encoded once however
-    many of its captions are in the batch (``index=None``: caption b goes with image b).
-    """
-
-    def __init__(self, vocab_size: int, m: CaptionModel):
-        super().__init__()
-        self.encoder = ConvEncoder(parse_channels(m.cnn_channels), m.dropout)
-        self.decoder = Decoder(vocab_size, m.embed, m.hidden, self.encoder.output_size,
-                               cell=m.cell, num_layers=m.num_layers, condition=m.condition,
-                               attention=m.attention, dropout=m.dropout)
-
-    def encode(self, images: Tensor, index: Tensor | None = None):
-        context, memory = self.encoder(images)        # (N, C), (s*s, N, C)
-        if index is not None:
-            context, memory = context[index], memory[:, index]   # (B, C), (s*s, B, C)
-        return context, memory
-
-    def forward(self, images: Tensor, tokens_in: Tensor, index: Tensor | None = None,
-                teacher_forcing: float = 1.0, generator: torch.Generator | None = None):
-        context, memory = self.encode(images, index)
-        return self.decoder(tokens_in, context, memory, None, teacher_forcing=teacher_forcing,
-                            generator=generator)                  # (T, B, V)
 
 
 def parse_channels(text: str) -> list[int]:
@@ -257,16 +197,14 @@ class Caption(Task):
         if state is None:
             self._load()
             counts = Counter(w for image in self.splits["train"] for c in image.captions
-                             for w in tokenize(c))
-            words = sorted(w for w, n in counts.items() if n >= cfg.data.min_count)
-            self.vocab = list(SPECIALS) + words
+                             for w in tokenize_caption(c))
+            self.words = Vocab.build(counts, cfg.data.min_count, SPECIALS)
         else:
-            vocab = state.get("vocab")
-            if (not isinstance(vocab, list) or vocab[:len(SPECIALS)] != list(SPECIALS)
-                    or not all(isinstance(w, str) for w in vocab)):
-                raise TaskError("task state has no caption vocabulary ('vocab')")
-            self.vocab = vocab
-        self.index = {w: i for i, w in enumerate(self.vocab)}
+            try:
+                self.words = Vocab.from_list(state.get("vocab"), SPECIALS)
+            except ValueError:
+                raise TaskError("task state has no caption vocabulary ('vocab')") from None
+        self.vocab, self.index = self.words.to_list(), self.words.index
         self.pad, self.bos, self.eos, self.unk = (self.index[s] for s in SPECIALS)
 
     def _check_config(self) -> None:
@@ -332,7 +270,7 @@ class Caption(Task):
 
     def encode(self, caption: str) -> list[int]:
         """Word ids of a caption (unknown words -> <unk>), without <bos>/<eos>."""
-        return [self.index.get(w, self.unk) for w in tokenize(caption)]
+        return self.words.encode(tokenize_caption(caption), UNK)
 
     def decode(self, ids) -> str:
         """Words of ids up to the first <eos>; <pad>, <bos> and <unk> are dropped."""
@@ -345,7 +283,7 @@ class Caption(Task):
         return " ".join(words)
 
     def state_dict(self) -> dict:
-        return {"vocab": self.vocab}
+        return {"vocab": self.words.to_list()}
 
     def _standardise(self, pixels: Tensor, device) -> Tensor:
         """uint8 (N, 3, S, S) -> float (N, 3, S, S), channel-standardised."""
@@ -371,7 +309,9 @@ class Caption(Task):
     # --- model, batches, loss ---
 
     def build_model(self) -> nn.Module:
-        return Captioner(len(self.vocab), self.cfg.model)
+        m = self.cfg.model
+        return Captioner(len(self.vocab), parse_channels(m.cnn_channels), m.cell, m.embed,
+                         m.hidden, m.num_layers, m.condition, m.attention, m.dropout)
 
     def batch(self, generator, batch_size, device):
         """``batch_size`` augmented training images (B, 3, S, S), ``captions_per_image`` of
@@ -456,7 +396,7 @@ class Caption(Task):
 
     def references(self, split: str) -> list[list[str]]:
         """All captions of each image of the split, lower-cased and tokenised like the output."""
-        return [[" ".join(tokenize(c)) for c in image.captions]
+        return [[" ".join(tokenize_caption(c)) for c in image.captions]
                 for image in self._ensure_data()[split]]
 
     def constant_caption(self, limit: int = 200) -> str:
@@ -500,7 +440,8 @@ class Caption(Task):
         """Mean and standard deviation over ``seeds`` draws of the BLEU on ``split`` of the
         "random training caption" baseline: each image gets a caption of a random training
         image."""
-        train = [[" ".join(tokenize(c)) for c in im.captions] for im in self.splits["train"]]
+        train = [[" ".join(tokenize_caption(c)) for c in im.captions]
+                 for im in self.splits["train"]]
         refs = self.references(split)
         scores = []
         for seed in range(seeds):

@@ -89,13 +89,9 @@ trained partly on its own inputs.
 
 from __future__ import annotations
 
-import gzip
 import math
-import re
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -103,7 +99,11 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..config import ConfigError
+from ..data import vocab as _vocab
 from ..data.text import DataError
+from ..data.tokenize import detokenize_translation, normalize_translation, tokenize_translation
+from ..data.tsv import read_pairs
+from ..data.vocab import Vocab
 from ..models.seq2seq import Decoder, Encoder, Seq2Seq, teacher_forcing_ratio
 from .base import Task, TaskError
 
@@ -111,81 +111,13 @@ __all__ = ["Translate", "TranslateModel", "TranslateData", "tokenize", "detokeni
            "normalize", "read_pairs", "TUTORIAL_PREFIXES"]
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
-SPECIALS = ["<pad>", "<unk>", "<bos>", "<eos>"]
+SPECIALS = [_vocab.PAD, _vocab.UNK, _vocab.BOS, _vocab.EOS]
 TUTORIAL_PREFIXES = ("i am ", "i'm ", "he is ", "he's ", "she is ", "she's ", "you are ",
                      "you're ", "we are ", "we're ", "they are ", "they're ")
-_TOKEN = re.compile(r"\d+(?:[.,]\d+)*|\w+'|\w+|[^\w\s]")
-
-
-def normalize(text: str) -> str:
-    """NFKC, straight apostrophes, lower case, outer whitespace stripped."""
-    text = unicodedata.normalize("NFKC", text).replace("\u2019", "'").replace("\u2018", "'")
-    return text.lower().strip()
-
-
-def tokenize(text: str) -> list[str]:
-    """``"J'ai froid !"`` -> ``["j'", "ai", "froid", "!"]`` (see the module docstring)."""
-    return _TOKEN.findall(normalize(text))
-
-
-_NO_SPACE_BEFORE = frozenset(".,!?;:)%…-")
-_NO_SPACE_AFTER = frozenset("(-")
-
-
-def detokenize(tokens: list[str]) -> str:
-    """Join tokens with spaces, except after ``x'``, ``(`` and ``-`` and before ``-`` and
-    closing punctuation (English style, also for French: BLEU's 13a tokeniser splits the
-    punctuation off again, so the spacing convention does not change the score)."""
-    out = ""
-    for i, tok in enumerate(tokens):
-        prev = tokens[i - 1] if i else ""
-        if i and not (prev.endswith("'") or prev in _NO_SPACE_AFTER
-                      or tok in _NO_SPACE_BEFORE):
-            out += " "
-        out += tok
-    return out
-
-
-def read_pairs(path: str | Path) -> list[tuple[int, str, str]]:
-    """``(line number, column 1, column 2)`` for each non-blank line of a TSV (plain or
-    ``.gz``); :class:`DataError` naming ``file:line`` for a line without a TAB or with an
-    empty side."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"data file {str(path)!r} does not exist") from None
-    except IsADirectoryError:
-        raise DataError(f"data path {str(path)!r} is a directory, not a TSV file") from None
-    except OSError as e:
-        raise DataError(f"cannot read data file {str(path)!r}: {e.strerror or e}") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as e:
-            raise DataError(f"data file {str(path)!r} is not a readable gzip file: {e}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x})") from None
-    pairs = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        cols = line.split("\t")
-        if len(cols) < 2:
-            raise DataError(f"{path}:{lineno}: no TAB; each line must be "
-                            f"'source<TAB>target' (more columns after these are ignored), "
-                            f"got {line[:60]!r}")
-        for side, col in (("first (source)", cols[0]), ("second (target)", cols[1])):
-            if not col.strip():
-                raise DataError(f"{path}:{lineno}: the {side} column is empty; both sides "
-                                f"of a pair need text")
-        pairs.append((lineno, cols[0], cols[1]))
-    if not pairs:
-        raise DataError(f"data file {str(path)!r} holds no pairs (it is empty or blank)")
-    return pairs
+#: the translate text processing (moved to :mod:`rnnlab.data.tokenize`)
+normalize = normalize_translation
+tokenize = tokenize_translation
+detokenize = detokenize_translation
 
 
 @dataclass
@@ -260,16 +192,18 @@ class Translate(Task):
             self._load()
             counts = [Counter(t for pair in self.splits["train"] for t in pair[side])
                       for side in (0, 1)]
-            self.src_vocab, self.tgt_vocab = (
-                SPECIALS + sorted(t for t, n in c.items() if n >= cfg.data.min_count)
-                for c in counts)
+            self.source, self.target = (Vocab.build(c, cfg.data.min_count, SPECIALS)
+                                        for c in counts)
         else:
+            vocabs = []
             for key in ("src_vocab", "tgt_vocab"):
-                if not isinstance(state.get(key), list) or state[key][:4] != SPECIALS:
-                    raise TaskError(f"task state has no valid {key!r}")
-            self.src_vocab, self.tgt_vocab = state["src_vocab"], state["tgt_vocab"]
-        self.src_index = {t: i for i, t in enumerate(self.src_vocab)}
-        self.tgt_index = {t: i for i, t in enumerate(self.tgt_vocab)}
+                try:
+                    vocabs.append(Vocab.from_list(state.get(key), SPECIALS))
+                except ValueError:
+                    raise TaskError(f"task state has no valid {key!r}") from None
+            self.source, self.target = vocabs
+        self.src_vocab, self.src_index = self.source.to_list(), self.source.index
+        self.tgt_vocab, self.tgt_index = self.target.to_list(), self.target.index
 
     def _check_config(self) -> None:
         m, d = self.cfg.model, self.cfg.data
@@ -308,7 +242,8 @@ class Translate(Task):
             return TUTORIAL_PREFIXES
         if p == "none":
             return ()
-        return tuple(normalize(x) + (" " if x.endswith(" ") else "") for x in p.split("|")
+        return tuple(normalize_translation(x) + (" " if x.endswith(" ") else "")
+                     for x in p.split("|")
                      if x.strip())
 
     def _load(self) -> None:
@@ -316,9 +251,9 @@ class Translate(Task):
         prefixes = self._prefixes()
         pairs = []
         for _, first, second in read_pairs(d.path):
-            if prefixes and not normalize(first).startswith(prefixes):
+            if prefixes and not normalize_translation(first).startswith(prefixes):
                 continue
-            src, tgt = tokenize(first), tokenize(second)
+            src, tgt = tokenize_translation(first), tokenize_translation(second)
             if d.reverse:
                 src, tgt = tgt, src
             if not src or not tgt or len(src) > d.max_len or len(tgt) > d.max_len:
@@ -353,14 +288,13 @@ class Translate(Task):
         return self.splits
 
     def encode(self, tokens: list[str], target: bool = False) -> list[int]:
-        index = self.tgt_index if target else self.src_index
-        return [index.get(t, UNK) for t in tokens]
+        return (self.target if target else self.source).encode(tokens, _vocab.UNK)
 
     def decode(self, ids: list[int]) -> str:
-        return detokenize([self.tgt_vocab[i] for i in ids])
+        return detokenize_translation(self.target.decode(ids))
 
     def state_dict(self) -> dict:
-        return {"src_vocab": self.src_vocab, "tgt_vocab": self.tgt_vocab}
+        return {"src_vocab": self.source.to_list(), "tgt_vocab": self.target.to_list()}
 
     # --- model, batches, loss ---
 
@@ -435,7 +369,7 @@ class Translate(Task):
         for src, tgt in pairs:
             key = " ".join(src)
             sources.setdefault(key, src)
-            refs.setdefault(key, []).append(detokenize(tgt))
+            refs.setdefault(key, []).append(detokenize_translation(tgt))
         keys = list(sources)
         hyps = self.translate_tokens(model, [sources[k] for k in keys], device, beam)
         n_refs = max(len(r) for r in refs.values())
@@ -467,7 +401,7 @@ class Translate(Task):
         """Beam-search translations (``model.beam``) of raw source sentences."""
         sources = []
         for text in inputs:
-            tokens = tokenize(text)
+            tokens = tokenize_translation(text)
             if not tokens:
                 raise TaskError(f"nothing to translate in {text!r}")
             sources.append(tokens)
