@@ -52,29 +52,7 @@ Commands::
     rnnlab evaluate runs/caption
     rnnlab caption runs/caption img1.jpg img2.jpg        # one caption per image (beam search)
 
-Measured (coco_mini_captions, 101 images / 505 captions, default config, 600 steps,
-1 thread, ~100 s each; five runs, one per ``data.split_seed`` 0..4, so each has its own
-10 test images)::
-
-                      test BLEU-4             valid BLEU-4
-    model             8.1 +- 3.4  (4.0-12.1)  5.9 +- 2.9  (2.7-10.4)
-    constant caption  5.4 +- 2.6  (2.6-7.8)   6.5 +- 2.6  (3.1-10.0)
-    model, images rolled by one (each image's captions scored on another image):
-                      7.2 +- 1.8              4.7 +- 2.6
-    test loss 3.19 per word with the right image, 3.28 with the rolled images
-
-The model beats the constant caption on the test images (4 runs of 5) but not on the
-validation images, and it keeps most of its BLEU when shown the wrong image: with 81
-training images it has learnt mostly the captions' language model and a little of the
-image ("a man standing next to a parking meter" for a parking-meter photo, "a stop sign"
-for colourful ones). On split 0 the other settings tried scored test BLEU 6.2
-(``condition=init``), 5.3 (``both``), 4.6 (``both`` + attention, 800 steps), 9.0
-(attention, 1200 steps, the old 128/256 size) and 3.9 (the old size, ``init``, 2000
-steps); ``train.weight_decay=1e-3`` collapsed to BLEU 0.
-
-Published figures are not comparable (Show and Tell: BLEU-4 27.7 on the full COCO test
-split, 83k training images, an ImageNet-pretrained GoogLeNet): 81 training images are far
-too few to learn to recognise objects, and 10 test images give a noisy BLEU.
+Measured results: ``docs/results.md``, section caption.
 """
 
 from __future__ import annotations

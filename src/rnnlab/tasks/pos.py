@@ -35,20 +35,8 @@ naming FILE:LINE). The vocabularies of words, characters and tags are saved with
 
 ``predict`` splits each input on whitespace (give punctuation as separate tokens).
 
-Figures, UD English EWT v2.16 (train 12,544 sentences / 204,577 words; dev 25,147; test
-25,094), 1 thread through /work/tools/cpuslot on the shared 2-core development machine:
+Measured results: ``docs/results.md``, section pos.
 
-    /work/tools/cpuslot rnnlab train pos --data ../shared/data/ud_english_ewt --json
-    default (4,000 steps of 32 sentences, ~10 epochs; 1.31 M parameters):
-        valid accuracy 94.90 %, test accuracy 94.87 %, train_seconds 398 (610 on a busier run)
-    same model, 3,000 steps with cosine lr decay:              test 94.12 %, 315 s
-    --config full (same model, 8,000 steps, cosine lr decay):  test 95.29 %, valid 95.10 %,
-                                                               652 s
-    char_hidden=32 char_embed=24, 3,000 steps, cosine decay:   test 93.88 %, 311 s
-
-For comparison (the reference figures of the issue, not re-measured here): a plain BiLSTM
-tagger without pretrained embeddings reaches ~94-95 % UPOS on EWT (cf. Plank et al. 2016 on
-UD 1.2); UDPipe 2 and Stanza, with pretrained (UDPipe 2: also contextual) embeddings, ~96-97 %.
 ``model.char_model=cnn`` swaps the char BiLSTM for a width-3 char CNN with max pooling
 (dos Santos & Zadrozny 2014); it is tested but was not measured on EWT.
 """

@@ -56,30 +56,7 @@ Commands:
 Preset ``full`` (SST folders only): ``data.phrases=true``, 16000 steps, cosine learning-rate
 decay -- about 8 minutes instead of 3.
 
-Figures (one thread through /work/tools/cpuslot on the shared 2-core machine, seed 0; test
-accuracy of the last step, valid in brackets; BiLSTM 100-d embeddings, 150 units a
-direction, learned from scratch):
-
-    data                       config                      test (valid)     time
-    SST fine-grained, 5-class  default, 3000 steps          41.2 % (39.3)   150 s
-    SST fine-grained           model.bidirectional=false    40.2 % (39.5)   116 s
-    SST fine-grained           model.pool=max               39.5 % (38.7)   216 s
-    SST fine-grained           --config full (phrases)      43.3 % (42.1)   459 s
-    SST binary (SST-2)         default                      80.5 % (80.2)   205 s
-    SST binary                 model.bidirectional=false    80.9 % (81.5)   142 s
-    SST binary                 model.pool=max               80.7 % (79.6)   164 s
-    SST binary                 --config full (phrases)      85.1 % (83.6)   463 s
-    UCI, 3 files combined      default (80/10/10 split)     78.0 % (81.3)   173 s
-    UCI, 3 files combined      model.pool=max               83.0 % (81.7)   142 s
-    UCI, 3 files combined      model.pool=mean              82.0 % (82.3)   135 s
-
-Published (Tai et al. 2015, Table 2, SST root accuracy, 300-d GloVe vectors fine-tuned):
-LSTM 46.4 % fine-grained / 84.9 % binary, BiLSTM 49.1 / 87.5. Without pretrained vectors
-the sentence-only models here are 5-8 points lower; training on the phrases closes most of
-the binary gap. UCI sentences: Kotzias et al. 2015 report about 0.8-0.87 accuracy depending
-on the domain; the combined test split here is 300 sentences (one sentence = 0.33 points,
-a standard error of about 2.4 points), so differences of a few points between configs are
-noise.
+Measured results: ``docs/results.md``, section sentiment.
 """
 
 from __future__ import annotations
@@ -194,7 +171,7 @@ class Sentiment(Task):
     ModelConfig, DataConfig = SentimentModel, SentimentData
     main_metric = "accuracy"
     uses_data_file = True
-    # threads=1: the setting every figure in the docstring was measured with (cpuslot)
+    # threads=1: the setting every figure in docs/results.md was measured with (cpuslot)
     train_defaults = dict(steps=3000, batch_size=32, lr=2e-3, clip_norm=5.0,
                           eval_every=250, checkpoint_every=1000, threads=1)
     presets = {"full": ["data.phrases=true", "train.steps=16000", "train.lr_decay=cosine",

@@ -57,34 +57,7 @@ Commands:
     rnnlab translate runs/translate "i am cold ." "she is happy ." --json   (beam search)
     rnnlab evaluate runs/translate --json
 
-Figures (Tatoeba ``fra.txt.gz``, default filters: 11,581 pairs, valid/test = 500 distinct
-English sentences each, 763/823 pairs; test-split BLEU as above; one thread through
-``/work/tools/cpuslot`` on a shared, loaded 2-core machine):
-
-    default config (3000 steps, attention, condition init,    419 s   test BLEU 22.7 greedy,
-      teacher forcing 1.0, lr 3e-3 cosine, dropout 0.1)               24.0 beam 5 (α 0.6);
-                                                                      acc 0.703, ppl 4.22
-    same, dropout 0.3                                         365 s   18.6 greedy, 20.6 beam
-    --config full (embed 128, encoder 2x128, decoder 256,     844 s   28.4 greedy, 30.8 beam;
-      readout 128, dropout 0.3; 3000 steps)                           acc 0.740, ppl 3.25
-    full model, train.steps=1800                              528 s   23.8 greedy, 25.9 beam
-
-    short runs: 1500 steps, lr 2e-3 constant, dropout 0.2     time    test BLEU greedy / beam, ppl
-      no attention, condition init                            118 s    7.7 /  7.2, 7.30
-      no attention, condition input                           135 s   10.1 / 10.8, 6.55
-      no attention, condition both                            132 s   11.0 / 10.8, 6.23
-      attention, condition init                               224 s   15.4 / 16.7, 5.18
-      attention, init, inverse-sigmoid k=250 (ε 1 -> 0.38)    406 s   14.8 / 14.8, 6.30
-
-There is no published BLEU for this Tatoeba subset to compare with: the PyTorch seq2seq
-tutorial that introduced the filter reports only losses and samples. The baseline to beat
-here is retrieval: translate each test sentence by the first translation of the training
-sentence with the highest token overlap (Jaccard), which scores test BLEU 20.7 (valid 21.2).
-The default model beats it by 2-3 BLEU, the full preset by 8-10; the attention-free
-models do not come close.
-Scheduled sampling did not help at this scale (and is slower: every step needs its own
-output layer and a sample); its teacher-forced perplexity is worse, as expected of a model
-trained partly on its own inputs.
+Measured results: ``docs/results.md``, section translate.
 """
 
 from __future__ import annotations
@@ -179,7 +152,7 @@ class Translate(Task):
     train_defaults = dict(steps=3000, batch_size=64, lr=3e-3, lr_decay="cosine",
                           clip_norm=1.0, eval_every=500, checkpoint_every=1000, threads=1)
     presets = {
-        # measured: 844 s, test BLEU 28.4 greedy / 30.8 beam (module docstring)
+        # measured: 844 s, test BLEU 28.4 greedy / 30.8 beam (docs/results.md)
         "full": ["model.embed=128", "model.encoder_hidden=128", "model.hidden=256",
                  "model.readout=128", "model.dropout=0.3"],
     }

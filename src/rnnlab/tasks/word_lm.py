@@ -20,13 +20,15 @@ run (``task_state.json``). Words of the valid/test split that are not in it are 
 ``<unk>`` entry is added at the end of the vocabulary (never a training target then, so its
 probability stays small and such words cost many nats, as they should). Without ``--data``
 (``data.path`` None) the task uses Python's bundled documentation
-(:func:`rnnlab.data.default_corpus`) converted in memory by :func:`ptb_layout_lines`.
+(:func:`rnnlab.data.default_corpus`) converted in memory by
+:func:`rnnlab.data.ptb.ptb_layout_lines`.
 
-:func:`make_ptb_layout` builds such a directory from any text file (lower-cased, words and
-punctuation as tokens, words seen fewer than ``min_count`` times -> ``<unk>``, one line per
-non-blank line of text, contiguous 90/5/5 split), e.g. from Tiny Shakespeare:
+:func:`rnnlab.data.ptb.make_ptb_layout` builds such a directory from any text file
+(lower-cased, words and punctuation as tokens, words seen fewer than ``min_count`` times ->
+``<unk>``, one line per non-blank line of text, contiguous 90/5/5 split), e.g. from Tiny
+Shakespeare:
 
-    python -c "from rnnlab.tasks.word_lm import make_ptb_layout; \\
+    python -c "from rnnlab.data.ptb import make_ptb_layout; \\
                make_ptb_layout('../shared/data/tinyshakespeare/input.txt', '/tmp/shakespeare-ptb')"
 
 Truncated BPTT with the state carried across batches (Zaremba et al.; Mikolov 2012). The
@@ -83,19 +85,7 @@ unknown word). No prompt starts after ``<eos>``. ``<eos>`` is printed as a line 
     rnnlab evaluate runs/word-lm --json
     rnnlab generate runs/word-lm --prompt "the king" --length 30 --temperature 0.8
 
-Figures (Tiny Shakespeare in the PTB layout: ``make_ptb_layout(input.txt, DIR, min_count=3)``,
-vocabulary 4,960 with <eos> and <unk>, 259,118 / 14,296 / 12,956 tokens, <unk> rate 3.2 /
-4.2 / 5.8 %; one thread through /work/tools/cpuslot on a shared 2-core machine, seed 0):
-
-    run                                     steps   time    valid ppl   test ppl
-    add-one unigram (WordLM.unigram)            -      -        246.5      243.3
-    default (1000 steps, Adam, cosine)       1000   423 s        74.6       90.0
-    --config small (Zaremba small, 13 ep.)   8411  1173 s        66.7       85.3
-
-The small preset (no dropout) is best at epoch 6 (valid 63.2 at step 3500) and then
-overfits this 0.26M-token corpus, the reason Zaremba et al. add dropout for the larger nets.
-These are not PTB figures; Zaremba et al.'s small LSTM reaches 120.7 / 114.5 on PTB (10k
-vocabulary, 0.93M training tokens), a harder corpus with a larger vocabulary.
+Measured results: ``docs/results.md``, section word-lm.
 """
 
 from __future__ import annotations
