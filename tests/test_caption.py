@@ -13,7 +13,9 @@ from rnnlab.cli import main
 from rnnlab.config import ConfigError, apply_overrides
 from rnnlab.data.coco import load_image, read_coco_captions
 from rnnlab.data.text import DataError
-from rnnlab.tasks.caption import Caption, ConvEncoder, bleu, tokenize
+from rnnlab.data.tokenize import tokenize_caption as tokenize
+from rnnlab.models.captioner import ConvEncoder
+from rnnlab.tasks.caption import Caption, bleu
 
 TINY = ["train.threads=1", "train.device=cpu"]
 SMALL = ["data.image_size=16", "data.crop_pad=4", "model.cnn_channels=8,16",

@@ -12,8 +12,9 @@ from rnnlab.cli import main
 from rnnlab.config import apply_overrides
 from rnnlab.data.conllu import Sentence, read_conllu, ud_split_files
 from rnnlab.data.text import DataError
+from rnnlab.models.tagger import CharCNN, CharEncoder
 from rnnlab.tasks import TaskError
-from rnnlab.tasks.pos import UNK, CharCNN, CharEncoder, Pos
+from rnnlab.tasks.pos import UNK, Pos
 from rnnlab.training import train
 
 TINY = ["train.threads=1", "train.device=cpu"]

@@ -9,17 +9,12 @@ import torch
 from rnnlab.cli import main
 from rnnlab.config import apply_overrides
 from rnnlab.data import DataError
+from rnnlab.data.tokenize import tokenize_sentiment as tokenize
+from rnnlab.data.tsv import read_labelled
 from rnnlab.layers import Recurrent
+from rnnlab.models.classifier import SentenceClassifier
 from rnnlab.tasks import TASKS
-from rnnlab.tasks.sentiment import (
-    SST_BINARY,
-    SST_FINE,
-    SentenceClassifier,
-    Sentiment,
-    read_labelled,
-    sst_label,
-    tokenize,
-)
+from rnnlab.tasks.sentiment import SST_BINARY, SST_FINE, Sentiment, sst_label
 
 TINY = ["train.threads=1", "train.device=cpu", "model.embed=8", "model.hidden=8"]
 GOOD = "good great fine superb lovely nice".split()

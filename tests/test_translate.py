@@ -13,16 +13,12 @@ import torch
 from rnnlab.cli import main
 from rnnlab.config import ConfigError, apply_overrides
 from rnnlab.data.text import DataError
+from rnnlab.data.tokenize import detokenize_translation as detokenize
+from rnnlab.data.tokenize import normalize_translation as normalize
+from rnnlab.data.tokenize import tokenize_translation as tokenize
+from rnnlab.data.tsv import read_pairs
 from rnnlab.tasks import TASKS
-from rnnlab.tasks.translate import (
-    EOS,
-    PAD,
-    Translate,
-    detokenize,
-    normalize,
-    read_pairs,
-    tokenize,
-)
+from rnnlab.tasks.translate import EOS, PAD, Translate
 
 WORDS = {"one": "un", "two": "deux", "three": "trois", "red": "rouge", "big": "grand",
          "cat": "chat", "dog": "chien", "sees": "voit", "eats": "mange"}

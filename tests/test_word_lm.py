@@ -13,16 +13,11 @@ from torch.nn import functional as F
 from rnnlab.cli import main
 from rnnlab.config import ConfigError, apply_overrides
 from rnnlab.data import DataError
+from rnnlab.data.ptb import make_ptb_layout, ptb_layout_lines
+from rnnlab.data.tokenize import tokenize_words as tokenize
+from rnnlab.data.vocab import EOS, UNK
 from rnnlab.tasks import TASKS, TaskError
-from rnnlab.tasks.word_lm import (
-    EOS,
-    UNK,
-    WordLM,
-    batchify,
-    make_ptb_layout,
-    ptb_layout_lines,
-    tokenize,
-)
+from rnnlab.tasks.word_lm import WordLM, batchify
 from rnnlab.training import rundir, step_decay
 
 WORDS = "the a cat dog sat ran on under mat log and then".split()

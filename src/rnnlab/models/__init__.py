@@ -1,8 +1,29 @@
-"""Models built from rnnlab layers (book 10.4 onwards): the encoder-decoder and its parts.
+"""Every model of the chapter, built from rnnlab layers and cells; each takes sizes and plain
+options, never a task's config.
 
-    from rnnlab.models import Encoder, Decoder, Seq2Seq, teacher_forcing_ratio
+    language        CharRNN, WordRNN (10.2: language models)
+    classifier      SentenceClassifier (many-to-one)
+    tagger          Tagger with CharEncoder / CharCNN word features (many-to-many)
+    sequence        SequenceModel (adding, copy), SequenceClassifier (sequential digits)
+    forecaster      Forecaster (many-to-one / many-to-many with a horizon)
+    music           MusicRNN (independent sigmoid outputs over 88 keys)
+    seq2seq         Encoder, Decoder (attention, scheduled sampling, beam search), Seq2Seq
+    captioner       Captioner (a CNN encoder + an RNN decoder)
+    recursive       TreeRNN, ChildSumTreeLSTM, NaryTreeLSTM (10.6)
+    esn             ESN, Reservoir, readouts (10.8)
+    length          LengthHead, HaltHead, LengthModel (10.2.4: ending a sequence)
+    memnet          MemN2N (10.12: end-to-end memory network)
+    memory          MemoryModel (10.12: an NTM or LSTM over the memory tasks)
 """
 
+from .captioner import Captioner, ConvEncoder
+from .classifier import SentenceClassifier
+from .forecaster import Forecaster
+from .language import CharRNN, TieError, WordRNN
+from .length import LengthModel
+from .memnet import MemN2N
+from .memory import MemoryModel
+from .music import MusicRNN
 from .seq2seq import (
     SCHEDULES,
     AdditiveAttention,
@@ -11,18 +32,11 @@ from .seq2seq import (
     Seq2Seq,
     teacher_forcing_ratio,
 )
+from .sequence import SequenceClassifier, SequenceModel
+from .tagger import CharCNN, CharEncoder, TagBatch, Tagger
 
 __all__ = ["SCHEDULES", "AdditiveAttention", "Decoder", "Encoder", "Seq2Seq",
-           "teacher_forcing_ratio"]
-
-# the models of the non-text tasks (digits, adding/copy, forecast, music, memnet, ntm-*,
-# seq-length)
-from .forecaster import Forecaster  # noqa: E402
-from .length import LengthModel  # noqa: E402
-from .memnet import MemN2N  # noqa: E402
-from .memory import MemoryModel  # noqa: E402
-from .music import MusicRNN  # noqa: E402
-from .sequence import SequenceClassifier, SequenceModel  # noqa: E402
-
-__all__ += ["Forecaster", "LengthModel", "MemN2N", "MemoryModel", "MusicRNN",
-            "SequenceClassifier", "SequenceModel"]
+           "teacher_forcing_ratio", "CharRNN", "WordRNN", "TieError", "SentenceClassifier",
+           "Tagger", "CharEncoder", "CharCNN", "TagBatch", "Captioner", "ConvEncoder",
+           "SequenceModel", "SequenceClassifier", "Forecaster", "MusicRNN", "MemN2N",
+           "MemoryModel", "LengthModel"]

@@ -52,34 +52,11 @@ Commands::
     rnnlab evaluate runs/caption
     rnnlab caption runs/caption img1.jpg img2.jpg        # one caption per image (beam search)
 
-Measured (coco_mini_captions, 101 images / 505 captions, default config, 600 steps,
-1 thread, ~100 s each; five runs, one per ``data.split_seed`` 0..4, so each has its own
-10 test images)::
-
-                      test BLEU-4             valid BLEU-4
-    model             8.1 +- 3.4  (4.0-12.1)  5.9 +- 2.9  (2.7-10.4)
-    constant caption  5.4 +- 2.6  (2.6-7.8)   6.5 +- 2.6  (3.1-10.0)
-    model, images rolled by one (each image's captions scored on another image):
-                      7.2 +- 1.8              4.7 +- 2.6
-    test loss 3.19 per word with the right image, 3.28 with the rolled images
-
-The model beats the constant caption on the test images (4 runs of 5) but not on the
-validation images, and it keeps most of its BLEU when shown the wrong image: with 81
-training images it has learnt mostly the captions' language model and a little of the
-image ("a man standing next to a parking meter" for a parking-meter photo, "a stop sign"
-for colourful ones). On split 0 the other settings tried scored test BLEU 6.2
-(``condition=init``), 5.3 (``both``), 4.6 (``both`` + attention, 800 steps), 9.0
-(attention, 1200 steps, the old 128/256 size) and 3.9 (the old size, ``init``, 2000
-steps); ``train.weight_decay=1e-3`` collapsed to BLEU 0.
-
-Published figures are not comparable (Show and Tell: BLEU-4 27.7 on the full COCO test
-split, 83k training images, an ImageNet-pretrained GoogLeNet): 81 training images are far
-too few to learn to recognise objects, and 10 test images give a noisy BLEU.
+Measured results: ``docs/results.md``, section caption.
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,23 +69,22 @@ from torch.nn import functional as F
 from ..config import ConfigError
 from ..data.coco import CaptionedImage, load_image, read_coco_captions
 from ..data.text import DataError
-from ..models.seq2seq import Decoder, teacher_forcing_ratio
+from ..data.tokenize import tokenize_caption
+from ..data.vocab import BOS, EOS, PAD, UNK, Vocab
+from ..models.captioner import Captioner, ConvEncoder
+from ..models.seq2seq import teacher_forcing_ratio
 from .base import Task, TaskError
 
 __all__ = ["Caption", "CaptionModel", "CaptionData", "Captioner", "ConvEncoder",
            "tokenize", "bleu"]
 
-PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
 #: ImageNet channel statistics, the conventional standardisation (no pretrained weights)
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
-
-def tokenize(caption: str) -> list[str]:
-    """Lower-cased words, punctuation dropped: ``"A dog's ball."`` -> ``["a", "dog's", "ball"]``."""
-    return _WORD.findall(caption.lower())
+#: the caption tokenizer (moved to :func:`rnnlab.data.tokenize.tokenize_caption`)
+tokenize = tokenize_caption
 
 
 def _streams(references: list[list[str]]) -> list[list[str | None]]:
@@ -125,64 +101,6 @@ def bleu(hypotheses: list[str], references: list[list[str]]) -> float:
     import sacrebleu
 
     return float(sacrebleu.corpus_bleu(hypotheses, _streams(references)).score)
-
-
-# --- model ----------------------------------------------------------------------------------
-
-
-class ConvEncoder(nn.Module):
-    """A small CNN: blocks of [3x3 conv -> batch norm -> ReLU -> 2x2 max-pool].
-
-    ``images (B, 3, S, S) -> context (B, C), memory (s*s, B, C)`` with C the last block's
-    channels and s = S / 2^len(channels): the context is the mean of the feature map over
-    its positions, the memory lists the positions row by row (time-major, like a sequence).
-    """
-
-    def __init__(self, channels: list[int], dropout: float = 0.0):
-        super().__init__()
-        layers: list[nn.Module] = []
-        c_in = 3
-        for c_out in channels:
-            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-                       nn.ReLU(inplace=True), nn.MaxPool2d(2)]
-            c_in = c_out
-        self.features = nn.Sequential(*layers)
-        self.drop = nn.Dropout(dropout)
-        self.output_size = c_in
-
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        fmap = self.features(images)                          # (B, C, s, s)
-        memory = self.drop(fmap.flatten(2).permute(2, 0, 1))  # (s*s, B, C)
-        context = self.drop(fmap.mean(dim=(2, 3)))            # (B, C)
-        return context, memory
-
-
-class Captioner(nn.Module):
-    """:class:`ConvEncoder` + :class:`~rnnlab.models.seq2seq.Decoder`.
-
-    ``forward(images (N, 3, S, S), tokens_in (T, B), index (B,))`` -> logits ``(T, B, V)``:
-    caption ``b`` is conditioned on image ``index[b]``, so each image is encoded once however
-    many of its captions are in the batch (``index=None``: caption b goes with image b).
-    """
-
-    def __init__(self, vocab_size: int, m: CaptionModel):
-        super().__init__()
-        self.encoder = ConvEncoder(parse_channels(m.cnn_channels), m.dropout)
-        self.decoder = Decoder(vocab_size, m.embed, m.hidden, self.encoder.output_size,
-                               cell=m.cell, num_layers=m.num_layers, condition=m.condition,
-                               attention=m.attention, dropout=m.dropout)
-
-    def encode(self, images: Tensor, index: Tensor | None = None):
-        context, memory = self.encoder(images)        # (N, C), (s*s, N, C)
-        if index is not None:
-            context, memory = context[index], memory[:, index]   # (B, C), (s*s, B, C)
-        return context, memory
-
-    def forward(self, images: Tensor, tokens_in: Tensor, index: Tensor | None = None,
-                teacher_forcing: float = 1.0, generator: torch.Generator | None = None):
-        context, memory = self.encode(images, index)
-        return self.decoder(tokens_in, context, memory, None, teacher_forcing=teacher_forcing,
-                            generator=generator)                  # (T, B, V)
 
 
 def parse_channels(text: str) -> list[int]:
@@ -258,16 +176,14 @@ class Caption(Task):
         if state is None:
             self._load()
             counts = Counter(w for image in self.splits["train"] for c in image.captions
-                             for w in tokenize(c))
-            words = sorted(w for w, n in counts.items() if n >= cfg.data.min_count)
-            self.vocab = list(SPECIALS) + words
+                             for w in tokenize_caption(c))
+            self.words = Vocab.build(counts, cfg.data.min_count, SPECIALS)
         else:
-            vocab = state.get("vocab")
-            if (not isinstance(vocab, list) or vocab[:len(SPECIALS)] != list(SPECIALS)
-                    or not all(isinstance(w, str) for w in vocab)):
-                raise TaskError("task state has no caption vocabulary ('vocab')")
-            self.vocab = vocab
-        self.index = {w: i for i, w in enumerate(self.vocab)}
+            try:
+                self.words = Vocab.from_list(state.get("vocab"), SPECIALS)
+            except ValueError:
+                raise TaskError("task state has no caption vocabulary ('vocab')") from None
+        self.vocab, self.index = self.words.to_list(), self.words.index
         self.pad, self.bos, self.eos, self.unk = (self.index[s] for s in SPECIALS)
 
     def _check_config(self) -> None:
@@ -333,7 +249,7 @@ class Caption(Task):
 
     def encode(self, caption: str) -> list[int]:
         """Word ids of a caption (unknown words -> <unk>), without <bos>/<eos>."""
-        return [self.index.get(w, self.unk) for w in tokenize(caption)]
+        return self.words.encode(tokenize_caption(caption), UNK)
 
     def decode(self, ids) -> str:
         """Words of ids up to the first <eos>; <pad>, <bos> and <unk> are dropped."""
@@ -346,7 +262,7 @@ class Caption(Task):
         return " ".join(words)
 
     def state_dict(self) -> dict:
-        return {"vocab": self.vocab}
+        return {"vocab": self.words.to_list()}
 
     def _standardise(self, pixels: Tensor, device) -> Tensor:
         """uint8 (N, 3, S, S) -> float (N, 3, S, S), channel-standardised."""
@@ -372,7 +288,9 @@ class Caption(Task):
     # --- model, batches, loss ---
 
     def build_model(self) -> nn.Module:
-        return Captioner(len(self.vocab), self.cfg.model)
+        m = self.cfg.model
+        return Captioner(len(self.vocab), parse_channels(m.cnn_channels), m.cell, m.embed,
+                         m.hidden, m.num_layers, m.condition, m.attention, m.dropout)
 
     def position(self) -> dict:
         """The batches drawn so far: the scheduled-sampling clock, saved for --resume."""
@@ -465,7 +383,7 @@ class Caption(Task):
 
     def references(self, split: str) -> list[list[str]]:
         """All captions of each image of the split, lower-cased and tokenised like the output."""
-        return [[" ".join(tokenize(c)) for c in image.captions]
+        return [[" ".join(tokenize_caption(c)) for c in image.captions]
                 for image in self._ensure_data()[split]]
 
     def constant_caption(self, limit: int = 200) -> str:
@@ -509,7 +427,8 @@ class Caption(Task):
         """Mean and standard deviation over ``seeds`` draws of the BLEU on ``split`` of the
         "random training caption" baseline: each image gets a caption of a random training
         image."""
-        train = [[" ".join(tokenize(c)) for c in im.captions] for im in self.splits["train"]]
+        train = [[" ".join(tokenize_caption(c)) for c in im.captions]
+                 for im in self.splits["train"]]
         refs = self.references(split)
         scores = []
         for seed in range(seeds):

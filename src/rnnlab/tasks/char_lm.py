@@ -29,33 +29,11 @@ from torch.nn import functional as F
 
 from ..config import ConfigError
 from ..data.text import DataError, default_corpus, read_text
-from ..layers import Stack
+from ..data.vocab import Vocab
+from ..models.language import CharRNN
 from .base import Task, TaskError, check_regularizers
 
 __all__ = ["CharLM", "CharLMModel", "CharLMData", "CharRNN"]
-
-
-class CharRNN(nn.Module):
-    """Embedding -> recurrent stack -> logits. ``embed=0`` feeds one-hot vectors instead."""
-
-    def __init__(self, vocab_size: int, cell: str, embed: int, hidden: int, num_layers: int,
-                 dropout: float, recurrent_dropout: float = 0.0, zoneout: float = 0.0):
-        super().__init__()
-        self.vocab_size = vocab_size
-        self.embed = nn.Embedding(vocab_size, embed) if embed > 0 else None
-        self.rnn = Stack.build(cell, embed if embed > 0 else vocab_size, hidden, num_layers,
-                               dropout, recurrent_dropout=recurrent_dropout, zoneout=zoneout)
-        self.drop = nn.Dropout(dropout)
-        self.out = nn.Linear(self.rnn.output_size, vocab_size)
-
-    def forward(self, tokens: Tensor, state=None):
-        """tokens (T, B) int64 -> logits (T, B, V), state (one entry per layer)."""
-        if self.embed is not None:
-            xs = self.embed(tokens)                                   # (T, B, E)
-        else:
-            xs = F.one_hot(tokens, self.vocab_size).float()           # (T, B, V)
-        ys, state = self.rnn(xs, state)                               # (T, B, H)
-        return self.out(self.drop(ys)), state                         # (T, B, V)
 
 
 @dataclass
@@ -103,12 +81,14 @@ class CharLM(Task):
         self.splits: dict[str, Tensor] | None = None
         if state is None:
             text = self._read()
-            self.vocab = "".join(sorted(set(text)))
+            self.chars = Vocab(sorted(set(text)))
         else:
             if not isinstance(state.get("vocab"), str) or not state["vocab"]:
                 raise TaskError("task state has no vocabulary ('vocab')")
-            self.vocab = state["vocab"]
-        self.index = {ch: i for i, ch in enumerate(self.vocab)}
+            self.chars = Vocab(state["vocab"])
+        # saved as one string of the characters in id order (task_state.json "vocab")
+        self.vocab = "".join(self.chars.to_list())
+        self.index = self.chars.index
         if state is None:
             self._split(text)
 

@@ -35,20 +35,8 @@ naming FILE:LINE). The vocabularies of words, characters and tags are saved with
 
 ``predict`` splits each input on whitespace (give punctuation as separate tokens).
 
-Figures, UD English EWT v2.16 (train 12,544 sentences / 204,577 words; dev 25,147; test
-25,094), 1 thread through /work/tools/cpuslot on the shared 2-core development machine:
+Measured results: ``docs/results.md``, section pos.
 
-    /work/tools/cpuslot rnnlab train pos --data ../shared/data/ud_english_ewt --json
-    default (4,000 steps of 32 sentences, ~10 epochs; 1.31 M parameters):
-        valid accuracy 94.90 %, test accuracy 94.87 %, train_seconds 398 (610 on a busier run)
-    same model, 3,000 steps with cosine lr decay:              test 94.12 %, 315 s
-    --config full (same model, 8,000 steps, cosine lr decay):  test 95.29 %, valid 95.10 %,
-                                                               652 s
-    char_hidden=32 char_embed=24, 3,000 steps, cosine decay:   test 93.88 %, 311 s
-
-For comparison (the reference figures of the issue, not re-measured here): a plain BiLSTM
-tagger without pretrained embeddings reaches ~94-95 % UPOS on EWT (cf. Plank et al. 2016 on
-UD 1.2); UDPipe 2 and Stanza, with pretrained (UDPipe 2: also contextual) embeddings, ~96-97 %.
 ``model.char_model=cnn`` swaps the char BiLSTM for a width-3 char CNN with max pooling
 (dos Santos & Zadrozny 2014); it is tested but was not measured on EWT.
 """
@@ -66,15 +54,17 @@ from torch.nn import functional as F
 
 from ..cells import CELL_NAMES
 from ..config import ConfigError
+from ..data import vocab as _vocab
 from ..data.conllu import Sentence, read_conllu, ud_split_files
 from ..data.text import DataError
-from ..layers import Stack
+from ..data.vocab import Vocab
+from ..models.tagger import CharCNN, CharEncoder, TagBatch, Tagger
 from .base import Task, TaskError
 
 __all__ = ["Pos", "PosModel", "PosData", "Tagger", "CharEncoder", "CharCNN", "TagBatch"]
 
 PAD, UNK = 0, 1                     # ids shared by the word and character vocabularies
-SPECIALS = ["<pad>", "<unk>"]
+SPECIALS = [_vocab.PAD, _vocab.UNK]
 
 
 @dataclass
@@ -97,81 +87,6 @@ class PosData:
     word_dropout: float = 0.05  # training: a word's embedding is <unk> with this probability
     max_word_chars: int = 20   # longer words keep their first and last max_word_chars/2 chars
     eval_batch: int = 256      # sentences per batch when scoring a split
-
-
-class TagBatch(NamedTuple):
-    """A padded batch of sentences, time-major."""
-
-    words: Tensor              # (T, B) word ids, PAD past each sentence's end
-    lengths: Tensor            # (B,) sentence lengths
-    types: Tensor              # (T, B) column of each token's word form in ``chars``
-    chars: Tensor              # (L, U) character ids of the U distinct forms, PAD-padded
-    char_lengths: Tensor       # (U,) characters of each form
-    tags: Tensor               # (T, B) tag ids, -100 (ignored) past each sentence's end
-
-
-class CharEncoder(nn.Module):
-    """chars (L, U) + lengths (U,) -> (U, 2C): each word's forward char-LSTM state after its
-    last character and backward state after its first (Ling et al. 2015)."""
-
-    def __init__(self, cell: str, n_chars: int, embed: int, hidden: int):
-        super().__init__()
-        self.embed = nn.Embedding(n_chars, embed, padding_idx=PAD)
-        self.rnn = Stack.build(cell, embed, hidden, 1, bidirectional=True)
-        self.hidden = hidden
-        self.output_size = 2 * hidden
-
-    def forward(self, chars: Tensor, lengths: Tensor) -> Tensor:
-        ys, _ = self.rnn(self.embed(chars), lengths=lengths)          # (L, U, 2C)
-        C, U = self.hidden, chars.shape[1]
-        last = (lengths - 1).clamp(min=0)                              # (U,)
-        forward = ys[last, torch.arange(U, device=ys.device), :C]     # (U, C)
-        backward = ys[0, :, C:]                                        # (U, C)
-        return torch.cat([forward, backward], dim=-1)                  # (U, 2C)
-
-
-class CharCNN(nn.Module):
-    """chars (L, U) + lengths (U,) -> (U, C): max over positions of a width-3 convolution of
-    the character embeddings (dos Santos & Zadrozny 2014; Ma & Hovy 2016)."""
-
-    def __init__(self, n_chars: int, embed: int, channels: int, width: int = 3):
-        super().__init__()
-        self.embed = nn.Embedding(n_chars, embed, padding_idx=PAD)
-        self.conv = nn.Conv1d(embed, channels, width, padding=width // 2)
-        self.output_size = channels
-
-    def forward(self, chars: Tensor, lengths: Tensor) -> Tensor:
-        xs = self.embed(chars).permute(1, 2, 0)                        # (U, E, L)
-        ys = torch.tanh(self.conv(xs))                                 # (U, C, L)
-        pad = torch.arange(chars.shape[0], device=chars.device) >= lengths.unsqueeze(1)
-        return ys.masked_fill(pad.unsqueeze(1), -1.0).amax(dim=-1)     # (U, C)
-
-
-class Tagger(nn.Module):
-    """Word embedding (+ char BiLSTM features) -> BiLSTM stack -> per-token tag logits."""
-
-    def __init__(self, n_words: int, n_chars: int, n_tags: int, m: PosModel):
-        super().__init__()
-        self.word_embed = nn.Embedding(n_words, m.word_embed, padding_idx=PAD)
-        self.chars: nn.Module | None = None
-        if m.char_hidden > 0 and m.char_model == "lstm":
-            self.chars = CharEncoder(m.cell, n_chars, m.char_embed, m.char_hidden)
-        elif m.char_hidden > 0:
-            self.chars = CharCNN(n_chars, m.char_embed, m.char_hidden)
-        size = m.word_embed + (self.chars.output_size if self.chars is not None else 0)
-        self.drop = nn.Dropout(m.dropout)
-        self.rnn = Stack.build(m.cell, size, m.hidden, m.num_layers, m.dropout,
-                               bidirectional=True)
-        self.out = nn.Linear(self.rnn.output_size, n_tags)
-
-    def forward(self, batch: TagBatch) -> Tensor:
-        """A :class:`TagBatch` -> logits (T, B, K)."""
-        xs = self.word_embed(batch.words)                              # (T, B, E)
-        if self.chars is not None:
-            per_form = self.chars(batch.chars, batch.char_lengths)     # (U, 2C)
-            xs = torch.cat([xs, per_form[batch.types]], dim=-1)        # (T, B, E + 2C)
-        ys, _ = self.rnn(self.drop(xs), lengths=batch.lengths)         # (T, B, 2H)
-        return self.out(self.drop(ys))                                 # (T, B, K)
 
 
 class Encoded(NamedTuple):
@@ -224,13 +139,16 @@ class Pos(Task):
             sentences = self._read()
             self._build_vocab(sentences)
         else:
+            vocabs = []
             for key in ("words", "chars", "tags"):
-                if not isinstance(state.get(key), list) or not state[key]:
-                    raise TaskError(f"task state has no {key!r} vocabulary")
-            self.words, self.chars, self.tags = state["words"], state["chars"], state["tags"]
-        self.word_index = {w: i for i, w in enumerate(self.words)}
-        self.char_index = {c: i for i, c in enumerate(self.chars)}
-        self.tag_index = {t: i for i, t in enumerate(self.tags)}
+                try:
+                    vocabs.append(Vocab.from_list(state.get(key)))
+                except ValueError:
+                    raise TaskError(f"task state has no {key!r} vocabulary") from None
+            self.word_vocab, self.char_vocab, self.tag_vocab = vocabs
+        self.words, self.word_index = self.word_vocab.to_list(), self.word_vocab.index
+        self.chars, self.char_index = self.char_vocab.to_list(), self.char_vocab.index
+        self.tags, self.tag_index = self.tag_vocab.to_list(), self.tag_vocab.index
         if state is None:
             self._encode_splits(sentences)
 
@@ -262,11 +180,11 @@ class Pos(Task):
         """Words (lower-cased, count >= min_count) and characters from the training split;
         tags from all splits (the label set, so that every gold tag has an output)."""
         counts = Counter(w.lower() for s in sentences["train"] for w in s.words)
-        self.words = SPECIALS + sorted(w for w, n in counts.items()
-                                       if n >= self.cfg.data.min_count)
-        self.chars = SPECIALS + sorted({c for s in sentences["train"] for w in s.words
-                                        for c in w})
-        self.tags = sorted({t for split in sentences.values() for s in split for t in s.tags})
+        self.word_vocab = Vocab.build(counts, self.cfg.data.min_count, SPECIALS)
+        self.char_vocab = Vocab.build(Counter(c for s in sentences["train"] for w in s.words
+                                              for c in w), 1, SPECIALS)
+        self.tag_vocab = Vocab(sorted({t for split in sentences.values() for s in split
+                                       for t in s.tags}))
 
     def _ensure_data(self) -> dict[str, Encoded]:
         if self.splits is None:       # a reloaded run: read the data, keep the vocabularies
@@ -307,7 +225,8 @@ class Pos(Task):
         return table, lengths
 
     def state_dict(self) -> dict:
-        return {"words": self.words, "chars": self.chars, "tags": self.tags}
+        return {"words": self.word_vocab.to_list(), "chars": self.char_vocab.to_list(),
+                "tags": self.tag_vocab.to_list()}
 
     # --- batches ---
 
@@ -380,7 +299,10 @@ class Pos(Task):
     # --- model, prediction ---
 
     def build_model(self) -> nn.Module:
-        return Tagger(len(self.words), len(self.chars), len(self.tags), self.cfg.model)
+        m = self.cfg.model
+        return Tagger(len(self.words), len(self.chars), len(self.tags), m.cell, m.word_embed,
+                      m.char_embed, m.char_model, m.char_hidden, m.hidden, m.num_layers,
+                      m.dropout)
 
     @torch.no_grad()
     def predict(self, model, inputs, device):

@@ -22,8 +22,9 @@ non-blank line of a file: ``(`` means SST trees, anything else ``sentence<TAB>la
   line without a TAB, with an empty sentence or an empty label is an error naming
   ``file:line``. Labels are any strings; the classes are the sorted distinct training labels
   (numerically when all are integers), saved in the run's ``task_state.json``. Sentences are
-  split into words by a small PTB-like tokenizer (:func:`tokenize`: words, ``n't``/``'s``
-  clitics, each punctuation mark) and lowercased (``data.lowercase``).
+  split into words by a small PTB-like tokenizer
+  (:func:`rnnlab.data.tokenize.tokenize_sentiment`: words, ``n't``/``'s`` clitics, each
+  punctuation mark) and lowercased (``data.lowercase``).
 - **sst**: Stanford Sentiment Treebank bracketed trees (:mod:`rnnlab.data.trees`); the
   sentence is the leaves, its label the root's. Fine-grained (5 classes: very negative ...
   very positive) by default; ``data.binary=true`` is the SST-2 protocol: neutral (2) dropped,
@@ -55,30 +56,7 @@ Commands:
 Preset ``full`` (SST folders only): ``data.phrases=true``, 16000 steps, cosine learning-rate
 decay -- about 8 minutes instead of 3.
 
-Figures (one thread through /work/tools/cpuslot on the shared 2-core machine, seed 0; test
-accuracy of the last step, valid in brackets; BiLSTM 100-d embeddings, 150 units a
-direction, learned from scratch):
-
-    data                       config                      test (valid)     time
-    SST fine-grained, 5-class  default, 3000 steps          41.2 % (39.3)   150 s
-    SST fine-grained           model.bidirectional=false    40.2 % (39.5)   116 s
-    SST fine-grained           model.pool=max               39.5 % (38.7)   216 s
-    SST fine-grained           --config full (phrases)      43.3 % (42.1)   459 s
-    SST binary (SST-2)         default                      80.5 % (80.2)   205 s
-    SST binary                 model.bidirectional=false    80.9 % (81.5)   142 s
-    SST binary                 model.pool=max               80.7 % (79.6)   164 s
-    SST binary                 --config full (phrases)      85.1 % (83.6)   463 s
-    UCI, 3 files combined      default (80/10/10 split)     78.0 % (81.3)   173 s
-    UCI, 3 files combined      model.pool=max               83.0 % (81.7)   142 s
-    UCI, 3 files combined      model.pool=mean              82.0 % (82.3)   135 s
-
-Published (Tai et al. 2015, Table 2, SST root accuracy, 300-d GloVe vectors fine-tuned):
-LSTM 46.4 % fine-grained / 84.9 % binary, BiLSTM 49.1 / 87.5. Without pretrained vectors
-the sentence-only models here are 5-8 points lower; training on the phrases closes most of
-the binary gap. UCI sentences: Kotzias et al. 2015 report about 0.8-0.87 accuracy depending
-on the domain; the combined test split here is 300 sentences (one sentence = 0.33 points,
-a standard error of about 2.4 points), so differences of a few points between configs are
-noise.
+Measured results: ``docs/results.md``, section sentiment.
 """
 
 from __future__ import annotations
@@ -98,62 +76,25 @@ from torch.nn.utils.rnn import pad_sequence
 from ..cells import CELL_NAMES
 from ..config import ConfigError
 from ..data.text import DataError, read_text
+from ..data.tokenize import tokenize_sentiment
 from ..data.trees import iter_trees
-from ..layers import Bidirectional, Stack
+from ..data.tsv import read_labelled
+from ..data.vocab import PAD, UNK, Vocab
+from ..models.classifier import SentenceClassifier
 from .base import Task, TaskError
 
 __all__ = ["Sentiment", "SentimentModel", "SentimentData", "SentenceClassifier",
            "read_labelled", "tokenize", "sst_label", "SST_FINE", "SST_BINARY"]
 
-PAD, UNK = "<pad>", "<unk>"
 SST_FINE = ["very negative", "negative", "neutral", "positive", "very positive"]
 SST_BINARY = ["negative", "positive"]
 SPLIT_NAMES = {"train": ("train",), "valid": ("dev", "valid"), "test": ("test",)}
+SPECIALS = (PAD, UNK)
 
-# PTB-like: "isn't" -> is n't, "it's" -> it 's, "slow-moving" stays one word, "8.5" one
-# number, every other non-space, non-word character alone
-_WORD = re.compile(r"\w+(?=n't\b)|n't\b|'(?:s|re|ve|ll|d|m)\b|\w+(?:[-.]\w+)*|[^\w\s]",
-                   re.IGNORECASE)
-
-
-def tokenize(text: str, lowercase: bool = True) -> list[str]:
-    """Words of a raw sentence: ``"It isn't bad!"`` -> ``['it', 'is', "n't", 'bad', '!']``."""
-    return _WORD.findall(text.lower() if lowercase else text)
-
+#: the sentiment tokenizer (moved to :func:`rnnlab.data.tokenize.tokenize_sentiment`)
+tokenize = tokenize_sentiment
 
 # --- data -----------------------------------------------------------------------------------
-
-
-def read_labelled(path: str | Path) -> list[tuple[str, str, int]]:
-    """``(sentence, label, line number)`` for each non-blank ``sentence<TAB>label`` line.
-
-    Splits on the last TAB; :class:`DataError` ``file:line: ...`` for a line without a TAB,
-    an empty sentence or an empty label, and for a file with no examples.
-    """
-    rows = []
-    # split on "\n" only: imdb_labelled.txt has U+0085 inside sentences (splitlines breaks it)
-    for lineno, line in enumerate(read_text(path).split("\n"), 1):
-        line = line.rstrip("\r")
-        if not line.strip():
-            continue
-        sentence, tab, label = line.rpartition("\t")
-        if not tab:
-            raise DataError(f"{path}:{lineno}: no TAB in the line; expected "
-                            f"'sentence<TAB>label', got {_clip(line)!r}")
-        if not label.strip():
-            raise DataError(f"{path}:{lineno}: empty label after the TAB; expected "
-                            f"'sentence<TAB>label'")
-        if not sentence.strip():
-            raise DataError(f"{path}:{lineno}: empty sentence before the TAB; expected "
-                            f"'sentence<TAB>label'")
-        rows.append((sentence, label.strip(), lineno))
-    if not rows:
-        raise DataError(f"{path}: no 'sentence<TAB>label' lines (only blank lines)")
-    return rows
-
-
-def _clip(text: str, n: int = 60) -> str:
-    return text if len(text) <= n else text[:n] + "..."
 
 
 def sst_label(label: int, binary: bool) -> int | None:
@@ -190,46 +131,6 @@ def _split_files(folder: Path) -> dict[str, Path] | None:
                         f"{' or '.join(missing)} file; a given split needs train, dev and test "
                         f"(.txt or .tsv)")
     return files
-
-
-# --- model ----------------------------------------------------------------------------------
-
-
-class SentenceClassifier(nn.Module):
-    """Embedding -> recurrent stack over ragged lengths -> pooled state -> linear logits."""
-
-    def __init__(self, vocab_size: int, num_classes: int, cell: str, embed: int, hidden: int,
-                 num_layers: int, bidirectional: bool, pool: str, dropout: float):
-        super().__init__()
-        self.embed = nn.Embedding(vocab_size, embed, padding_idx=0)
-        self.rnn = Stack.build(cell, embed, hidden, num_layers, dropout, bidirectional)
-        self.pool = pool
-        self.drop = nn.Dropout(dropout)
-        self.out = nn.Linear(self.rnn.output_size, num_classes)
-
-    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        """tokens (T, B) int64 (0 = padding), lengths (B,) int64 -> logits (B, C)."""
-        xs = self.drop(self.embed(tokens))                          # (T, B, E)
-        ys, _ = self.rnn(xs, lengths=lengths)                       # (T, B, D), 0 past len
-        return self.out(self.drop(self.features(ys, lengths)))      # (B, C)
-
-    def features(self, ys: Tensor, lengths: Tensor) -> Tensor:
-        """The sentence vector (B, D) from the top layer's outputs ys (T, B, D)."""
-        T, B, D = ys.shape
-        if self.pool == "mean":
-            return ys.sum(0) / lengths.clamp(min=1).unsqueeze(1).to(ys.dtype)
-        if self.pool == "max":
-            valid = (torch.arange(T, device=ys.device).unsqueeze(1) < lengths).unsqueeze(2)
-            top = ys.masked_fill(~valid, float("-inf")).amax(0)     # (B, D)
-            return torch.where(lengths.unsqueeze(1) > 0, top, torch.zeros_like(top))
-        # last: the forward direction's output at t = len (outputs are zero for len 0) ...
-        last = ys[(lengths - 1).clamp(min=0), torch.arange(B, device=ys.device)]  # (B, D)
-        top = self.rnn.layers[-1]
-        if not isinstance(top, Bidirectional):
-            return last
-        # ... and the backward direction's output at t = 1, where its pass ends
-        H = top.fwd.output_size
-        return torch.cat([last[:, :H], ys[0, :, H:]], dim=1)
 
 
 # --- task -----------------------------------------------------------------------------------
@@ -270,7 +171,7 @@ class Sentiment(Task):
     ModelConfig, DataConfig = SentimentModel, SentimentData
     main_metric = "accuracy"
     uses_data_file = True
-    # threads=1: the setting every figure in the docstring was measured with (cpuslot)
+    # threads=1: the setting every figure in docs/results.md was measured with (cpuslot)
     train_defaults = dict(steps=3000, batch_size=32, lr=2e-3, clip_norm=5.0,
                           eval_every=250, checkpoint_every=1000, threads=1)
     presets = {"full": ["data.phrases=true", "train.steps=16000", "train.lr_decay=cosine",
@@ -285,13 +186,11 @@ class Sentiment(Task):
             examples, self.format, sentences = self._read()
             self.labels = self._label_names(examples["train"])
             counts = Counter(w for words in sentences for w in words)
-            kept = sorted((w for w, c in counts.items() if c >= cfg.data.min_count),
-                          key=lambda w: (-counts[w], w))
-            self.words = [PAD, UNK, *kept]
+            self.vocab = Vocab.build(counts, cfg.data.min_count, SPECIALS, order="count")
         else:
             self._load_state(state)
             examples = None
-        self.index = {w: i for i, w in enumerate(self.words)}
+        self.words, self.index = self.vocab.to_list(), self.vocab.index
         self.label_index = {name: i for i, name in enumerate(self.labels)}
         if examples is not None:
             self.splits = self._encode_splits(examples)
@@ -316,15 +215,18 @@ class Sentiment(Task):
 
     def _load_state(self, state: dict) -> None:
         words, labels, fmt = state.get("words"), state.get("labels"), state.get("format")
-        if (not isinstance(words, list) or words[:2] != [PAD, UNK]
-                or not isinstance(labels, list) or len(labels) < 2
+        try:
+            vocab = Vocab.from_list(words, SPECIALS)
+        except ValueError:
+            vocab = None
+        if (vocab is None or not isinstance(labels, list) or len(labels) < 2
                 or fmt not in ("tsv", "sst")):
             raise TaskError("task state needs 'words' (starting <pad>, <unk>), 'labels' "
                             "(two or more) and 'format' (tsv or sst)")
-        self.words, self.labels, self.format = words, labels, fmt
+        self.vocab, self.labels, self.format = vocab, labels, fmt
 
     def state_dict(self) -> dict:
-        return {"format": self.format, "labels": self.labels, "words": self.words}
+        return {"format": self.format, "labels": self.labels, "words": self.vocab.to_list()}
 
     # --- reading ---
 
@@ -390,8 +292,9 @@ class Sentiment(Task):
         out = []
         if fmt == "tsv":
             for sentence, label, _ in read_labelled(path):
-                words = tokenize(sentence, d.lowercase)     # not empty: the sentence is not
-                out.append((words, label))                  # blank, and every mark is a word
+                # not empty: the sentence is not blank, and every mark is a word
+                words = tokenize_sentiment(sentence, d.lowercase)
+                out.append((words, label))
                 if sentences is not None:
                     sentences.append(words)
             return out
@@ -461,8 +364,7 @@ class Sentiment(Task):
         return self.splits
 
     def encode(self, words: list[str]) -> Tensor:
-        unk = self.index[UNK]
-        return torch.tensor([self.index.get(w, unk) for w in words], dtype=torch.long)
+        return torch.tensor(self.vocab.encode(words, UNK), dtype=torch.long)
 
     # --- model, batches, loss ---
 
@@ -523,7 +425,8 @@ class Sentiment(Task):
         """The predicted label of each raw sentence (tokenized like the training text)."""
         if not inputs:
             raise TaskError("predict needs at least one sentence")
-        seqs = [self.encode(tokenize(text, self.cfg.data.lowercase)) for text in inputs]
+        seqs = [self.encode(tokenize_sentiment(text, self.cfg.data.lowercase))
+                for text in inputs]
         model.eval()
         tokens, lengths = self._pad(seqs, device)
         return [self.labels[i] for i in model(tokens, lengths).argmax(1).tolist()]

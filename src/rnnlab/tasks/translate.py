@@ -57,45 +57,14 @@ Commands:
     rnnlab translate runs/translate "i am cold ." "she is happy ." --json   (beam search)
     rnnlab evaluate runs/translate --json
 
-Figures (Tatoeba ``fra.txt.gz``, default filters: 11,581 pairs, valid/test = 500 distinct
-English sentences each, 763/823 pairs; test-split BLEU as above; one thread through
-``/work/tools/cpuslot`` on a shared, loaded 2-core machine):
-
-    default config (3000 steps, attention, condition init,    419 s   test BLEU 22.7 greedy,
-      teacher forcing 1.0, lr 3e-3 cosine, dropout 0.1)               24.0 beam 5 (α 0.6);
-                                                                      acc 0.703, ppl 4.22
-    same, dropout 0.3                                         365 s   18.6 greedy, 20.6 beam
-    --config full (embed 128, encoder 2x128, decoder 256,     844 s   28.4 greedy, 30.8 beam;
-      readout 128, dropout 0.3; 3000 steps)                           acc 0.740, ppl 3.25
-    full model, train.steps=1800                              528 s   23.8 greedy, 25.9 beam
-
-    short runs: 1500 steps, lr 2e-3 constant, dropout 0.2     time    test BLEU greedy / beam, ppl
-      no attention, condition init                            118 s    7.7 /  7.2, 7.30
-      no attention, condition input                           135 s   10.1 / 10.8, 6.55
-      no attention, condition both                            132 s   11.0 / 10.8, 6.23
-      attention, condition init                               224 s   15.4 / 16.7, 5.18
-      attention, init, inverse-sigmoid k=250 (ε 1 -> 0.38)    406 s   14.8 / 14.8, 6.30
-
-There is no published BLEU for this Tatoeba subset to compare with: the PyTorch seq2seq
-tutorial that introduced the filter reports only losses and samples. The baseline to beat
-here is retrieval: translate each test sentence by the first translation of the training
-sentence with the highest token overlap (Jaccard), which scores test BLEU 20.7 (valid 21.2).
-The default model beats it by 2-3 BLEU, the full preset by 8-10; the attention-free
-models do not come close.
-Scheduled sampling did not help at this scale (and is slower: every step needs its own
-output layer and a sample); its teacher-forced perplexity is worse, as expected of a model
-trained partly on its own inputs.
+Measured results: ``docs/results.md``, section translate.
 """
 
 from __future__ import annotations
 
-import gzip
 import math
-import re
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -103,7 +72,11 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..config import ConfigError
+from ..data import vocab as _vocab
 from ..data.text import DataError
+from ..data.tokenize import detokenize_translation, normalize_translation, tokenize_translation
+from ..data.tsv import read_pairs
+from ..data.vocab import Vocab
 from ..models.seq2seq import Decoder, Encoder, Seq2Seq, teacher_forcing_ratio
 from .base import Task, TaskError
 
@@ -111,81 +84,13 @@ __all__ = ["Translate", "TranslateModel", "TranslateData", "tokenize", "detokeni
            "normalize", "read_pairs", "TUTORIAL_PREFIXES"]
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
-SPECIALS = ["<pad>", "<unk>", "<bos>", "<eos>"]
+SPECIALS = [_vocab.PAD, _vocab.UNK, _vocab.BOS, _vocab.EOS]
 TUTORIAL_PREFIXES = ("i am ", "i'm ", "he is ", "he's ", "she is ", "she's ", "you are ",
                      "you're ", "we are ", "we're ", "they are ", "they're ")
-_TOKEN = re.compile(r"\d+(?:[.,]\d+)*|\w+'|\w+|[^\w\s]")
-
-
-def normalize(text: str) -> str:
-    """NFKC, straight apostrophes, lower case, outer whitespace stripped."""
-    text = unicodedata.normalize("NFKC", text).replace("\u2019", "'").replace("\u2018", "'")
-    return text.lower().strip()
-
-
-def tokenize(text: str) -> list[str]:
-    """``"J'ai froid !"`` -> ``["j'", "ai", "froid", "!"]`` (see the module docstring)."""
-    return _TOKEN.findall(normalize(text))
-
-
-_NO_SPACE_BEFORE = frozenset(".,!?;:)%…-")
-_NO_SPACE_AFTER = frozenset("(-")
-
-
-def detokenize(tokens: list[str]) -> str:
-    """Join tokens with spaces, except after ``x'``, ``(`` and ``-`` and before ``-`` and
-    closing punctuation (English style, also for French: BLEU's 13a tokeniser splits the
-    punctuation off again, so the spacing convention does not change the score)."""
-    out = ""
-    for i, tok in enumerate(tokens):
-        prev = tokens[i - 1] if i else ""
-        if i and not (prev.endswith("'") or prev in _NO_SPACE_AFTER
-                      or tok in _NO_SPACE_BEFORE):
-            out += " "
-        out += tok
-    return out
-
-
-def read_pairs(path: str | Path) -> list[tuple[int, str, str]]:
-    """``(line number, column 1, column 2)`` for each non-blank line of a TSV (plain or
-    ``.gz``); :class:`DataError` naming ``file:line`` for a line without a TAB or with an
-    empty side."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"data file {str(path)!r} does not exist") from None
-    except IsADirectoryError:
-        raise DataError(f"data path {str(path)!r} is a directory, not a TSV file") from None
-    except OSError as e:
-        raise DataError(f"cannot read data file {str(path)!r}: {e.strerror or e}") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as e:
-            raise DataError(f"data file {str(path)!r} is not a readable gzip file: {e}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x})") from None
-    pairs = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        cols = line.split("\t")
-        if len(cols) < 2:
-            raise DataError(f"{path}:{lineno}: no TAB; each line must be "
-                            f"'source<TAB>target' (more columns after these are ignored), "
-                            f"got {line[:60]!r}")
-        for side, col in (("first (source)", cols[0]), ("second (target)", cols[1])):
-            if not col.strip():
-                raise DataError(f"{path}:{lineno}: the {side} column is empty; both sides "
-                                f"of a pair need text")
-        pairs.append((lineno, cols[0], cols[1]))
-    if not pairs:
-        raise DataError(f"data file {str(path)!r} holds no pairs (it is empty or blank)")
-    return pairs
+#: the translate text processing (moved to :mod:`rnnlab.data.tokenize`)
+normalize = normalize_translation
+tokenize = tokenize_translation
+detokenize = detokenize_translation
 
 
 @dataclass
@@ -247,7 +152,7 @@ class Translate(Task):
     train_defaults = dict(steps=3000, batch_size=64, lr=3e-3, lr_decay="cosine",
                           clip_norm=1.0, eval_every=500, checkpoint_every=1000, threads=1)
     presets = {
-        # measured: 844 s, test BLEU 28.4 greedy / 30.8 beam (module docstring)
+        # measured: 844 s, test BLEU 28.4 greedy / 30.8 beam (docs/results.md)
         "full": ["model.embed=128", "model.encoder_hidden=128", "model.hidden=256",
                  "model.readout=128", "model.dropout=0.3"],
     }
@@ -261,16 +166,18 @@ class Translate(Task):
             self._load()
             counts = [Counter(t for pair in self.splits["train"] for t in pair[side])
                       for side in (0, 1)]
-            self.src_vocab, self.tgt_vocab = (
-                SPECIALS + sorted(t for t, n in c.items() if n >= cfg.data.min_count)
-                for c in counts)
+            self.source, self.target = (Vocab.build(c, cfg.data.min_count, SPECIALS)
+                                        for c in counts)
         else:
+            vocabs = []
             for key in ("src_vocab", "tgt_vocab"):
-                if not isinstance(state.get(key), list) or state[key][:4] != SPECIALS:
-                    raise TaskError(f"task state has no valid {key!r}")
-            self.src_vocab, self.tgt_vocab = state["src_vocab"], state["tgt_vocab"]
-        self.src_index = {t: i for i, t in enumerate(self.src_vocab)}
-        self.tgt_index = {t: i for i, t in enumerate(self.tgt_vocab)}
+                try:
+                    vocabs.append(Vocab.from_list(state.get(key), SPECIALS))
+                except ValueError:
+                    raise TaskError(f"task state has no valid {key!r}") from None
+            self.source, self.target = vocabs
+        self.src_vocab, self.src_index = self.source.to_list(), self.source.index
+        self.tgt_vocab, self.tgt_index = self.target.to_list(), self.target.index
 
     def _check_config(self) -> None:
         m, d = self.cfg.model, self.cfg.data
@@ -309,7 +216,8 @@ class Translate(Task):
             return TUTORIAL_PREFIXES
         if p == "none":
             return ()
-        return tuple(normalize(x) + (" " if x.endswith(" ") else "") for x in p.split("|")
+        return tuple(normalize_translation(x) + (" " if x.endswith(" ") else "")
+                     for x in p.split("|")
                      if x.strip())
 
     def _load(self) -> None:
@@ -317,9 +225,9 @@ class Translate(Task):
         prefixes = self._prefixes()
         pairs = []
         for _, first, second in read_pairs(d.path):
-            if prefixes and not normalize(first).startswith(prefixes):
+            if prefixes and not normalize_translation(first).startswith(prefixes):
                 continue
-            src, tgt = tokenize(first), tokenize(second)
+            src, tgt = tokenize_translation(first), tokenize_translation(second)
             if d.reverse:
                 src, tgt = tgt, src
             if not src or not tgt or len(src) > d.max_len or len(tgt) > d.max_len:
@@ -354,14 +262,13 @@ class Translate(Task):
         return self.splits
 
     def encode(self, tokens: list[str], target: bool = False) -> list[int]:
-        index = self.tgt_index if target else self.src_index
-        return [index.get(t, UNK) for t in tokens]
+        return (self.target if target else self.source).encode(tokens, _vocab.UNK)
 
     def decode(self, ids: list[int]) -> str:
-        return detokenize([self.tgt_vocab[i] for i in ids])
+        return detokenize_translation(self.target.decode(ids))
 
     def state_dict(self) -> dict:
-        return {"src_vocab": self.src_vocab, "tgt_vocab": self.tgt_vocab}
+        return {"src_vocab": self.source.to_list(), "tgt_vocab": self.target.to_list()}
 
     # --- model, batches, loss ---
 
@@ -444,7 +351,7 @@ class Translate(Task):
         for src, tgt in pairs:
             key = " ".join(src)
             sources.setdefault(key, src)
-            refs.setdefault(key, []).append(detokenize(tgt))
+            refs.setdefault(key, []).append(detokenize_translation(tgt))
         keys = list(sources)
         hyps = self.translate_tokens(model, [sources[k] for k in keys], device, beam)
         n_refs = max(len(r) for r in refs.values())
@@ -476,7 +383,7 @@ class Translate(Task):
         """Beam-search translations (``model.beam``) of raw source sentences."""
         sources = []
         for text in inputs:
-            tokens = tokenize(text)
+            tokens = tokenize_translation(text)
             if not tokens:
                 raise TaskError(f"nothing to translate in {text!r}")
             sources.append(tokens)

@@ -20,13 +20,15 @@ run (``task_state.json``). Words of the valid/test split that are not in it are 
 ``<unk>`` entry is added at the end of the vocabulary (never a training target then, so its
 probability stays small and such words cost many nats, as they should). Without ``--data``
 (``data.path`` None) the task uses Python's bundled documentation
-(:func:`rnnlab.data.default_corpus`) converted in memory by :func:`ptb_layout_lines`.
+(:func:`rnnlab.data.default_corpus`) converted in memory by
+:func:`rnnlab.data.ptb.ptb_layout_lines`.
 
-:func:`make_ptb_layout` builds such a directory from any text file (lower-cased, words and
-punctuation as tokens, words seen fewer than ``min_count`` times -> ``<unk>``, one line per
-non-blank line of text, contiguous 90/5/5 split), e.g. from Tiny Shakespeare:
+:func:`rnnlab.data.ptb.make_ptb_layout` builds such a directory from any text file
+(lower-cased, words and punctuation as tokens, words seen fewer than ``min_count`` times ->
+``<unk>``, one line per non-blank line of text, contiguous 90/5/5 split), e.g. from Tiny
+Shakespeare:
 
-    python -c "from rnnlab.tasks.word_lm import make_ptb_layout; \\
+    python -c "from rnnlab.data.ptb import make_ptb_layout; \\
                make_ptb_layout('../shared/data/tinyshakespeare/input.txt', '/tmp/shakespeare-ptb')"
 
 Truncated BPTT with the state carried across batches (Zaremba et al.; Mikolov 2012). The
@@ -83,19 +85,7 @@ unknown word). No prompt starts after ``<eos>``. ``<eos>`` is printed as a line 
     rnnlab evaluate runs/word-lm --json
     rnnlab generate runs/word-lm --prompt "the king" --length 30 --temperature 0.8
 
-Figures (Tiny Shakespeare in the PTB layout: ``make_ptb_layout(input.txt, DIR, min_count=3)``,
-vocabulary 4,960 with <eos> and <unk>, 259,118 / 14,296 / 12,956 tokens, <unk> rate 3.2 /
-4.2 / 5.8 %; one thread through /work/tools/cpuslot on a shared 2-core machine, seed 0):
-
-    run                                     steps   time    valid ppl   test ppl
-    add-one unigram (WordLM.unigram)            -      -        246.5      243.3
-    default (1000 steps, Adam, cosine)       1000   423 s        74.6       90.0
-    --config small (Zaremba small, 13 ep.)   8411  1173 s        66.7       85.3
-
-The small preset (no dropout) is best at epoch 6 (valid 63.2 at step 3500) and then
-overfits this 0.26M-token corpus, the reason Zaremba et al. add dropout for the larger nets.
-These are not PTB figures; Zaremba et al.'s small LSTM reaches 120.7 / 114.5 on PTB (10k
-vocabulary, 0.93M training tokens), a harder corpus with a larger vocabulary.
+Measured results: ``docs/results.md``, section word-lm.
 """
 
 from __future__ import annotations
@@ -111,108 +101,28 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..config import ConfigError
-from ..data.text import DataError, default_corpus, read_text
-from ..layers import Stack
+from ..data.ptb import find_split_files, make_ptb_layout, ptb_layout_lines, read_sentences
+from ..data.text import DataError, default_corpus
+from ..data.tokenize import tokenize_words
+from ..data.vocab import EOS, UNK, Vocab
+from ..models.language import TieError, WordRNN
 from .base import Task, TaskError, check_regularizers
 
 __all__ = ["WordLM", "WordLMModel", "WordLMData", "WordRNN", "batchify", "tokenize",
-           "ptb_layout_lines", "make_ptb_layout", "find_split_files", "EOS", "UNK"]
+           "ptb_layout_lines", "make_ptb_layout", "find_split_files", "read_sentences",
+           "build_vocab", "EOS", "UNK"]
 
-EOS, UNK = "<eos>", "<unk>"
-SPLITS = ("train", "valid", "test")
-
-
-# --- text -> PTB layout ---------------------------------------------------------------------
-
-_TOKEN = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
+#: the word-lm tokenizer (moved to :func:`rnnlab.data.tokenize.tokenize_words`)
+tokenize = tokenize_words
 
 
-def tokenize(line: str) -> list[str]:
-    """Lower-cased words (letters/digits/underscore, inner apostrophes kept: ``don't``) and
-    single punctuation characters: ``"Nay, sir!"`` -> ``["nay", ",", "sir", "!"]``."""
-    return _TOKEN.findall(line.lower())
-
-
-def ptb_layout_lines(text: str, min_count: int = 3) -> dict[str, list[str]]:
-    """``text`` as PTB-layout lines per split: ``{"train": [...], "valid": [...], "test":
-    [...]}``, each line its tokens joined by one space.
-
-    Every non-blank line of ``text`` becomes one line of tokens (:func:`tokenize`); tokens
-    seen fewer than ``min_count`` times in the whole text become ``<unk>`` (as Mikolov's PTB
-    keeps a vocabulary of the whole corpus); the lines are split 90/5/5 contiguously.
-    """
-    if min_count < 1:
-        raise ValueError(f"min_count must be at least 1, got {min_count}")
-    lines = [tokens for tokens in map(tokenize, text.splitlines()) if tokens]
-    if len(lines) < 3:
-        raise DataError(f"the text has {len(lines)} non-blank line(s); a 90/5/5 split needs "
-                        f"at least 3")
-    counts = Counter(w for tokens in lines for w in tokens)
-    joined = [" ".join(w if counts[w] >= min_count else UNK for w in tokens)
-              for tokens in lines]
-    n_valid = n_test = max(1, len(joined) // 20)
-    n_train = len(joined) - n_valid - n_test
-    return {"train": joined[:n_train], "valid": joined[n_train:n_train + n_valid],
-            "test": joined[n_train + n_valid:]}
-
-
-def make_ptb_layout(text_file, out_dir, min_count: int = 3, prefix: str = "ptb"
-                    ) -> dict[str, Path]:
-    """Write ``out_dir/{prefix}.{train,valid,test}.txt`` from the UTF-8 ``text_file`` with
-    :func:`ptb_layout_lines`; returns the three paths. ``out_dir`` is created if needed."""
-    splits = ptb_layout_lines(read_text(text_file), min_count)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for split, lines in splits.items():
-        paths[split] = out / f"{prefix}.{split}.txt"
-        paths[split].write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return paths
-
-
-# --- reading a PTB-layout directory ---------------------------------------------------------
-
-
-def find_split_files(directory) -> dict[str, Path]:
-    """``{"train": path, "valid": path, "test": path}`` in ``directory``: the one file named
-    ``*.<split>.txt`` or ``<split>.txt`` per split; :class:`DataError` otherwise."""
-    root = Path(directory)
-    if not root.exists():
-        raise DataError(f"data directory {str(root)!r} does not exist")
-    if not root.is_dir():
-        raise DataError(f"data path {str(root)!r} is not a directory; word-lm reads a "
-                        f"directory in the Penn Treebank layout (*.train.txt, *.valid.txt, "
-                        f"*.test.txt)")
-    files = {}
-    for split in SPLITS:
-        found = sorted({*root.glob(f"*.{split}.txt"), *root.glob(f"{split}.txt")})
-        if not found:
-            raise DataError(f"data directory {str(root)!r} has no {split} split: expected a "
-                            f"file named *.{split}.txt (e.g. ptb.{split}.txt) or {split}.txt")
-        if len(found) > 1:
-            raise DataError(f"data directory {str(root)!r} has {len(found)} {split} files ("
-                            + ", ".join(p.name for p in found) + "); keep exactly one")
-        files[split] = found[0]
-    return files
-
-
-def read_sentences(path) -> list[list[str]]:
-    """The lines of a split file as word lists, ``<eos>`` appended to each."""
-    text = read_text(path)              # DataError: missing, empty, or bad UTF-8 (with line)
-    sentences = [line.split() + [EOS] for line in text.splitlines()]
-    if all(len(s) == 1 for s in sentences):
-        raise DataError(f"data file {str(path)!r} has no words (only blank lines)")
-    return sentences
-
-
-def build_vocab(sentences: list[list[str]]) -> list[str]:
+def build_vocab(sentences: list[list[str]]) -> Vocab:
     """Every word of ``sentences`` by descending count (ties: first occurrence), then
     ``<unk>`` if it did not occur."""
     counts = Counter(w for s in sentences for w in s)   # insertion order = first occurrence
-    vocab = sorted(counts, key=lambda w: -counts[w])     # stable sort keeps ties in order
-    if UNK not in counts:
-        vocab.append(UNK)
-    return vocab
+    vocab = Vocab.build(counts, order="count-first")
+    return vocab if UNK in vocab else Vocab([*vocab.to_list(), UNK])
+
 
 
 def batchify(ids: Tensor, batch_size: int) -> Tensor:
@@ -229,43 +139,6 @@ def _map_state(fn, state):
     if isinstance(state, tuple) and hasattr(state, "_fields"):     # NamedTuple (LSTMState)
         return type(state)(*(_map_state(fn, s) for s in state))
     return type(state)(_map_state(fn, s) for s in state)
-
-
-# --- model ----------------------------------------------------------------------------------
-
-
-class WordRNN(nn.Module):
-    """Embedding -> dropout -> recurrent stack (dropout between layers) -> dropout -> logits.
-
-    Dropout sits on the non-recurrent connections only (Zaremba et al. 2014, section 3).
-    With ``tie`` the output layer reuses the embedding matrix: logits = h W_embed^T + b.
-    """
-
-    def __init__(self, vocab_size: int, cell: str, embed: int, hidden: int, num_layers: int,
-                 dropout: float, tie: bool = False, recurrent_dropout: float = 0.0,
-                 zoneout: float = 0.0):
-        super().__init__()
-        self.embed = nn.Embedding(vocab_size, embed)
-        self.rnn = Stack.build(cell, embed, hidden, num_layers, dropout,
-                               recurrent_dropout=recurrent_dropout, zoneout=zoneout)
-        self.drop = nn.Dropout(dropout)
-        if tie:
-            if self.rnn.output_size != embed:
-                raise ConfigError(f"model.tie needs model.embed ({embed}) equal to the "
-                                  f"recurrent output size ({self.rnn.output_size})")
-            self.out = None
-            self.out_bias = nn.Parameter(torch.zeros(vocab_size))
-        else:
-            self.out = nn.Linear(self.rnn.output_size, vocab_size)
-
-    def forward(self, tokens: Tensor, state=None):
-        """tokens (T, B) int64 -> logits (T, B, V), state (one entry per layer)."""
-        xs = self.drop(self.embed(tokens))                            # (T, B, E)
-        ys, state = self.rnn(xs, state)                               # (T, B, H)
-        ys = self.drop(ys)
-        if self.out is None:
-            return F.linear(ys, self.embed.weight, self.out_bias), state   # (T, B, V)
-        return self.out(ys), state                                    # (T, B, V)
 
 
 @dataclass
@@ -342,14 +215,14 @@ class WordLM(Task):
         self.carry = None                           # detached state carried between batches
         if state is None:
             sentences = self._read()
-            self.vocab = build_vocab(sentences["train"])
+            self.words = build_vocab(sentences["train"])
         else:
-            vocab = state.get("vocab")
-            if not isinstance(vocab, list) or not vocab or not all(
-                    isinstance(w, str) for w in vocab):
-                raise TaskError("task state has no vocabulary ('vocab', a list of words)")
-            self.vocab = vocab
-        self.index = {w: i for i, w in enumerate(self.vocab)}
+            try:
+                self.words = Vocab.from_list(state.get("vocab"))
+            except ValueError:
+                raise TaskError("task state has no vocabulary ('vocab', a list of words)"
+                                ) from None
+        self.vocab, self.index = self.words.to_list(), self.words.index
         if state is None:
             self._encode_splits(sentences)
             self._layout(cfg.train.batch_size)
@@ -420,14 +293,18 @@ class WordLM(Task):
         return re.sub(f" ?{EOS} ?", "\n", " ".join(self.vocab[i] for i in ids))
 
     def state_dict(self) -> dict:
-        return {"vocab": self.vocab}
+        return {"vocab": self.words.to_list()}
 
     # --- model, batches, loss ---
 
     def build_model(self) -> nn.Module:
         m = self.cfg.model
-        model = WordRNN(len(self.vocab), m.cell, m.embed, m.hidden, m.num_layers, m.dropout,
-                        m.tie, m.recurrent_dropout, m.zoneout)
+        try:
+            model = WordRNN(len(self.vocab), m.cell, m.embed, m.hidden, m.num_layers,
+                            m.dropout, m.tie, m.recurrent_dropout, m.zoneout)
+        except TieError as e:
+            raise ConfigError(f"model.tie needs model.embed ({e.embed}) equal to the "
+                              f"recurrent output size ({e.size})") from None
         if m.init > 0:
             for p in model.parameters():
                 nn.init.uniform_(p, -m.init, m.init)
