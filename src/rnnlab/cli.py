@@ -36,6 +36,7 @@ from .tasks import TASKS, TaskError, get_task, load_run
 from .trace import TraceError
 from .training import TrainingError, distributed
 from .training.rundir import CONFIG, TASK_STATE, RunDirError
+from .training.session import fresh_run
 
 __all__ = ["main"]
 
