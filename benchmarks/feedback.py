@@ -1,6 +1,6 @@
 """Training speed of the output-to-hidden recurrence (book Fig. 10.4,
 :class:`rnnlab.OutputFeedbackCell`, output size O = H), free-running against teacher forcing
-(protocol: /work/shared/BENCHMARKS.md).
+(protocol: benchmarks/README.md).
 
     .venv/bin/python benchmarks/feedback.py [--threads 1] [--repeats 7] [--configs small]
 
@@ -19,7 +19,7 @@ repeats after a warm-up, implementations alternated (rnnlab.bench.time_alternati
 one process. Ratios: loop / fused, fused / tf (what teacher forcing saves), tf / tf-fn.
 This script prints; it asserts no time.
 
-Measured (``/work/tools/cpuslot .venv/bin/python benchmarks/feedback.py --configs small
+Measured (``.venv/bin/python benchmarks/feedback.py --configs small
 medium long``: 1 thread, 2-core shared machine, torch 2.13 CPU, 2026-11-22), ms per step:
 
     config  feedback   loop   fused    tf   tf-fn  loop/fused  fused/tf  tf/tf-fn

@@ -1,6 +1,6 @@
 """Speed of the linear recurrence h(t) = a(t) ⊙ h(t-1) + b(t) (rnnlab.kernels.scan):
 sequential loop vs chunked parallel scan vs the automatic choice, and the minGRU layer
-against the autograd loop over its reference step (protocol: /work/shared/BENCHMARKS.md).
+against the autograd loop over its reference step (protocol: benchmarks/README.md).
 
     .venv/bin/python benchmarks/scan.py [--threads 1] [--repeats 7] [--steps 4096]
         [--sweep 256 512 1024 2048 4096 8192]

@@ -1,5 +1,5 @@
 """``rnnlab bench`` at a tiny size: it runs, prints one JSON object and every check passes.
-Times are never asserted (BENCHMARKS.md)."""
+Times are never asserted (benchmarks/README.md)."""
 
 import json
 

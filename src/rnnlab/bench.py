@@ -1,5 +1,5 @@
 """Speed and memory of every rnnlab cell family against torch.nn and the autograd loop
-(protocol: /work/shared/BENCHMARKS.md). ``rnnlab bench`` and ``benchmarks/kernels.py`` call
+(protocol: benchmarks/README.md). ``rnnlab bench`` and ``benchmarks/kernels.py`` call
 this module; it prints nothing itself except from its worker processes.
 
 Every (cell, config, threads) runs in fresh subprocesses (``python -m rnnlab.bench
@@ -54,7 +54,7 @@ __all__ = ["CONFIGS", "DEFAULT_CONFIGS", "CELLS", "Config", "Row", "run", "table
 
 @dataclass(frozen=True)
 class Config:
-    """One benchmark shape (BENCHMARKS.md "Configurations"). A ``smoke`` size checks and
+    """One benchmark shape (benchmarks/README.md, "Configurations"). A ``smoke`` size checks and
     times only: no peak-RSS processes and no GEMM peak (its activations are below RSS
     resolution and its GEMMs take microseconds)."""
 

@@ -104,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--json", action="store_true", help="print the outputs as JSON")
 
     b = sub.add_parser("bench", help="speed, memory and correctness of every cell family "
-                       "vs torch.nn and the autograd loop (BENCHMARKS.md protocol)")
+                       "vs torch.nn and the autograd loop (benchmarks/README.md)")
     b.add_argument("--threads", type=_positive_int, nargs="+", default=[1, 2], metavar="N")
     b.add_argument("--configs", nargs="+", choices=list(bench.CONFIGS),
                    default=list(bench.DEFAULT_CONFIGS), metavar="CONFIG",
@@ -112,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--cells", nargs="+", choices=list(bench.CELLS), default=list(bench.CELLS),
                    metavar="CELL", help=f"default: all of {' '.join(bench.CELLS)}")
     b.add_argument("--repeats", type=_positive_int, default=7, metavar="N",
-                   help="timed samples per implementation (BENCHMARKS.md asks >= 5; "
+                   help="timed samples per implementation (the protocol asks >= 5; "
                    "halved, min 5, for medium/long; default 7)")
     b.add_argument("--json", action="store_true", help="print one JSON object, no tables")
     b.add_argument("--out", metavar="FILE",

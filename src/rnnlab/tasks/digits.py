@@ -32,7 +32,7 @@ the locality that makes the unpermuted pixel order easier. Pixel values are scal
     rnnlab train digits --data ../shared/data/mnist_t10k --config mnist-pixels   # T = 784
     rnnlab predict RUN 0 17 42                # classify test-split images by index
 
-Measured figures: docs/results-2.md (digits).
+Measured figures: docs/results.md (digits).
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ split (lead-1 and lead-``horizon`` forecasts, and one full forecast from a singl
 beside both baselines) and returns the test metrics; a ``.csv`` input (same columns)
 returns the forecast of the ``horizon`` steps after its last row, in the original units.
 
-Measured figures: docs/results-2.md (forecast).
+Measured figures: docs/results.md (forecast).
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ back) for ``data.horizon`` = 84 steps and compare the last prediction with the t
 (var over the training part). ``loss`` is the one-step teacher-forced MSE of the readout on
 the same 84 steps of every window; ``log10_nrmse`` is printed to compare with the paper.
 
-Measured figures: docs/results-2.md (mackey-glass).
+Measured figures: docs/results.md (mackey-glass).
 
     rnnlab train mackey-glass --json                  # 500 units, ~15 s on one thread
     rnnlab train mackey-glass --config full --json    # 1000 units, Jaeger & Haas' size

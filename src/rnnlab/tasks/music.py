@@ -43,7 +43,7 @@ summary (steps, notes, pitch range).
     rnnlab evaluate runs/music
     rnnlab generate runs/music --length 200 --out tune.mid
 
-Measured figures: docs/results-2.md (music).
+Measured figures: docs/results.md (music).
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ class Music(Task):
     main_metric = "nll"
     uses_data_file = True
     # threads=1: small per-step GEMMs (see char-lm); 1,800 steps with cosine decay fit in
-    # 10 minutes on the shared 2-core machine through cpuslot
+    # 10 minutes on a shared 2-core machine at 1 thread
     train_defaults = dict(steps=1800, batch_size=32, lr=3e-3, lr_decay="cosine",
                           clip_norm=5.0, eval_every=300, checkpoint_every=600, threads=1)
     presets = {"full": ["model.dropout=0.3", "train.steps=4000", "train.eval_every=500",

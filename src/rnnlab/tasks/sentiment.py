@@ -171,7 +171,7 @@ class Sentiment(Task):
     ModelConfig, DataConfig = SentimentModel, SentimentData
     main_metric = "accuracy"
     uses_data_file = True
-    # threads=1: the setting every figure in docs/results.md was measured with (cpuslot)
+    # threads=1: the setting every figure in docs/results.md was measured with
     train_defaults = dict(steps=3000, batch_size=32, lr=2e-3, clip_norm=5.0,
                           eval_every=250, checkpoint_every=1000, threads=1)
     presets = {"full": ["data.phrases=true", "train.steps=16000", "train.lr_decay=cosine",
