@@ -6,7 +6,7 @@
     rnnlab evaluate RUN [--data PATH] [--json]
     rnnlab generate RUN [--prompt TEXT] [--temperature T] [--length N] [--seed S]
                         [--out FILE] [--json]
-    rnnlab predict RUN INPUT ... [--json]     (also spelled `translate` and `caption`)
+    rnnlab predict RUN INPUT ... [--json]     (also spelled as a task names it: `translate`)
     rnnlab diagnose RUN [--batch N] [--seed S] [--json]
     rnnlab export RUN --format onnx --out FILE [--json]
     rnnlab bench [--threads 1 2] [--configs ...] [--cells ...] [--repeats N] [--json]
@@ -32,7 +32,7 @@ from .config import ConfigError, apply_overrides, resolve_device
 from .data.text import DataError
 from .diagnose import diagnose_run
 from .export import ExportError, export_onnx
-from .tasks import TASKS, TaskError, get_task, load_run
+from .tasks import TASKS, Task, TaskError, get_task, load_run
 from .trace import TraceError
 from .training import TrainingError, distributed
 from .training.rundir import CONFIG, TASK_STATE, RunDirError
@@ -40,6 +40,7 @@ from .training.session import fresh_run
 
 __all__ = ["main"]
 
+PREDICT_ALIASES = {cls.predict_command[0] for cls in TASKS.values() if cls.predict_command}
 USER_ERRORS = (ConfigError, DataError, RunDirError, TaskError, TraceError, ExportError)
 
 
@@ -68,15 +69,16 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--data", metavar="PATH", help="score on this data file instead")
     e.add_argument("--json", action="store_true", help="print metrics as JSON")
 
-    g = sub.add_parser("generate", help="sample from a saved run (char-lm)")
+    generating = [name for name, cls in TASKS.items() if cls.generate is not Task.generate]
+    g = sub.add_parser("generate", help=f"sample from a saved run ({', '.join(generating)})")
     g.add_argument("run", metavar="RUN", help="run directory")
     g.add_argument("--prompt", default=None, help="text to condition on")
     g.add_argument("--temperature", type=float, default=0.8,
                    help="softmax temperature; 0 = greedy (default 0.8)")
     g.add_argument("--length", type=int, default=300, help="characters to sample")
     g.add_argument("--seed", type=int, default=0, help="sampling seed")
-    g.add_argument("--out", metavar="FILE", help="also write the sample to FILE (music: a "
-                   "MIDI file)")
+    g.add_argument("--out", metavar="FILE", help="also write the sample to FILE (a task that "
+                   "makes files, such as music, writes its own format: MIDI)")
     g.add_argument("--json", action="store_true", help="print the sample as JSON")
 
     d = sub.add_parser("diagnose", help="gradient flow through time, Jacobian and weight "
@@ -94,9 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--out", metavar="FILE", required=True, help="the .onnx file to write")
     x.add_argument("--json", action="store_true", help="print the result as JSON")
 
-    for name, help_ in (("predict", "apply a saved run to inputs (tag, classify, ...)"),
-                        ("translate", "translate sentences with a saved translate run"),
-                        ("caption", "caption image files with a saved caption run")):
+    aliases = [cls.predict_command for cls in TASKS.values() if cls.predict_command]
+    for name, help_ in [("predict", "apply a saved run to inputs (tag, classify, ...)"),
+                        *aliases]:
         q = sub.add_parser(name, help=help_)
         q.add_argument("run", metavar="RUN", help="run directory")
         q.add_argument("inputs", metavar="INPUT", nargs="+",
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_evaluate(args)
         if args.command == "bench":
             return cmd_bench(args)
-        if args.command in ("predict", "translate", "caption"):
+        if args.command == "predict" or args.command in PREDICT_ALIASES:
             return cmd_predict(args)
         if args.command == "diagnose":
             return cmd_diagnose(args)

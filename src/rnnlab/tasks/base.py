@@ -70,6 +70,9 @@ class Task:
     presets: ClassVar[dict[str, list[str]]] = {}
     #: ``rnnlab train`` prints a sample of the trained and of the untrained model
     samples_after_training: ClassVar[bool] = False
+    #: ``(name, help)`` of a command that spells ``rnnlab predict`` for this task's runs
+    #: (``rnnlab translate RUN "..."``), or None
+    predict_command: ClassVar[tuple[str, str] | None] = None
 
     def __init__(self, cfg: RunConfig, state: dict | None = None):
         """Prepare the data. ``state`` is :meth:`state_dict` of a saved run, when reloading."""

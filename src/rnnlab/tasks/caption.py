@@ -160,6 +160,7 @@ class Caption(Task):
                    "from scratch + RNN decoder, init/input/both conditioning, attention; BLEU-4")
     ModelConfig, DataConfig = CaptionModel, CaptionData
     main_metric = "bleu"
+    predict_command = ("caption", "caption image files with a saved caption run")
     uses_data_file = True
     train_defaults = dict(steps=600, batch_size=16, lr=2e-3, clip_norm=5.0, weight_decay=1e-4,
                           eval_every=100, checkpoint_every=200, threads=1)

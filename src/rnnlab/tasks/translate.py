@@ -146,6 +146,7 @@ class Translate(Task):
                    "with attention and scheduled sampling; BLEU, beam search")
     ModelConfig, DataConfig = TranslateModel, TranslateData
     main_metric = "bleu"
+    predict_command = ("translate", "translate sentences with a saved translate run")
     uses_data_file = True
     # threads=1: small per-step GEMMs; a second thread on the shared 2-core machine only adds
     # synchronisation (as for char-lm)
