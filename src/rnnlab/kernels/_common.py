@@ -1,29 +1,178 @@
-"""Pieces shared by the kernels: bias folding and the previous-state sequence."""
+"""Pieces shared by the kernels: the tanh through the sigmoid, bias folding, the states
+before each step, and the skeleton of every backward.
+
+The skeleton, written once here and used by every kernel:
+
+- :class:`Kernel`, the ``torch.autograd.Function`` base: its subclass's ``Inputs`` is a
+  NamedTuple over the forward's arguments, by name;
+- :class:`Options`, the per-call non-tensor options (direction, activation, ...) as one
+  tuple on the context, and :func:`save` / :func:`unpack`: the saved tensors by name (a
+  kernel's own NamedTuple), the options, and which inputs need a gradient, by name;
+- :class:`Walk`, the prologue of the backward loop (∂L/∂y(t), masks and zoneout weights as
+  per-step views, the order of the steps) and its :meth:`Walk.enter`, the split of a state's
+  gradient at a step under ragged lengths or zoneout;
+- :func:`input_grads`, the epilogue's GEMMs over all T·B rows for the input projection,
+  and :func:`grads`, the gradients by input name at the forward's positions.
+"""
 
 from __future__ import annotations
+
+import inspect
+from collections import namedtuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-# On CPU, torch's tanh costs about 5x its sigmoid per element (30 us against 6 us for a
-# 64 x 128 float32 block here); past about a thousand elements tanh(x) = 2 sigmoid(2x) - 1,
-# four cheap ops, wins (absolute error ~2e-7 in float32). Smaller blocks keep torch's tanh.
-_SIGMOID_TANH_MIN = 1024
+# On CPU, torch's tanh costs several times its sigmoid per element past about a thousand
+# elements; there tanh(x) = 2σ(2x) - 1 wins (absolute error ~2e-7 in float32, ~1e-16 in
+# float64). Blocks of up to this many elements keep torch's tanh: measured at 1 thread,
+# 16 x 64 = 1024 elements, torch's tanh 3.5 µs against 5.5-5.7 µs for σ and the affine op
+# (folded or not, LSTM's 5.1 µs against 6.5 µs), and from 1280 elements on the sigmoid wins
+# (3.6-5.0 µs against 6.2 µs). Every kernel and :func:`tanh_`, :func:`tanh`,
+# :func:`tanh_into`, :func:`sigmoid_tanh` read this one constant.
+SIGMOID_TANH_ABOVE = 1024
+
+
+def sigmoid_tanh(block: Tensor) -> bool:
+    """Whether tanh takes the sigmoid for blocks shaped like ``block``: a kernel that knows
+    it in advance can fold tanh(a) = 2σ(2a) - 1's inner 2 into its weights."""
+    return block.device.type == "cpu" and block.numel() > SIGMOID_TANH_ABOVE
 
 
 def tanh_(x: Tensor) -> Tensor:
     """In-place tanh, through the sigmoid where that is faster."""
-    if x.device.type == "cpu" and x.numel() >= _SIGMOID_TANH_MIN:
+    if sigmoid_tanh(x):
         return x.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
     return x.tanh_()
 
 
 def tanh(x: Tensor) -> Tensor:
     """Out-of-place :func:`tanh_`."""
-    if x.device.type == "cpu" and x.numel() >= _SIGMOID_TANH_MIN:
+    if sigmoid_tanh(x):
         return torch.mul(x, 2.0).sigmoid_().mul_(2.0).sub_(1.0)
     return torch.tanh(x)
 
+
+def tanh_into(x: Tensor, out: Tensor, neg_ones: Tensor) -> Tensor:
+    """``out = tanh(x)``, through 2σ(2x) - 1 as three scalar-free ops (2x as x + x, σ in
+    place, -1 + 2σ with alpha=2; a Python scalar operand costs a conversion of ~2 µs per op)
+    where that is faster. ``neg_ones``: -1 of ``out``'s shape."""
+    if sigmoid_tanh(x):
+        torch.add(x, x, out=out).sigmoid_()
+        return torch.add(neg_ones, out, alpha=2.0, out=out)
+    return torch.tanh(x, out=out)
+
+
+# ---- the backward skeleton -------------------------------------------------------------
+
+class Options(NamedTuple):
+    """A kernel call's non-tensor options, one tuple on ``ctx.opts`` for its backward."""
+    reverse: bool = False
+    relu: bool = False                   # Elman, leaky, feedback: relu instead of tanh
+    feedback: str = "identity"           # output feedback: f of ŷ = f(o)
+    chunk: int | None = None             # chunked scan: the chunk length L
+
+
+class Kernel(torch.autograd.Function):
+    """A kernel's ``torch.autograd.Function``: ``Inputs`` is a NamedTuple over its forward's
+    arguments (all but ctx), by name, for :func:`unpack` and :func:`grads`."""
+
+    Inputs: type
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        names = tuple(inspect.signature(cls.forward).parameters)[1:]
+        cls.Inputs = namedtuple(cls.__name__ + "Inputs", names, defaults=(None,) * len(names))
+
+
+def save(ctx, saved: tuple | None, opts: Options) -> None:
+    """Keep ``saved`` (a kernel's NamedTuple of tensors, or None: no backward will run) and
+    the options for the backward."""
+    if saved is not None:
+        ctx.save_for_backward(*saved)
+        ctx.saved_as = type(saved)
+    ctx.opts = opts
+
+
+def unpack(ctx):
+    """The backward's prologue: ``(saved, opts, need)``: the saved tensors by name, the
+    :class:`Options`, and which of the forward's inputs need a gradient, by name."""
+    need = ctx._forward_cls.Inputs(*ctx.needs_input_grad)     # unpassed defaults: None
+    return ctx.saved_as._make(ctx.saved_tensors), ctx.opts, need
+
+
+def grads(need: tuple, **named) -> tuple:
+    """The backward's return value: the gradients by input name, at the forward's positions;
+    None for every input that ``need`` (from :func:`unpack`) says needs none."""
+    return tuple(g if n else None for g, n in zip(type(need)(**named), need))
+
+
+class Walk(NamedTuple):
+    """The backward loop's common part, for a state that is also the output, y(t) = h(t):
+    the steps in backward order with the step after each (:func:`backward_steps`), ∂L/∂y(t),
+    the mask as 0/1 and the zoneout weights of h, each as per-step views (or None)."""
+    order: list
+    dy_t: tuple
+    m_t: tuple | None
+    z_t: tuple | None
+
+    @classmethod
+    def of(cls, d_ys: Tensor | None, ys: Tensor, mask: Tensor | None, zone: Tensor | None,
+           reverse: bool) -> Walk:
+        d_ys = zeros_if_none(d_ys, ys)
+        return cls(backward_steps(ys.shape[0], reverse), d_ys.unbind(0),
+                   None if mask is None else mask.to(ys.dtype).unbind(0),
+                   None if zone is None else zone.unbind(0))
+
+    def start(self, d_hT: Tensor | None, h0: Tensor) -> Tensor:
+        """∇h(τ) entering the first backward step: the given ∂L/∂h(τ) (a copy: the loop may
+        work on it in place), plus ∂L/∂y(τ) unless :meth:`enter` adds it at the step."""
+        dh = zeros_if_none(d_hT, h0).clone()
+        if self.m_t is None and self.z_t is None:
+            dh = dh + self.dy_t[self.order[0][0]]
+        return dh
+
+    def enter(self, dh: Tensor, t: int, nxt, out: Tensor | None = None):
+        """``(entering, passed_on)`` of h's gradient at backward step t: :func:`enter_step`
+        (ragged lengths) or, with zoneout, :func:`zone_step`."""
+        if self.z_t is None:
+            return enter_step(dh, self.dy_t, self.m_t, t, nxt, out)
+        return zone_step(dh, self.dy_t, self.z_t, t, out)
+
+    def enter_cell(self, dc: Tensor, t: int, nxt, zc_t):
+        """The same for a state with no output of its own (the LSTM's c), zoneout ``zc_t``."""
+        if zc_t is None:
+            return enter_step(dc, None, self.m_t, t, nxt)
+        return zone_step(dc, None, zc_t, t)
+
+
+def input_grads(dX: Tensor, xs: Tensor, W: Tensor, need_xs: bool, need_W: bool,
+                need_b: bool):
+    """The epilogue's gradients of the input projection X = U x(t) + b, from ∇X (T, B, G)
+    of every step, one GEMM (or reduction) each over all T·B rows: ``(∇x (T, B, I) =
+    Uᵀ ∇X(t), ∇U = Σ_t ∇X(t) x(t)ᵀ, ∇b = Σ_t ∇X(t))``, None where not needed."""
+    T, B, I = xs.shape
+    dX2 = dX.view(T * B, -1)
+    d_xs = (dX2 @ W).view(T, B, I) if need_xs else None
+    d_W = dX2.t() @ xs.reshape(T * B, I) if need_W else None
+    d_b = dX2.sum(0) if need_b else None
+    return d_xs, d_W, d_b
+
+
+def states_after(ys: Tensor, states: Tensor | None) -> Tensor:
+    """h(t) after every step: the outputs, or with ragged lengths the frozen states."""
+    return ys if states is None else states
+
+
+def ifog(w: Tensor | None, H: int) -> Tensor | None:
+    """torch.nn's LSTM gate rows i, f, g, o -> the kernels' i, f, o, g."""
+    if w is None:
+        return None
+    return torch.cat([w[:2 * H], w[3 * H:], w[2 * H:3 * H]], dim=0)
+
+
+# ---- pieces --------------------------------------------------------------------------------
 
 def input_projection(xs: Tensor, W: Tensor, bias: Tensor | None) -> Tensor:
     """W x(t) + bias for every step at once: one GEMM over all T·B rows -> (T, B, G)."""
@@ -38,6 +187,15 @@ def previous_states(states: Tensor, h0: Tensor, reverse: bool) -> Tensor:
     if reverse:
         return torch.cat([states[1:], h0.unsqueeze(0)], dim=0)
     return torch.cat([h0.unsqueeze(0), states[:-1]], dim=0)
+
+
+def previous_chunk(S: Tensor, s0: Tensor, lo: int, hi: int, reverse: bool) -> Tensor:
+    """The states before steps lo..hi-1 in the order they ran, (hi - lo, B, H): a view of
+    ``S`` where it can be, :func:`previous_states`' rows lo..hi-1 otherwise."""
+    T = S.shape[0]
+    if not reverse:
+        return S[lo - 1:hi - 1] if lo >= 1 else torch.cat([s0.unsqueeze(0), S[:hi - 1]])
+    return S[lo + 1:hi + 1] if hi <= T - 1 else torch.cat([S[lo + 1:], s0.unsqueeze(0)])
 
 
 def sum_bias(a: Tensor | None, b: Tensor | None) -> Tensor | None:
@@ -76,7 +234,7 @@ def leave_step(h_new: Tensor, h: Tensor, m_t, s_t, t: int) -> Tensor:
     return h
 
 
-def enter_step(dh, dy_t, m_t, t: int, nxt):
+def enter_step(dh, dy_t, m_t, t: int, nxt, out: Tensor | None = None):
     """Split the gradient of a state at backward step t.
 
     Returns ``(entering, passed_on)``: the gradient that enters step t's derivatives, and
@@ -84,25 +242,29 @@ def enter_step(dh, dy_t, m_t, t: int, nxt):
     ∂L/∂y(t) already rode in with the previous backward step and ∂L/∂y(t-1) is what passes
     on (in the bias slot of the next addmm). With a mask, a step past its sequence's length
     froze the state: (∇ + ∂L/∂y(t)) ⊙ m enters and ∇ ⊙ (1 - m) passes on unchanged.
-    ``dy_t`` None: a state with no output of its own (the LSTM's c).
+    ``dy_t`` None: a state with no output of its own (the LSTM's c). ``out``: where the
+    entering gradient goes under a mask (else a new tensor).
     """
     if m_t is None:
         return dh, (None if nxt is None or dy_t is None else dy_t[nxt])
     m = m_t[t]
-    return (dh if dy_t is None else dh + dy_t[t]) * m, dh - dh * m
+    if dy_t is None:
+        return torch.mul(dh, m, out=out), dh - dh * m
+    return torch.add(dh, dy_t[t], out=out).mul_(m), dh - dh * m
 
 
-def zone_step(dh: Tensor, dy_t, z_t, t: int):
+def zone_step(dh: Tensor, dy_t, z_t, t: int, out: Tensor | None = None):
     """Split the gradient of a zoned-out state at backward step t (Krueger et al. 2017).
 
     The state after step t is ``h(t) = z ⊙ h(t-1) + (1 - z) ⊙ h̃(t)`` and it is also the
     output, so with ∇ = ∇h(t) + ∂L/∂y(t): ``∇ ⊙ (1 - z)`` enters the derivatives of h̃(t)
     and ``∇ ⊙ z`` goes straight to h(t-1). Returns ``(entering, passed_on)``.
-    ``dy_t`` None: a state with no output of its own (the LSTM's c).
+    ``dy_t`` None: a state with no output of its own (the LSTM's c). ``out``: where the
+    entering gradient goes (else a new tensor).
     """
     total = dh if dy_t is None else dh + dy_t[t]
     passed = total * z_t[t]
-    return total - passed, passed
+    return torch.sub(total, passed, out=out), passed
 
 
 def zoned(h_new: Tensor, h: Tensor, z_t, t: int, out: Tensor) -> Tensor:
@@ -132,12 +294,20 @@ def dropped(h: Tensor, drop: Tensor | None) -> Tensor:
 
 
 def recurrent_grad(dG: Tensor, W: Tensor, passed_on: Tensor | None,
-                   drop: Tensor | None) -> Tensor:
-    """∇h(t-1) = Wᵀ ∇G, times the recurrent dropout mask, plus what passed on directly."""
+                   drop: Tensor | None, out: Tensor | None = None,
+                   addcmul: bool = False) -> Tensor:
+    """∇h(t-1) = Wᵀ ∇G, times the recurrent dropout mask, plus what passed on directly;
+    into ``out`` if given. Under dropout the sum is in place on Wᵀ ∇G, or with ``addcmul``
+    (the LN kernels) one addcmul: the two round differently, so each kernel keeps its own."""
     if drop is None:
-        return dG @ W if passed_on is None else torch.addmm(passed_on, dG, W)
-    back = (dG @ W).mul_(drop)
-    return back if passed_on is None else back.add_(passed_on)
+        return (torch.mm(dG, W, out=out) if passed_on is None
+                else torch.addmm(passed_on, dG, W, out=out))
+    back = torch.mm(dG, W)
+    if passed_on is None:
+        return torch.mul(back, drop, out=out) if addcmul or out is not None else back.mul_(drop)
+    if addcmul:
+        return torch.addcmul(passed_on, back, drop, out=out)
+    return torch.add(back.mul_(drop), passed_on, out=out)
 
 
 def zeros_if_none(grad: Tensor | None, like: Tensor) -> Tensor:
@@ -180,12 +350,6 @@ def outer_previous(d: Tensor, states: Tensor, h0: Tensor, reverse: bool) -> Tens
         first, rest, prev = d[0], d[1:], states[:T - 1]
     return torch.addmm(first.t() @ h0, rest.reshape(-1, G).t(),
                        prev.reshape(-1, states.shape[-1]))
-
-
-def sigmoid_tanh(block: Tensor) -> bool:
-    """Whether :func:`tanh_` takes the sigmoid for blocks shaped like ``block``: a kernel
-    that knows it in advance can fold tanh(a) = 2σ(2a) - 1's inner 2 into its weights."""
-    return block.device.type == "cpu" and block.numel() >= _SIGMOID_TANH_MIN
 
 
 def previous_views(states: Tensor, h0: Tensor, reverse: bool) -> list[Tensor]:

@@ -32,28 +32,47 @@ backward's only (T, B, H) temporary is ∇_a.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
 from ._common import (
-    backward_steps,
+    Kernel,
+    Options,
+    Walk,
     dropped,
-    enter_step,
     frozen_states,
+    grads,
+    input_grads,
     leave_step,
     outer_previous,
     recurrent_grad,
     relu_grad,
     run_zoned,
+    save,
+    states_after,
     steps,
     sum_bias,
     tanh_grad,
-    zeros_if_none,
-    zone_step,
+    unpack,
 )
 
 
-class ElmanSequence(torch.autograd.Function):
+class _Saved(NamedTuple):
+    xs: Tensor
+    h0: Tensor
+    W_xh: Tensor
+    W_hh: Tensor
+    ys: Tensor                  # h(t) (zoned)
+    states: Tensor | None       # the frozen state after each step, with ragged lengths
+    mask: Tensor | None
+    drop: Tensor | None
+    zone: Tensor | None
+    cand: Tensor | None         # h̃(t) before zoneout, with zoneout
+
+
+class ElmanSequence(Kernel):
     @staticmethod
     def forward(ctx, xs, h0, W_xh, W_hh, bias, mask, reverse: bool, relu: bool,
                 drop=None, zone=None):
@@ -94,45 +113,31 @@ class ElmanSequence(torch.autograd.Function):
             if mask is not None:
                 A.mul_(mask)                                       # outputs 0 past lengths
         ys = Y
-        ctx.save_for_backward(xs, h0, W_xh, W_hh, ys, states, mask, drop, zone,
-                              None if zone is None else A)
-        ctx.reverse, ctx.relu, ctx.has_bias = reverse, relu, bias is not None
+        save(ctx, _Saved(xs, h0, W_xh, W_hh, ys, states, mask, drop, zone,
+                         None if zone is None else A), Options(reverse, relu))
         return ys, h.clone()
 
     @staticmethod
     def backward(ctx, d_ys, d_hT):
-        xs, h0, W_xh, W_hh, ys, states, mask, drop, zone, cand = ctx.saved_tensors
-        T, B, I = xs.shape
-        H = W_hh.shape[0]
-        d_ys = zeros_if_none(d_ys, ys)
-        dh = zeros_if_none(d_hT, h0).clone()
-        act_grad = relu_grad if ctx.relu else tanh_grad            # ∇_a = h'(a) ⊙ ∇_h
-        dA = torch.empty_like(ys)
-        dA_t, dy_t = dA.unbind(0), d_ys.unbind(0)
-        y_t = (ys if cand is None else cand).unbind(0)             # h̃(t), before zoneout
-        z_t = zone.unbind(0) if zone is not None else None
-        m_t = mask.to(ys.dtype).unbind(0) if mask is not None else None
-        order = backward_steps(T, ctx.reverse)
-        if m_t is None and z_t is None:
-            dh = dh + dy_t[order[0][0]]                            # ∇_h(τ)
-        for t, nxt in order:
-            if z_t is None:
-                dh_t, passed_on = enter_step(dh, dy_t, m_t, t, nxt)
-            else:
-                dh_t, passed_on = zone_step(dh, dy_t, z_t, t)      # zoneout
+        s, opts, need = unpack(ctx)
+        walk = Walk.of(d_ys, s.ys, s.mask, s.zone, opts.reverse)
+        dh = walk.start(d_hT, s.h0)                                # ∇_h(τ)
+        act_grad = relu_grad if opts.relu else tanh_grad           # ∇_a = h'(a) ⊙ ∇_h
+        dA = torch.empty_like(s.ys)
+        dA_t = dA.unbind(0)
+        y_t = (s.ys if s.cand is None else s.cand).unbind(0)       # h̃(t), before zoneout
+        for t, nxt in walk.order:
+            dh_t, passed_on = walk.enter(dh, t, nxt)               # (frozen steps, zoneout)
             act_grad(dh_t, y_t[t], dA_t[t])                        # ∇_a(t) = h'(t) ∇_h(t)
             # ∇_h(t-1) = d ⊙ Wᵀ ∇_a(t) (+ ∂L/∂y(t-1), the frozen steps' or zoned units' ∇)
-            dh = recurrent_grad(dA_t[t], W_hh, passed_on, drop)
+            dh = recurrent_grad(dA_t[t], s.W_hh, passed_on, s.drop)
         # parameter gradients: one GEMM each over all T·B rows (10.22)
-        dA2 = dA.view(T * B, H)
-        d_xs = (dA2 @ W_xh).view(T, B, I) if ctx.needs_input_grad[0] else None
-        d_Wxh = dA2.t() @ xs.reshape(T * B, I) if ctx.needs_input_grad[2] else None
+        d_xs, d_Wxh, d_b = input_grads(dA, s.xs, s.W_xh, need.xs, need.W_xh, need.bias)
         d_Whh = None
-        if ctx.needs_input_grad[3]:                                # Σ ∇_a (d ⊙ h(t-1))ᵀ
-            hs = ys if states is None else states
-            d_Whh = outer_previous(dA, dropped(hs, drop), dropped(h0, drop), ctx.reverse)
-        d_b = dA2.sum(0) if ctx.has_bias and ctx.needs_input_grad[4] else None
-        return d_xs, dh, d_Wxh, d_Whh, d_b, None, None, None, None, None
+        if need.W_hh:                                              # Σ ∇_a (d ⊙ h(t-1))ᵀ
+            d_Whh = outer_previous(dA, dropped(states_after(s.ys, s.states), s.drop),
+                                   dropped(s.h0, s.drop), opts.reverse)
+        return grads(need, xs=d_xs, h0=dh, W_xh=d_Wxh, W_hh=d_Whh, bias=d_b)
 
 
 def elman_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool,

@@ -72,23 +72,54 @@ Shapes: xs (T, B, I), ŷ (B, O), os (T, B, O); W_xh (H, I), W_yh (H, O), W_hy (O
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
 from ._common import (
+    Kernel,
+    Options,
     backward_steps,
     frozen_states,
+    grads,
+    input_grads,
     input_projection,
+    save,
     sigmoid_tanh,
+    states_after,
     steps,
     tanh_,
+    unpack,
     zeros_if_none,
 )
+
+
+class _Saved(NamedTuple):
+    xs: Tensor
+    y0: Tensor
+    W_xh: Tensor
+    W_yh: Tensor
+    W_hy: Tensor
+    Hs: Tensor                  # h(t)
+    Y: Tensor                   # ŷ(t) = f(o(t)), before the mask
+    states: Tensor | None       # the frozen ŷ after each step, with ragged lengths
+    mask: Tensor | None
+
+
+class _TeacherSaved(NamedTuple):
+    xs: Tensor
+    targets: Tensor
+    y0: Tensor
+    W_xh: Tensor
+    W_yh: Tensor
+    W_hy: Tensor
+    Hs: Tensor                  # h(t), (T·B, H)
 
 FEEDBACKS = ("identity", "sigmoid", "softmax")
 
 
-class FeedbackSequence(torch.autograd.Function):
+class FeedbackSequence(Kernel):
     @staticmethod
     def forward(ctx, xs, y0, W_xh, W_yh, b_h, W_hy, b_y, mask, reverse: bool, relu: bool,
                 feedback: str):
@@ -97,7 +128,6 @@ class FeedbackSequence(torch.autograd.Function):
         # tanh through the sigmoid (tanh(a) = 2σ(2a) - 1, where that is faster): the inner 2
         # goes into W_xh, b_h, W_yh and the outer 2s - 1 into W_hy, b_y, so a step runs
         # s(t) = σ(2a(t)) alone and o(t) = 2 W_hy s(t) + b_y - W_hy 1; h = 2s - 1 after the loop
-        has_bias = (b_h is not None, b_y is not None)
         fold = not relu and sigmoid_tanh(xs.new_empty(B, H))
         k = 2.0 if fold else 1.0
         A = input_projection(xs, W_xh * k if fold else W_xh,     # (T, B, H): W_xh x(t) + b_h
@@ -130,30 +160,30 @@ class FeedbackSequence(torch.autograd.Function):
                 o.mul_(m_t[t])                                      # (identity: after ŷ's copy)
         if fold:
             A.mul_(2.0).sub_(1.0)                                   # h = 2s - 1
-        ctx.save_for_backward(xs, y0, W_xh, W_yh, W_hy, A, Y, states, mask)
-        ctx.reverse, ctx.relu, ctx.feedback = reverse, relu, feedback
-        ctx.has_bias = has_bias
+        save(ctx, _Saved(xs, y0, W_xh, W_yh, W_hy, A, Y, states, mask),
+             Options(reverse, relu, feedback))
         return Os, y.clone()
 
     @staticmethod
     def backward(ctx, d_os, d_yT):
-        xs, y0, W_xh, W_yh, W_hy, Hs, Y, states, mask = ctx.saved_tensors
-        T, B, I = xs.shape
+        s, opts, need = unpack(ctx)
+        y0, W_yh, W_hy, Hs, Y = s.y0, s.W_yh, s.W_hy, s.Hs, s.Y
+        T, B, _ = s.xs.shape
         H, O = W_yh.shape
-        feedback = ctx.feedback
+        feedback = opts.feedback
         # ∇o(t) accumulates in place on a copy of ∂L/∂o(t) (one bulk copy, no per-step bias)
         dO = torch.zeros(T, B, O, dtype=Hs.dtype, device=Hs.device) if d_os is None \
             else d_os.clone(memory_format=torch.contiguous_format)
         # ∇a(t) is built in place on act'(a(t)) for all steps at once (relu: 1[h > 0])
-        dA = (Hs > 0).to(Hs.dtype) if ctx.relu else torch.addcmul(
+        dA = (Hs > 0).to(Hs.dtype) if opts.relu else torch.addcmul(
             torch.ones_like(Hs[:1]), Hs, Hs, value=-1.0)
         dA_t, dO_t = dA.unbind(0), dO.unbind(0)
         if feedback == "sigmoid":
             s_t = torch.addcmul(Y, Y, Y, value=-1.0).unbind(0)         # ŷ(1 - ŷ)
         if feedback == "softmax":
             yh_t = Y.unbind(0)
-        m_t = mask.to(Hs.dtype).unbind(0) if mask is not None else None
-        order = backward_steps(T, ctx.reverse)
+        m_t = s.mask.to(Hs.dtype).unbind(0) if s.mask is not None else None
+        order = backward_steps(T, opts.reverse)
         gy = zeros_if_none(d_yT, y0)                                # ∇ŷ(τ)
         fold = feedback == "identity" and m_t is None               # ∇ŷ(t-1) += into ∇o(t-1)
         if fold:
@@ -180,21 +210,19 @@ class FeedbackSequence(torch.autograd.Function):
             else:
                 gy = torch.addmm(passed_on, dA_t[t], W_yh)
         # parameter gradients: one GEMM each over all T·B rows
-        dA2, dO2 = dA.view(T * B, H), dO.view(T * B, O)
-        need = ctx.needs_input_grad
-        d_xs = (dA2 @ W_xh).view(T, B, I) if need[0] else None
-        d_Wxh = dA2.t() @ xs.reshape(T * B, I) if need[2] else None
+        dO2 = dO.view(T * B, O)
+        d_xs, d_Wxh, d_bh = input_grads(dA, s.xs, s.W_xh, need.xs, need.W_xh, need.b_h)
         d_Wyh = None
-        if need[3]:                    # Σ_t ∇a(t) ŷ(t-1)ᵀ: ŷ(t-1) is y0 at the first step run
-            after = Y if states is None else states                 # the state after each step
-            first, rest, prev = (T - 1, slice(0, T - 1), slice(1, T)) if ctx.reverse else (
+        if need.W_yh:                  # Σ_t ∇a(t) ŷ(t-1)ᵀ: ŷ(t-1) is y0 at the first step run
+            after = states_after(Y, s.states)                       # the state after each step
+            first, rest, prev = (T - 1, slice(0, T - 1), slice(1, T)) if opts.reverse else (
                 0, slice(1, T), slice(0, T - 1))
             d_Wyh = torch.addmm(dA_t[first].t() @ y0, dA[rest].reshape(-1, H).t(),
                                 after[prev].reshape(-1, O))
-        d_bh = dA2.sum(0) if ctx.has_bias[0] and need[4] else None
-        d_Why = dO2.t() @ Hs.view(T * B, H) if need[5] else None
-        d_by = dO2.sum(0) if ctx.has_bias[1] and need[6] else None
-        return d_xs, gy, d_Wxh, d_Wyh, d_bh, d_Why, d_by, None, None, None, None
+        d_Why = dO2.t() @ Hs.view(T * B, H) if need.W_hy else None
+        d_by = dO2.sum(0) if need.b_y else None
+        return grads(need, xs=d_xs, y0=gy, W_xh=d_Wxh, W_yh=d_Wyh, b_h=d_bh, W_hy=d_Why,
+                     b_y=d_by)
 
 
 def feedback_kernel(cell, xs: Tensor, y0: Tensor, mask: Tensor | None, reverse: bool):
@@ -204,7 +232,7 @@ def feedback_kernel(cell, xs: Tensor, y0: Tensor, mask: Tensor | None, reverse: 
                                   mask, reverse, cell.nonlinearity == "relu", cell.feedback)
 
 
-class TeacherForced(torch.autograd.Function):
+class TeacherForced(Kernel):
     """o(t) for every t at once with y(t-1) given (y0, then the targets): a = W_xh x + b_h
     + W_yh y(t-1) (GEMMs into one buffer, no concatenated copy of the targets), h = act(a)
     in place, o = W_hy h + b_y; the backward written out."""
@@ -219,40 +247,38 @@ class TeacherForced(torch.autograd.Function):
             A[1:].view(-1, H).addmm_(targets[:-1].reshape(-1, O), W_yh.t())
         Hs = (torch.relu_ if relu else tanh_)(A.view(T * B, H))    # h(t), (T·B, H)
         out = torch.mm(Hs, W_hy.t()) if b_y is None else torch.addmm(b_y, Hs, W_hy.t())
-        ctx.save_for_backward(xs, targets, y0, W_xh, W_yh, W_hy, Hs)
-        ctx.relu, ctx.has_bias = relu, (b_h is not None, b_y is not None)
+        save(ctx, _TeacherSaved(xs, targets, y0, W_xh, W_yh, W_hy, Hs), Options(relu=relu))
         return out.view(T, B, O)
 
     @staticmethod
     def backward(ctx, d_o):
-        xs, targets, y0, W_xh, W_yh, W_hy, Hs = ctx.saved_tensors
-        T, B, I = xs.shape
-        O, H = W_hy.shape
+        s, opts, need = unpack(ctx)
+        xs, targets, y0, W_yh, Hs = s.xs, s.targets, s.y0, s.W_yh, s.Hs
+        T, B, _ = xs.shape
+        O, H = s.W_hy.shape
         dO = d_o.reshape(T * B, O)
-        dA = dO @ W_hy                                             # ∇h = W_hyᵀ ∇o
-        if ctx.relu:
+        dA = dO @ s.W_hy                                           # ∇h = W_hyᵀ ∇o
+        if opts.relu:
             dA.mul_(Hs > 0)
         else:
             dA.mul_(torch.addcmul(torch.ones_like(Hs[:1]), Hs, Hs, value=-1.0))  # 1 - h²
         dA3 = dA.view(T, B, H)
-        need = ctx.needs_input_grad
-        d_xs = (dA @ W_xh).view(T, B, I) if need[0] else None
+        d_xs, d_Wxh, d_bh = input_grads(dA3, xs, s.W_xh, need.xs, need.W_xh, need.b_h)
         d_tg = None
-        if need[1]:                                                # y(t) feeds step t + 1
+        if need.targets:                                                # y(t) feeds step t + 1
             d_tg = torch.zeros_like(targets)
             if T > 1:
                 torch.mm(dA3[1:].reshape(-1, H), W_yh, out=d_tg[:-1].view(-1, O))
-        d_y0 = dA3[0] @ W_yh if need[2] else None
-        d_Wxh = dA.t() @ xs.reshape(T * B, I) if need[3] else None
+        d_y0 = dA3[0] @ W_yh if need.y0 else None
         d_Wyh = None
-        if need[4]:
+        if need.W_yh:
             d_Wyh = dA3[0].t() @ y0
             if T > 1:
                 d_Wyh.addmm_(dA3[1:].reshape(-1, H).t(), targets[:-1].reshape(-1, O))
-        d_bh = dA.sum(0) if ctx.has_bias[0] and need[5] else None
-        d_Why = dO.t() @ Hs if need[6] else None
-        d_by = dO.sum(0) if ctx.has_bias[1] and need[7] else None
-        return d_xs, d_tg, d_y0, d_Wxh, d_Wyh, d_bh, d_Why, d_by, None
+        d_Why = dO.t() @ Hs if need.W_hy else None
+        d_by = dO.sum(0) if need.b_y else None
+        return grads(need, xs=d_xs, targets=d_tg, y0=d_y0, W_xh=d_Wxh, W_yh=d_Wyh, b_h=d_bh,
+                     W_hy=d_Why, b_y=d_by)
 
 
 def teacher_forced_kernel(cell, xs: Tensor, targets: Tensor, y0: Tensor | None = None) -> Tensor:

@@ -55,33 +55,53 @@ step and ∇ ⊙ z' passes straight to t-1 (:func:`._common.zone_step`).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
 from ._common import (
-    backward_steps,
+    Kernel,
+    Options,
+    Walk,
     dropped,
-    enter_step,
     frozen_states,
+    grads,
+    input_grads,
     input_projection,
     leave_step,
     outer_previous,
     previous_states,
     previous_views,
     run_zoned,
+    save,
     sigmoid_grad,
     sigmoid_tanh,
+    states_after,
     steps,
     sum_bias,
     tanh_,
     tanh_grad,
-    zeros_if_none,
-    zone_step,
+    unpack,
     zoned,
 )
 
 
-class GRUSequence(torch.autograd.Function):
+class _Saved(NamedTuple):
+    xs: Tensor
+    h0: Tensor
+    W_xh: Tensor
+    W_hh: Tensor
+    X: Tensor                   # r, z, n of every step
+    R: Tensor                   # R_n = W_hn h(t-1) + b_hn (after); r ⊙ h(t-1) (before)
+    Y: Tensor                   # h(t)
+    states: Tensor | None       # the frozen state after each step, with ragged lengths
+    mask: Tensor | None
+    drop: Tensor | None
+    zone: Tensor | None
+
+
+class GRUSequence(Kernel):
     @staticmethod
     def forward(ctx, xs, h0, W_xh, W_hh, bias_x, b_hn, mask, reverse: bool, drop=None,
                 zone=None):
@@ -124,20 +144,18 @@ class GRUSequence(torch.autograd.Function):
                     h = zoned(h_new, h, zo_t, t, Y_t[t])               # zoneout
                 else:
                     h = leave_step(h_new, h, m_t, s_t, t)              # frozen past its length
-        ctx.save_for_backward(xs, h0, W_xh, W_hh, X, Rn, Y, states, mask, drop, zone)
-        ctx.reverse = reverse
-        ctx.has_bias = bias_x is not None, b_hn is not None
+        save(ctx, _Saved(xs, h0, W_xh, W_hh, X, Rn, Y, states, mask, drop, zone),
+             Options(reverse))
         return Y, h.clone()
 
     @staticmethod
     def backward(ctx, d_ys, d_hT):
-        xs, h0, W_xh, W_hh, X, Rn, Y, states, mask, drop, zone = ctx.saved_tensors
-        T, B, I = xs.shape
-        H = h0.shape[1]
-        d_ys = zeros_if_none(d_ys, Y)
-        dh = zeros_if_none(d_hT, h0).clone()
-        hs = Y if states is None else states
-        zo_t = zone.unbind(0) if zone is not None else None
+        s, opts, need = unpack(ctx)
+        X, W_hh, drop = s.X, s.W_hh, s.drop
+        H = s.h0.shape[1]
+        walk = Walk.of(d_ys, s.Y, s.mask, s.zone, opts.reverse)
+        dh = walk.start(d_hT, s.h0)
+        hs = states_after(s.Y, s.states)
         # ∇X (T, B, 3H) = (∇a_r, ∇a_z, ∇a_n), the only (T, B, ·) temporary; ∇R differs from
         # it only in n, ∇R_n = ∇a_n ⊙ r: per step a (B, H) temporary, for all t in place below
         dX = torch.empty_like(X)
@@ -145,18 +163,11 @@ class GRUSequence(torch.autograd.Function):
                                ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H)))
         drz_t, dr_t, dz_t, dn_t = (dX[..., a:b].unbind(0) for a, b in
                                    ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H)))
-        dy_t, Rn_t = d_ys.unbind(0), Rn.unbind(0)
-        hp_t = previous_views(hs, h0, ctx.reverse)                 # h(t-1), no copy
+        Rn_t = s.R.unbind(0)
+        hp_t = previous_views(hs, s.h0, opts.reverse)              # h(t-1), no copy
         W_rz, W_hn = W_hh[:2 * H], W_hh[2 * H:]
-        m_t = mask.to(X.dtype).unbind(0) if mask is not None else None
-        order = backward_steps(T, ctx.reverse)
-        if m_t is None and zo_t is None:
-            dh = dh + dy_t[order[0][0]]
-        for t, nxt in order:
-            if zo_t is None:
-                dh_t, passed_on = enter_step(dh, dy_t, m_t, t, nxt)
-            else:
-                dh_t, passed_on = zone_step(dh, dy_t, zo_t, t)     # zoneout
+        for t, nxt in walk.order:
+            dh_t, passed_on = walk.enter(dh, t, nxt)               # (frozen steps, zoneout)
             z, n = z_t[t], n_t[t]
             torch.sub(hp_t[t], n, out=dz_t[t]).mul_(dh_t)          # ∇z = ∇h ⊙ (h(t-1) - n)
             dn = torch.addcmul(dh_t, dh_t, z, value=-1.0)          # ∇n = ∇h ⊙ (1 - z)
@@ -171,17 +182,13 @@ class GRUSequence(torch.autograd.Function):
                 read = (drz_t[t] @ W_rz).addmm_(dn_t[t] * r_t[t], W_hn)
                 dh = torch.addcmul(direct, read, drop)
         # parameter gradients: one GEMM each over all T·B rows
-        dX2, x2 = dX.view(T * B, 3 * H), xs.reshape(T * B, I)
-        d_xs = (dX2 @ W_xh).view(T, B, I) if ctx.needs_input_grad[0] else None
-        d_Wxh = dX2.t() @ x2 if ctx.needs_input_grad[2] else None
-        d_bx = dX2.sum(0) if ctx.has_bias[0] and ctx.needs_input_grad[4] else None
+        d_xs, d_Wxh, d_bx = input_grads(dX, s.xs, s.W_xh, need.xs, need.W_xh, need.bias_x)
         dX[..., 2 * H:].mul_(X[..., :H])                           # now ∇R: ∇R_n = ∇a_n ⊙ r
         d_Whh = None
-        if ctx.needs_input_grad[3]:                                # Σ ∇R (d ⊙ h(t-1))ᵀ
-            d_Whh = outer_previous(dX, dropped(hs, drop), dropped(h0, drop), ctx.reverse)
-        d_bhn = (dX2[:, 2 * H:].sum(0) if ctx.has_bias[1] and ctx.needs_input_grad[5]
-                 else None)
-        return d_xs, dh, d_Wxh, d_Whh, d_bx, d_bhn, None, None, None, None
+        if need.W_hh:                                              # Σ ∇R (d ⊙ h(t-1))ᵀ
+            d_Whh = outer_previous(dX, dropped(hs, drop), dropped(s.h0, drop), opts.reverse)
+        d_bhn = dX.view(-1, 3 * H)[:, 2 * H:].sum(0) if need.b_hn else None
+        return grads(need, xs=d_xs, h0=dh, W_xh=d_Wxh, W_hh=d_Whh, bias_x=d_bx, b_hn=d_bhn)
 
 
 def gru_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool,
@@ -200,7 +207,7 @@ def gru_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool,
 
 
 
-class GRUBeforeSequence(torch.autograd.Function):
+class GRUBeforeSequence(Kernel):
     @staticmethod
     def forward(ctx, xs, h0, W_xh, W_hh, bias, mask, reverse: bool, drop=None, zone=None):
         T, B, _ = xs.shape
@@ -225,37 +232,30 @@ class GRUBeforeSequence(torch.autograd.Function):
                 h = zoned(h_new, h, zo_t, t, Y_t[t])               # zoneout
             else:
                 h = leave_step(h_new, h, m_t, s_t, t)              # frozen past its length
-        ctx.save_for_backward(xs, h0, W_xh, W_hh, X, RH, Y, states, mask, drop, zone)
-        ctx.reverse, ctx.has_bias = reverse, bias is not None
+        save(ctx, _Saved(xs, h0, W_xh, W_hh, X, RH, Y, states, mask, drop, zone),
+             Options(reverse))
         return Y, h.clone()
 
     @staticmethod
     def backward(ctx, d_ys, d_hT):
-        xs, h0, W_xh, W_hh, X, RH, Y, states, mask, drop, zone = ctx.saved_tensors
-        T, B, I = xs.shape
-        H = h0.shape[1]
-        W_rz, W_hn = W_hh[:2 * H], W_hh[2 * H:]
-        d_ys = zeros_if_none(d_ys, Y)
-        dh = zeros_if_none(d_hT, h0).clone()
-        ones = torch.ones_like(h0)
-        h_prev = previous_states(Y if states is None else states, h0, ctx.reverse)
+        s, opts, need = unpack(ctx)
+        X, drop = s.X, s.drop
+        T, B, _ = s.xs.shape
+        H = s.h0.shape[1]
+        W_rz, W_hn = s.W_hh[:2 * H], s.W_hh[2 * H:]
+        walk = Walk.of(d_ys, s.Y, s.mask, s.zone, opts.reverse)
+        dh = walk.start(d_hT, s.h0)
+        ones = torch.ones_like(s.h0)
+        h_prev = previous_states(states_after(s.Y, s.states), s.h0, opts.reverse)
         h_read = dropped(h_prev, drop)                             # d ⊙ h(t-1)
         dX = torch.empty_like(X)
         rz_t, r_t, z_t, n_t = (X[..., a:b].unbind(0) for a, b in
                                ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H)))
         drz_t, dr_t, dz_t, dn_t = (dX[..., a:b].unbind(0) for a, b in
                                    ((0, 2 * H), (0, H), (H, 2 * H), (2 * H, 3 * H)))
-        dy_t, hp_t, hr_t = d_ys.unbind(0), h_prev.unbind(0), h_read.unbind(0)
-        zo_t = zone.unbind(0) if zone is not None else None
-        m_t = mask.to(X.dtype).unbind(0) if mask is not None else None
-        order = backward_steps(T, ctx.reverse)
-        if m_t is None and zo_t is None:
-            dh = dh + dy_t[order[0][0]]
-        for t, nxt in order:
-            if zo_t is None:
-                dh_t, passed_on = enter_step(dh, dy_t, m_t, t, nxt)
-            else:
-                dh_t, passed_on = zone_step(dh, dy_t, zo_t, t)     # zoneout
+        hp_t, hr_t = h_prev.unbind(0), h_read.unbind(0)
+        for t, nxt in walk.order:
+            dh_t, passed_on = walk.enter(dh, t, nxt)               # (frozen steps, zoneout)
             r, z, n, hp = r_t[t], z_t[t], n_t[t], hp_t[t]
             torch.mul(dh_t, hp - n, out=dz_t[t])                   # ∇z = ∇h ⊙ (h(t-1) - n)
             dn = torch.addcmul(dh_t, dh_t, z, value=-1.0)          # ∇n = ∇h ⊙ (1 - z)
@@ -275,15 +275,13 @@ class GRUBeforeSequence(torch.autograd.Function):
                 if passed_on is not None:
                     dh += passed_on
         # parameter gradients: one GEMM each over all T·B rows
-        dX2 = dX.view(T * B, 3 * H)
-        d_xs = (dX2 @ W_xh).view(T, B, I) if ctx.needs_input_grad[0] else None
-        d_Wxh = dX2.t() @ xs.reshape(T * B, I) if ctx.needs_input_grad[2] else None
+        d_xs, d_Wxh, d_b = input_grads(dX, s.xs, s.W_xh, need.xs, need.W_xh, need.bias)
         d_Whh = None
-        if ctx.needs_input_grad[3]:
+        if need.W_hh:
+            dX2 = dX.view(T * B, 3 * H)
             d_Whh = torch.cat([dX2[:, :2 * H].t() @ h_read.view(T * B, H),  # ∇W_hr, ∇W_hz
-                               dX2[:, 2 * H:].t() @ RH.view(T * B, H)])     # ∇W_hn
-        d_b = dX2.sum(0) if ctx.has_bias and ctx.needs_input_grad[4] else None
-        return d_xs, dh, d_Wxh, d_Whh, d_b, None, None, None, None
+                               dX2[:, 2 * H:].t() @ s.R.view(T * B, H)])   # ∇W_hn
+        return grads(need, xs=d_xs, h0=dh, W_xh=d_Wxh, W_hh=d_Whh, bias=d_b)
 
 
 def gru_before_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool,

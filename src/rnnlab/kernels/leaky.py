@@ -20,29 +20,49 @@ The sums over t are one GEMM (or reduction) each over all T·B rows, after the l
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
 from ._common import (
-    backward_steps,
+    Kernel,
+    Options,
+    Walk,
     dropped,
-    enter_step,
     frozen_states,
+    grads,
+    input_grads,
     input_projection,
     leave_step,
     previous_states,
     recurrent_grad,
     run_zoned,
+    save,
+    states_after,
     steps,
     sum_bias,
     tanh_,
-    zeros_if_none,
-    zone_step,
+    unpack,
     zoned,
 )
 
 
-class LeakySequence(torch.autograd.Function):
+class _Saved(NamedTuple):
+    xs: Tensor
+    h0: Tensor
+    W_xh: Tensor
+    W_hh: Tensor
+    rho: Tensor
+    U: Tensor                   # u(t)
+    Y: Tensor                   # h(t)
+    states: Tensor | None       # the frozen state after each step, with ragged lengths
+    mask: Tensor | None
+    drop: Tensor | None
+    zone: Tensor | None
+
+
+class LeakySequence(Kernel):
     @staticmethod
     def forward(ctx, xs, h0, W_xh, W_hh, bias, rho, mask, reverse: bool, relu: bool,
                 drop=None, zone=None):
@@ -64,59 +84,49 @@ class LeakySequence(torch.autograd.Function):
                 h = zoned(h_new, h, z_t, t, Y_t[t])                # zoneout
             else:
                 h = leave_step(h_new, h, m_t, s_t, t)              # frozen past its length
-        ctx.save_for_backward(xs, h0, W_xh, W_hh, rho, U, Y, states, mask, drop, zone)
-        ctx.reverse, ctx.relu, ctx.has_bias = reverse, relu, bias is not None
+        save(ctx, _Saved(xs, h0, W_xh, W_hh, rho, U, Y, states, mask, drop, zone),
+             Options(reverse, relu))
         return Y, h.clone()
 
     @staticmethod
     def backward(ctx, d_ys, d_hT):
-        xs, h0, W_xh, W_hh, rho, U, Y, states, mask, drop, zone = ctx.saved_tensors
-        T, B, I = xs.shape
-        H = W_hh.shape[0]
-        alpha = torch.sigmoid(rho)
+        s, opts, need = unpack(ctx)
+        U = s.U
+        T, B, _ = s.xs.shape
+        H = s.W_hh.shape[0]
+        alpha = torch.sigmoid(s.rho)
         one_minus_alpha = 1.0 - alpha
-        d_ys = zeros_if_none(d_ys, Y)
-        dh = zeros_if_none(d_hT, h0).clone()
+        walk = Walk.of(d_ys, s.Y, s.mask, s.zone, opts.reverse)
+        dh = walk.start(d_hT, s.h0)
         # activation derivative for every step at once: 1 - u(t)² (or relu's 0/1)
-        deriv = (U > 0).to(U.dtype) if ctx.relu else torch.addcmul(
+        deriv = (U > 0).to(U.dtype) if opts.relu else torch.addcmul(
             torch.ones_like(U[:1]), U, U, value=-1.0)
         deriv.mul_(one_minus_alpha)                                # ∂h/∂a = (1 - α) ⊙ act'
-        need_rho = ctx.needs_input_grad[5]
+        need_rho = need.rho
         dA = torch.empty_like(U)
         dH = torch.empty_like(U) if need_rho else None             # ∇h(t) for every t, for ∇α
-        dA_t, dy_t, g_t = dA.unbind(0), d_ys.unbind(0), deriv.unbind(0)
+        dA_t, g_t = dA.unbind(0), deriv.unbind(0)
         dH_t = dH.unbind(0) if need_rho else None
-        m_t = mask.to(U.dtype).unbind(0) if mask is not None else None
-        z_t = zone.unbind(0) if zone is not None else None
-        order = backward_steps(T, ctx.reverse)
-        if m_t is None and z_t is None:
-            dh = dh + dy_t[order[0][0]]
-        for t, nxt in order:
-            if z_t is None:
-                dh_t, passed_on = enter_step(dh, dy_t, m_t, t, nxt)
-            else:
-                dh_t, passed_on = zone_step(dh, dy_t, z_t, t)      # zoneout
+        for t, nxt in walk.order:
+            dh_t, passed_on = walk.enter(dh, t, nxt)               # (frozen steps, zoneout)
             if need_rho:
                 dH_t[t].copy_(dh_t)
             torch.mul(dh_t, g_t[t], out=dA_t[t])                   # ∇a = ∇h ⊙ (1 - α) ⊙ act'
             direct = dh_t * alpha                                  # ∇h ⊙ α
             if passed_on is not None:                              # + ∂L/∂y(t-1), the frozen
                 direct += passed_on                                #   steps' or zoned units' ∇
-            dh = recurrent_grad(dA_t[t], W_hh, direct, drop)       # ∇h(t-1) += d ⊙ Wᵀ ∇a
+            dh = recurrent_grad(dA_t[t], s.W_hh, direct, s.drop)       # ∇h(t-1) += d ⊙ Wᵀ ∇a
         # parameter gradients: one GEMM (or reduction) each over all T·B rows
-        dA2 = dA.view(T * B, H)
-        h_prev = previous_states(Y if states is None else states, h0, ctx.reverse)
-        d_xs = (dA2 @ W_xh).view(T, B, I) if ctx.needs_input_grad[0] else None
-        d_Wxh = dA2.t() @ xs.reshape(T * B, I) if ctx.needs_input_grad[2] else None
+        h_prev = previous_states(states_after(s.Y, s.states), s.h0, opts.reverse)
+        d_xs, d_Wxh, d_b = input_grads(dA, s.xs, s.W_xh, need.xs, need.W_xh, need.bias)
         d_Whh = None
-        if ctx.needs_input_grad[3]:                                # Σ ∇a (d ⊙ h(t-1))ᵀ
-            d_Whh = dA2.t() @ dropped(h_prev, drop).view(T * B, H)
-        d_b = dA2.sum(0) if ctx.has_bias and ctx.needs_input_grad[4] else None
+        if need.W_hh:                                              # Σ ∇a (d ⊙ h(t-1))ᵀ
+            d_Whh = dA.view(T * B, H).t() @ dropped(h_prev, s.drop).view(T * B, H)
         d_rho = None
         if need_rho:
             d_alpha = (dH * (h_prev - U)).sum((0, 1))              # ∇α = Σ ∇h ⊙ (h(t-1) - u)
             d_rho = d_alpha * alpha * one_minus_alpha              # ∇ρ = ∇α ⊙ α(1 - α)
-        return d_xs, dh, d_Wxh, d_Whh, d_b, d_rho, None, None, None, None, None
+        return grads(need, xs=d_xs, h0=dh, W_xh=d_Wxh, W_hh=d_Whh, bias=d_b, rho=d_rho)
 
 
 def leaky_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool,

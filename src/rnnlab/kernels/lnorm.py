@@ -73,21 +73,33 @@ wrapper zeroes the outputs there.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
 from ..cells.base import LSTMState
 from ._common import (
+    Kernel,
+    Options,
+    Walk,
     backward_steps,
     dropped,
     frozen_states,
+    grads,
+    ifog,
     input_projection,
     leave_step,
+    previous_chunk,
+    recurrent_grad,
     run_zoned,
+    save,
+    states_after,
     steps,
     sum_bias,
     tanh,
     tanh_,
+    unpack,
     zeros_if_none,
     zoned,
 )
@@ -123,15 +135,15 @@ class _InputGrads:
     (∇ of LN(U x; γ_x, β_x)), ∇β_x, ∇γ_x, then ∇(U x) by the LN backward, ∇x(t) and ∇U
     (GEMMs over the chunk's rows)."""
 
-    def __init__(self, ctx, xs, W_xh, g_xh, Z, mu, rho, ix: int, has_shift: bool):
-        need = ctx.needs_input_grad
+    def __init__(self, xs, W_xh, g_xh, Z, mu, rho, need_xs: bool, need_W: bool,
+                 need_shift: bool):
         self.xs, self.W_xh, self.g_xh, self.Z, self.mu, self.rho = xs, W_xh, g_xh, Z, mu, rho
         T, B, I = xs.shape
         G = W_xh.shape[0]
-        self.d_xs = xs.new_empty(T, B, I) if need[0] else None
-        self.d_W = W_xh.new_zeros(G, I) if need[ix] else None
+        self.d_xs = xs.new_empty(T, B, I) if need_xs else None
+        self.d_W = W_xh.new_zeros(G, I) if need_W else None
         self.d_g = g_xh.new_zeros(G)
-        self.d_b = g_xh.new_zeros(G) if has_shift else None
+        self.d_b = g_xh.new_zeros(G) if need_shift else None
 
     def add(self, dA: Tensor, lo: int, hi: int, scratch: tuple[Tensor, Tensor]) -> None:
         """dA (n, B, G) for steps lo..hi-1, overwritten with ∇(U x); ``scratch``: two
@@ -153,21 +165,6 @@ class _InputGrads:
             self.d_W.addmm_(dZ.t(), self.xs[lo:hi].reshape(n * B, -1))
 
 
-def _previous(S: Tensor, s0: Tensor, lo: int, hi: int, reverse: bool) -> Tensor:
-    """The states before steps lo..hi-1 in the order they ran: (hi - lo, B, H)."""
-    T = S.shape[0]
-    if not reverse:
-        return S[lo - 1:hi - 1] if lo >= 1 else torch.cat([s0.unsqueeze(0), S[:hi - 1]])
-    return S[lo + 1:hi + 1] if hi <= T - 1 else torch.cat([S[lo + 1:], s0.unsqueeze(0)])
-
-
-def _ifog(w: Tensor | None, H: int) -> Tensor | None:
-    """torch.nn's gate rows i, f, g, o -> the kernel's i, f, o, g (as :mod:`.lstm`)."""
-    if w is None:
-        return None
-    return torch.cat([w[:2 * H], w[3 * H:], w[2 * H:3 * H]], dim=0)
-
-
 def _chunks(T: int, reverse: bool, rows: int):
     """The backward loop's steps with their successors, in chunks of consecutive steps
     (about CHUNK_ELEMENTS / rows each): [(lo, hi, [(t, nxt), ...]), ...]."""
@@ -181,33 +178,58 @@ def _chunks(T: int, reverse: bool, rows: int):
     return out, K
 
 
-def _enter(dh, dy_t, m, t: int, dH_t):
-    """With a mask: (∇h + ∂L/∂y(t)) ⊙ m enters step t (kept in dH_t[t]) and ∇h ⊙ (1 - m)
-    passes on to t-1 unchanged (the frozen rows)."""
-    return (torch.add(dh, dy_t[t], out=dH_t[t]).mul_(m),
-            torch.addcmul(dh, dh, m, value=-1.0))
+class _LSTMSaved(NamedTuple):
+    xs: Tensor
+    h0: Tensor
+    c0: Tensor
+    W_xh: Tensor
+    W_hh: Tensor
+    g_xh: Tensor
+    g_hh: Tensor
+    g_c: Tensor
+    b_c: Tensor | None
+    Z: Tensor                   # U x(t), and its LN's μ, ρ
+    mu_x: Tensor
+    rho_x: Tensor
+    G: Tensor                   # the activated gates
+    R: Tensor                   # W (d ⊙ h(t-1)), and its LN's μ, ρ
+    mu_h: Tensor
+    rho_h: Tensor
+    Y: Tensor                   # h(t)
+    C: Tensor                   # c(t)
+    mu_c: Tensor                # μ, ρ of LN(c̃(t))
+    rho_c: Tensor
+    states: Tensor | None       # the frozen h after each step, with ragged lengths
+    mask: Tensor | None
+    drop: Tensor | None
+    zh: Tensor | None
+    zc: Tensor | None
+    Ct: Tensor | None           # c̃(t) before zoneout, with zoneout
 
 
-def _read_grad(dr: Tensor, W: Tensor, direct: Tensor | None, drop: Tensor | None,
-               out: Tensor | None) -> Tensor:
-    """∇h(t-1) = direct + d ⊙ Wᵀ ∇R (recurrent dropout d, or none), into ``out``."""
-    if drop is None:
-        return (torch.mm(dr, W, out=out) if direct is None
-                else torch.addmm(direct, dr, W, out=out))
-    back = torch.mm(dr, W)
-    return (torch.mul(back, drop, out=out) if direct is None
-            else torch.addcmul(direct, back, drop, out=out))
+class _GRUSaved(NamedTuple):
+    xs: Tensor
+    h0: Tensor
+    W_xh: Tensor
+    W_hh: Tensor
+    g_xh: Tensor
+    g_hh: Tensor
+    b_hh: Tensor | None
+    Z: Tensor                   # U x(t), and its LN's μ, ρ
+    mu_x: Tensor
+    rho_x: Tensor
+    X: Tensor                   # r, z, n of every step
+    R: Tensor                   # W (d ⊙ h(t-1)), and its LN's μ, ρ
+    mu_h: Tensor
+    rho_h: Tensor
+    Y: Tensor                   # h(t)
+    states: Tensor | None       # the frozen state after each step, with ragged lengths
+    mask: Tensor | None
+    drop: Tensor | None
+    zone: Tensor | None
 
 
-def _zone_enter(dh: Tensor, dy: Tensor, z: Tensor, out: Tensor) -> tuple[Tensor, Tensor]:
-    """Zoneout at a backward step: ∇ = ∇h + ∂L/∂y(t); ∇ ⊙ (1 - z) enters the step (into
-    ``out``) and ∇ ⊙ z passes straight to t-1."""
-    total = dh + dy
-    passed = total * z
-    return torch.sub(total, passed, out=out), passed
-
-
-class LNLSTMSequence(torch.autograd.Function):
+class LNLSTMSequence(Kernel):
     @staticmethod
     def forward(ctx, xs, h0, c0, W_xh, W_hh, g_xh, g_hh, bias, g_c, b_c, mask,
                 reverse: bool, eps: float, drop=None, zh=None, zc=None):
@@ -248,34 +270,33 @@ class LNLSTMSequence(torch.autograd.Function):
                 continue
             c = c_new if m_t is None else torch.where(m_t[t], c_new, c, out=C_t[t])
             h = leave_step(h_new, h, m_t, s_t, t)
-        ctx.save_for_backward(xs, h0, c0, W_xh, W_hh, g_xh, g_hh, g_c, b_c, Z, mu_x, rho_x, G,
-                              R, torch.stack(mu_h), torch.stack(rho_h), Y, C,
-                              torch.stack(mu_c), torch.stack(rho_c), states, mask, drop, zh,
-                              zc, None if zc is None else Ct)
-        ctx.reverse, ctx.has_bias = reverse, bias is not None
+        save(ctx, _LSTMSaved(xs, h0, c0, W_xh, W_hh, g_xh, g_hh, g_c, b_c, Z, mu_x, rho_x, G, R,
+                             torch.stack(mu_h), torch.stack(rho_h), Y, C, torch.stack(mu_c),
+                             torch.stack(rho_c), states, mask, drop, zh, zc,
+                             None if zc is None else Ct), Options(reverse))
         return Y, h.clone(), c.clone()
 
     @staticmethod
     def backward(ctx, d_ys, d_hT, d_cT):
+        s, opts, need = unpack(ctx)
         (xs, h0, c0, W_xh, W_hh, g_xh, g_hh, g_c, b_c, Z, mu_x, rho_x, G, R, mu_h, rho_h, Y,
-         C, mu_c, rho_c, states, mask, drop, zh, zc, Ct) = ctx.saved_tensors
+         C, mu_c, rho_c, states, mask, drop, zh, zc, Ct) = s
+        reverse = opts.reverse
         T, B, _ = xs.shape
         H = c0.shape[1]
         H4 = 4 * H
-        need = ctx.needs_input_grad
-        d_ys = zeros_if_none(d_ys, Y)
+        walk = Walk.of(d_ys, Y, mask, zh, reverse)
         dh = zeros_if_none(d_hT, h0)
         dc = zeros_if_none(d_cT, c0)
-        dy_t, f_t = d_ys.unbind(0), G[..., H:2 * H].unbind(0)
-        m_t = mask.to(G.dtype).unbind(0) if mask is not None else None
-        zh_t, zc_t = (None, None) if zc is None else (zh.unbind(0), zc.unbind(0))
+        dy_t, m_t, f_t = walk.dy_t, walk.m_t, G[..., H:2 * H].unbind(0)
+        zc_t = None if zc is None else zc.unbind(0)
         Ct = C if Ct is None else Ct                                   # c̃(t), before zoneout
-        H_all = Y if states is None else states                        # h(t) for every t
-        inputs = _InputGrads(ctx, xs, W_xh, g_xh, Z, mu_x, rho_x, 3, ctx.has_bias)
-        d_Whh = W_hh.new_zeros(H4, H) if need[4] else None
+        H_all = states_after(Y, states)                                # h(t) for every t
+        inputs = _InputGrads(xs, W_xh, g_xh, Z, mu_x, rho_x, need.xs, need.W_xh, need.bias)
+        d_Whh = W_hh.new_zeros(H4, H) if need.W_hh else None
         d_ghh, d_gc = G.new_zeros(H4), G.new_zeros(H)
         d_bc = G.new_zeros(H) if b_c is not None else None
-        chunks, K = _chunks(T, ctx.reverse, B * H4)
+        chunks, K = _chunks(T, reverse, B * H4)
         # per chunk, for its steps j: V = ∂a/∂(∇c or ∇h) per gate, Vr = V γ_h ρ_h, R̂, ĉ,
         # Oc = o (1 - k²) γ_c ρ_c, Lf = o (1 - k²); ∇a, ∇R, ∇c after LN(c), ∇h entering
         V, Vr, Rh, dG, dR, S1, S2 = (G.new_empty(K, B, H4) for _ in range(7))
@@ -297,7 +318,7 @@ class LNLSTMSequence(torch.autograd.Function):
             k = tanh(addcmul(b_c, ch, g_c) if b_c is not None else ch * g_c)
             v = V[:n]
             mul(g, sd[..., :H], out=v[..., :H])                        # g σ'(i)
-            mul(_previous(C, c0, lo, hi, ctx.reverse), sd[..., H:2 * H],
+            mul(previous_chunk(C, c0, lo, hi, reverse), sd[..., H:2 * H],
                 out=v[..., H:2 * H])                                   # c(t-1) σ'(f)
             mul(k, sd[..., 2 * H:], out=v[..., 2 * H:3 * H])           # k σ'(o)
             addcmul(i, i, g * g, value=-1.0, out=v[..., 3 * H:])       # i (1 - g²)
@@ -307,22 +328,16 @@ class LNLSTMSequence(torch.autograd.Function):
             rh = torch.sub(R[lo:hi], mu_h[lo:hi], out=Rh[:n]).mul_(rho_h[lo:hi])
             for t, nxt in part:
                 j = t - lo
-                if zc_t is not None:                                   # zoneout
-                    dh_t, passed_on = _zone_enter(dh, dy_t[t], zh_t[t], dH_j[j])
-                    carry = dc * zc_t[t]
-                    dc_t = dc - carry
-                elif m_t is None:
+                if m_t is None and zc_t is None:
                     if ci == 0 and t == part[0][0]:                    # ∇h(T) + ∂L/∂y(T)
                         dh = torch.add(dh, dy_t[t], out=dH_j[j])
                     elif t == part[0][0]:
                         dh = dH_j[j].copy_(dh)
                     dh_t, dc_t, carry = dh, dc, None
                     passed_on = None if nxt is None else dy_t[nxt]
-                else:
-                    m = m_t[t]
-                    dh_t = torch.add(dh, dy_t[t], out=dH_j[j]).mul_(m)
-                    passed_on = addcmul(dh, dh, m, value=-1.0)        # frozen rows pass on
-                    dc_t, carry = dc * m, addcmul(dc, dc, m, value=-1.0)
+                else:                                                  # frozen rows, zoneout
+                    dh_t, passed_on = walk.enter(dh, t, nxt, out=dH_j[j])
+                    dc_t, carry = walk.enter_cell(dc, t, nxt, zc_t)
                 # ∇c += LN(c) backward (ρ_c γ_c in Oc)
                 dl = mul(dh_t, Oc_j[j])
                 chj = Ch_j[j]
@@ -340,7 +355,7 @@ class LNLSTMSequence(torch.autograd.Function):
                 dr.addcmul_(rhj, s2, value=-1.0 / H4)
                 out = (dH_j[nxt - lo] if m_t is None and zc_t is None and nxt is not None
                        and lo <= nxt < hi else None)
-                dh = _read_grad(dr, W_hh, passed_on, drop, out)        # ∇h(t-1) = d ⊙ Wᵀ ∇R
+                dh = recurrent_grad(dr, W_hh, passed_on, drop, out, addcmul=True)  # ∇h(t-1)
                 dc = dct * f_t[t] if carry is None else carry.addcmul_(dct, f_t[t])
             # the chunk's ∇a = (∇c, ∇c, ∇h, ∇c) ⊙ V and its parameter gradients
             dGc, dHc = dG[:n], dH[:n]
@@ -352,13 +367,11 @@ class LNLSTMSequence(torch.autograd.Function):
             if d_bc is not None:
                 d_bc += dl.sum((0, 1))
             if d_Whh is not None:                                      # ∇W += ∇R h(t-1)ᵀ
-                hp = dropped(_previous(H_all, h0, lo, hi, ctx.reverse), drop)  # what W read
+                hp = dropped(previous_chunk(H_all, h0, lo, hi, reverse), drop)  # what W read
                 d_Whh.addmm_(dR[:n].view(n * B, H4).t(), hp.reshape(n * B, H))
             inputs.add(dGc, lo, hi, (S1, S2))                          # ∇b, ∇γ_x, ∇U, ∇x
-        return (inputs.d_xs, dh, dc, inputs.d_W, d_Whh, inputs.d_g if need[5] else None,
-                d_ghh if need[6] else None, inputs.d_b if need[7] else None,
-                d_gc if need[8] else None, d_bc if need[9] else None, None, None, None,
-                None, None, None)
+        return grads(need, xs=inputs.d_xs, h0=dh, c0=dc, W_xh=inputs.d_W, W_hh=d_Whh,
+                     g_xh=inputs.d_g, g_hh=d_ghh, bias=inputs.d_b, g_c=d_gc, b_c=d_bc)
 
 
 def ln_lstm_kernel(cell, xs: Tensor, state: LSTMState, mask: Tensor | None, reverse: bool,
@@ -368,15 +381,15 @@ def ln_lstm_kernel(cell, xs: Tensor, state: LSTMState, mask: Tensor | None, reve
     dropout mask; ``zone``: zoneout weights (z_h (T, B, H), z_c (T, B, H))."""
     H = cell.hidden_size
     ys, h, c = run_zoned(lambda m, z: LNLSTMSequence.apply(
-        xs, state[0], state[1], _ifog(cell.W_xh, H), _ifog(cell.W_hh, H), _ifog(cell.g_xh, H),
-        _ifog(cell.g_hh, H), _ifog(sum_bias(cell.b_xh, cell.b_hh), H), cell.g_c, cell.b_c,
+        xs, state[0], state[1], ifog(cell.W_xh, H), ifog(cell.W_hh, H), ifog(cell.g_xh, H),
+        ifog(cell.g_hh, H), ifog(sum_bias(cell.b_xh, cell.b_hh), H), cell.g_c, cell.b_c,
         m, reverse, cell.eps, drop, *(z or (None, None))), mask, zone)
     return ys, LSTMState(h, c)
 
 
 
 
-class LNGRUSequence(torch.autograd.Function):
+class LNGRUSequence(Kernel):
     @staticmethod
     def forward(ctx, xs, h0, W_xh, W_hh, g_xh, g_hh, b_xh, b_hh, mask, reverse: bool,
                 eps: float, drop=None, zone=None):
@@ -405,31 +418,29 @@ class LNGRUSequence(torch.autograd.Function):
                 h = zoned(h_new, h, zh_t, t, Y_t[t])                   # zoneout
             else:
                 h = leave_step(h_new, h, m_t, s_t, t)
-        ctx.save_for_backward(xs, h0, W_xh, W_hh, g_xh, g_hh, b_hh, Z, mu_x, rho_x, X, R,
-                              torch.stack(mu_h), torch.stack(rho_h), Y, states, mask, drop,
-                              zone)
-        ctx.reverse, ctx.has_bias = reverse, b_xh is not None
+        save(ctx, _GRUSaved(xs, h0, W_xh, W_hh, g_xh, g_hh, b_hh, Z, mu_x, rho_x, X, R,
+                            torch.stack(mu_h), torch.stack(rho_h), Y, states, mask, drop, zone),
+             Options(reverse))
         return Y, h.clone()
 
     @staticmethod
     def backward(ctx, d_ys, d_hT):
+        s, opts, need = unpack(ctx)
         (xs, h0, W_xh, W_hh, g_xh, g_hh, b_hh, Z, mu_x, rho_x, X, R, mu_h, rho_h, Y, states,
-         mask, drop, zone) = ctx.saved_tensors
+         mask, drop, zone) = s
+        reverse = opts.reverse
         T, B, _ = xs.shape
         H = h0.shape[1]
         H3 = 3 * H
-        need = ctx.needs_input_grad
-        d_ys = zeros_if_none(d_ys, Y)
+        walk = Walk.of(d_ys, Y, mask, zone, reverse)
         dh = zeros_if_none(d_hT, h0)
-        dy_t, z_t = d_ys.unbind(0), X[..., H:2 * H].unbind(0)
-        m_t = mask.to(X.dtype).unbind(0) if mask is not None else None
-        zh_t = zone.unbind(0) if zone is not None else None
-        H_all = Y if states is None else states                        # h(t) for every t
-        inputs = _InputGrads(ctx, xs, W_xh, g_xh, Z, mu_x, rho_x, 2, ctx.has_bias)
-        d_Whh = W_hh.new_zeros(H3, H) if need[3] else None
+        dy_t, m_t, zh_t, z_t = walk.dy_t, walk.m_t, walk.z_t, X[..., H:2 * H].unbind(0)
+        H_all = states_after(Y, states)                                # h(t) for every t
+        inputs = _InputGrads(xs, W_xh, g_xh, Z, mu_x, rho_x, need.xs, need.W_xh, need.b_xh)
+        d_Whh = W_hh.new_zeros(H3, H) if need.W_hh else None
         d_ghh = X.new_zeros(H3)
         d_bhh = X.new_zeros(H3) if b_hh is not None else None
-        chunks, K = _chunks(T, ctx.reverse, B * H3)
+        chunks, K = _chunks(T, reverse, B * H3)
         # per chunk: V = ∂(X_r, X_z, X_n)/∂(∇h), Vr = ∂Q/∂(∇h) γ_h ρ_h, R̂; ∇X, ∇R, ∇h entering
         V, Vr, Rh, dX, dR, S1, S2 = (X.new_empty(K, B, H3) for _ in range(7))
         dH = X.new_empty(K, B, H)
@@ -442,7 +453,7 @@ class LNGRUSequence(torch.autograd.Function):
             n_ = hi - lo
             Xc = X[lo:hi]
             r, z, n = Xc[..., :H], Xc[..., H:2 * H], Xc[..., 2 * H:]
-            hp = _previous(H_all, h0, lo, hi, ctx.reverse)
+            hp = previous_chunk(H_all, h0, lo, hi, reverse)
             rh = torch.sub(R[lo:hi], mu_h[lo:hi], out=Rh[:n_]).mul_(rho_h[lo:hi])
             qn = rh[..., 2 * H:] * g_hh[2 * H:]                       # Q_n
             if b_hh is not None:
@@ -458,18 +469,14 @@ class LNGRUSequence(torch.autograd.Function):
             vr.mul_(rho_h[lo:hi])
             for t, nxt in part:
                 j = t - lo
-                if zh_t is not None:                                   # zoneout
-                    dh_t, passed_on = _zone_enter(dh, dy_t[t], zh_t[t], dH_j[j])
-                elif m_t is None:
+                if m_t is None and zh_t is None:
                     if ci == 0 and t == part[0][0]:                    # ∇h(T) + ∂L/∂y(T)
                         dh = torch.add(dh, dy_t[t], out=dH_j[j])
                     elif t == part[0][0]:
                         dh = dH_j[j].copy_(dh)
                     dh_t, passed_on = dh, (None if nxt is None else dy_t[nxt])
-                else:
-                    m = m_t[t]
-                    dh_t = torch.add(dh, dy_t[t], out=dH_j[j]).mul_(m)
-                    passed_on = addcmul(dh, dh, m, value=-1.0)        # frozen rows pass on
+                else:                                                  # frozen rows, zoneout
+                    dh_t, passed_on = walk.enter(dh, t, nxt, out=dH_j[j])
                 mul(dh_t.unsqueeze(1), Vr3_j[j], out=D3)               # ∇Q γ_h ρ_h
                 rhj = Rh_j[j]
                 s1 = D.sum(1, keepdim=True)
@@ -479,7 +486,7 @@ class LNGRUSequence(torch.autograd.Function):
                 direct = dh_t * z_t[t] if passed_on is None else addcmul(passed_on, dh_t, z_t[t])
                 out = (dH_j[nxt - lo] if m_t is None and zh_t is None and nxt is not None
                        and lo <= nxt < hi else None)
-                dh = _read_grad(dr, W_hh, direct, drop, out)           # ∇h(t-1)
+                dh = recurrent_grad(dr, W_hh, direct, drop, out, addcmul=True)  # ∇h(t-1)
             # the chunk's ∇X and parameter gradients (∇Q = ∇X except ∇Q_n = ∇X_n ⊙ r)
             dXc = dX[:n_]
             mul(dH[:n_].unsqueeze(2), v.view(n_, B, 3, H), out=dXc.view(n_, B, 3, H))
@@ -495,9 +502,8 @@ class LNGRUSequence(torch.autograd.Function):
                 d_Whh.addmm_(dR[:n_].view(n_ * B, H3).t(),
                              dropped(hp, drop).reshape(n_ * B, H))     # what W read
             inputs.add(dXc, lo, hi, (S1, S2))                          # ∇b_x, ∇γ_x, ∇U, ∇x
-        return (inputs.d_xs, dh, inputs.d_W, d_Whh, inputs.d_g if need[4] else None,
-                d_ghh if need[5] else None, inputs.d_b if need[6] else None,
-                d_bhh if need[7] else None, None, None, None, None, None)
+        return grads(need, xs=inputs.d_xs, h0=dh, W_xh=inputs.d_W, W_hh=d_Whh,
+                     g_xh=inputs.d_g, g_hh=d_ghh, b_xh=inputs.d_b, b_hh=d_bhh)
 
 
 def ln_gru_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool,

@@ -42,33 +42,38 @@ backward ∇ ⊙ (1 - z) enters the step and ∇ ⊙ z passes straight to t-1.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
 from ..cells.base import LSTMState
 from ._common import (
-    backward_steps,
+    Kernel,
+    Options,
+    Walk,
     dropped,
-    enter_step,
     frozen_states,
+    grads,
+    ifog,
+    input_grads,
     input_projection,
     leave_step,
     outer_previous,
     previous_states,
     recurrent_grad,
     run_zoned,
+    save,
+    sigmoid_grad,
+    states_after,
     steps,
     sum_bias,
+    tanh_grad,
+    tanh_into,
+    unpack,
     zeros_if_none,
-    zone_step,
     zoned,
 )
-
-# Below this many elements per (B, H) block torch's tanh beats 2σ(2x) - 1 written as three
-# scalar-free ops (2x as x + x, σ in place, 2σ - 1 as -1 + 2σ with alpha=2): measured at
-# 1 thread, 5.1 µs against 6.5 µs at 16 x 64, 15.8 µs against 8.5 µs at 32 x 128. (A Python
-# scalar operand costs a conversion of ~2 µs per op here; alpha= and value= do not.)
-_TANH_VIA_SIGMOID_MIN = 2048
 
 # tanh(c(t)) is kept from the forward for (B, H) blocks below this size, where the step is
 # dispatch-bound and recomputing it costs the backward 1-3 ops per step (~3 % of a training
@@ -77,17 +82,25 @@ _TANH_VIA_SIGMOID_MIN = 2048
 # torch.nn.LSTM 194 MB).
 _KEEP_TANH_C_MAX = 8192
 
-# Activation derivatives from the activation's output, straight into a buffer: one ATen op.
-_tanh_backward = torch.ops.aten.tanh_backward.grad_input          # ∇ ⊙ (1 - y²)
-_sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input    # ∇ ⊙ y ⊙ (1 - y)
 
-
-def _tanh_into(x: Tensor, out: Tensor, neg_ones: Tensor) -> Tensor:
-    """``out = tanh(x)``, through 2σ(2x) - 1 for large blocks on CPU."""
-    if x.device.type == "cpu" and x.numel() >= _TANH_VIA_SIGMOID_MIN:
-        torch.add(x, x, out=out).sigmoid_()
-        return torch.add(neg_ones, out, alpha=2.0, out=out)
-    return torch.tanh(x, out=out)
+class _Saved(NamedTuple):
+    xs: Tensor
+    h0: Tensor
+    c0: Tensor
+    W_xh: Tensor
+    W_hh: Tensor
+    W_hr: Tensor | None
+    G: Tensor                   # i, f, o, g of every step (σ(2 G_g) -> g in place)
+    Y: Tensor                   # h(t)
+    M: Tensor | None            # m(t) = o ⊙ tanh(c(t)), with a projection
+    C: Tensor                   # c(t)
+    states: Tensor | None       # the frozen h after each step, with ragged lengths
+    mask: Tensor | None
+    drop: Tensor | None
+    zh: Tensor | None
+    zc: Tensor | None
+    Ct: Tensor | None           # c̃(t) before zoneout, with zoneout where TC is not kept
+    TC: Tensor | None           # tanh(c̃(t)), for small blocks
 
 
 def _doubled_g(w: Tensor | None, H: int, rows_last: bool = False) -> Tensor | None:
@@ -101,7 +114,7 @@ def _doubled_g(w: Tensor | None, H: int, rows_last: bool = False) -> Tensor | No
     return w
 
 
-class LSTMSequence(torch.autograd.Function):
+class LSTMSequence(Kernel):
     @staticmethod
     def forward(ctx, xs, h0, c0, W_xh, W_hh, bias, mask, reverse: bool, W_hr=None,
                 drop=None, zh=None, zc=None, keep: bool = True):
@@ -138,7 +151,7 @@ class LSTMSequence(torch.autograd.Function):
             Gt.sigmoid_()                                          # i, f, o, σ(2 G_g)
             torch.add(neg_ones, gt, alpha=2.0, out=gt)             # g = 2σ(2 G_g) - 1
             c_new = torch.mul(f_t[t], c, out=Ct_t[t]).addcmul_(i_t[t], gt)
-            tc = _tanh_into(c_new, TC_t[t], neg_ones)
+            tc = tanh_into(c_new, TC_t[t], neg_ones)
             h_new = torch.mul(o_t[t], tc, out=M_t[t])              # m = o ⊙ tanh(c)
             if W_hr is not None:
                 h_new = torch.mm(h_new, W_hrT, out=Y_t[t])         # h = W_hr m
@@ -149,90 +162,71 @@ class LSTMSequence(torch.autograd.Function):
             # frozen past its length (c in place in C, h in the state buffer)
             c = c_new if m_t is None else torch.where(m_t[t], c_new, c, out=C_t[t])
             h = leave_step(h_new, h, m_t, s_t, t)
-        if keep:
-            ctx.save_for_backward(xs, h0, c0, W_xh, W_hh, W_hr, G, Y,
-                                  None if W_hr is None else M, C, states, mask, drop, zh,
-                                  zc, Ct if zc is not None and not keep_tc else None, TC)
-        ctx.reverse, ctx.has_bias = reverse, bias is not None
+        save(ctx, _Saved(xs, h0, c0, W_xh, W_hh, W_hr, G, Y, None if W_hr is None else M, C,
+                         states, mask, drop, zh, zc,
+                         Ct if zc is not None and not keep_tc else None, TC) if keep else None,
+             Options(reverse))
         return Y, h.clone(), c.clone()
 
     @staticmethod
     def backward(ctx, d_ys, d_hT, d_cT):
-        (xs, h0, c0, W_xh, W_hh, W_hr, G, Y, M, C, states, mask, drop, zh, zc, Ct,
-         TC) = ctx.saved_tensors
-        T, B, I = xs.shape
-        P, H = h0.shape[1], c0.shape[1]
-        d_ys = zeros_if_none(d_ys, Y)
-        dh = zeros_if_none(d_hT, h0).clone()
-        dc = zeros_if_none(d_cT, c0).clone()
-        tmp, tc_buf = torch.empty_like(c0), torch.empty_like(c0)
-        neg_ones = torch.full_like(c0, -1.0)
+        s, opts, need = unpack(ctx)
+        G, W_hr, zc = s.G, s.W_hr, s.zc
+        T, B, _ = s.xs.shape
+        P, H = s.h0.shape[1], s.c0.shape[1]
+        walk = Walk.of(d_ys, s.Y, s.mask, s.zh, opts.reverse)
+        dh = walk.start(d_hT, s.h0)
+        dc = zeros_if_none(d_cT, s.c0).clone()
+        tmp, tc_buf = torch.empty_like(s.c0), torch.empty_like(s.c0)
+        neg_ones = torch.full_like(s.c0, -1.0)
         if W_hr is not None:
-            dHp = torch.empty_like(Y)                  # ∇h(t) for every t, for ∇W_hr
+            dHp = torch.empty_like(s.Y)                # ∇h(t) for every t, for ∇W_hr
             dHp_t = dHp.unbind(0)
-        C_t = list(C.unbind(0))
-        cp_t = C_t[1:] + [c0] if ctx.reverse else [c0] + C_t[:-1]   # c(t-1), views
+        C_t = list(s.C.unbind(0))
+        cp_t = C_t[1:] + [s.c0] if opts.reverse else [s.c0] + C_t[:-1]   # c(t-1), views
         dG = torch.empty_like(G)
         dG_t, dsig_t = dG.unbind(0), dG[..., :3 * H].unbind(0)
         di_t, df_t, do_t, dg_t = (dG[..., k * H:(k + 1) * H].unbind(0) for k in range(4))
         sig_t, g_t = G[..., :3 * H].unbind(0), G[..., 3 * H:].unbind(0)
         i_t, f_t, o_t = (G[..., k * H:(k + 1) * H].unbind(0) for k in range(3))
-        dy_t = d_ys.unbind(0)
-        tc_t = TC.unbind(0) if TC is not None else None
-        Ct_t = None if TC is not None else C_t if Ct is None else Ct.unbind(0)    # c̃(t)
-        zh_t, zc_t = (None, None) if zc is None else (zh.unbind(0), zc.unbind(0))
-        m_t = mask.to(G.dtype).unbind(0) if mask is not None else None
-        order = backward_steps(T, ctx.reverse)
-        if m_t is None and zc_t is None:
-            dh = dh + dy_t[order[0][0]]
-        for t, nxt in order:
-            if zc_t is None:
-                dh_t, passed_on = enter_step(dh, dy_t, m_t, t, nxt)
-                dc_t, carry_c = enter_step(dc, None, m_t, t, nxt)
-            else:                                                  # zoneout
-                dh_t, passed_on = zone_step(dh, dy_t, zh_t, t)
-                dc_t, carry_c = zone_step(dc, None, zc_t, t)
+        tc_t = s.TC.unbind(0) if s.TC is not None else None
+        Ct_t = None if s.TC is not None else C_t if s.Ct is None else s.Ct.unbind(0)  # c̃(t)
+        zc_t = None if zc is None else zc.unbind(0)
+        for t, nxt in walk.order:
+            dh_t, passed_on = walk.enter(dh, t, nxt)               # (frozen steps, zoneout)
+            dc_t, carry_c = walk.enter_cell(dc, t, nxt, zc_t)
             dm = dh_t                                              # ∇m = ∇h
             if W_hr is not None:
                 dHp_t[t].copy_(dh_t)
                 dm = dh_t @ W_hr                                   # ∇m = W_hrᵀ ∇h
-            tc = tc_t[t] if tc_t is not None else _tanh_into(Ct_t[t], tc_buf, neg_ones)
+            tc = tc_t[t] if tc_t is not None else tanh_into(Ct_t[t], tc_buf, neg_ones)
             torch.mul(dm, tc, out=do_t[t])                         # ∇o = ∇m ⊙ tanh(c)
-            _tanh_backward(dm, tc, grad_input=tmp)                 # ∇m ⊙ tanh'(c)
+            tanh_grad(dm, tc, tmp)                                 # ∇m ⊙ tanh'(c)
             dc_t.addcmul_(tmp, o_t[t])                             # ∇c += ∇m ⊙ o ⊙ tanh'(c)
             torch.mul(dc_t, g_t[t], out=di_t[t])                   # ∇i = ∇c ⊙ g
             torch.mul(dc_t, cp_t[t], out=df_t[t])                  # ∇f = ∇c ⊙ c(t-1)
             torch.mul(dc_t, i_t[t], out=dg_t[t])                   # ∇g = ∇c ⊙ i
             dc = dc_t.mul_(f_t[t])                                 # ∇c(t-1) = ∇c ⊙ f
-            _sigmoid_backward(dsig_t[t], sig_t[t], grad_input=dsig_t[t])  # ⊙ σ(1 - σ)
-            _tanh_backward(dg_t[t], g_t[t], grad_input=dg_t[t])    # ⊙ (1 - g²)
+            sigmoid_grad(dsig_t[t], sig_t[t], dsig_t[t])           # ∇i,f,o ⊙ σ(1 - σ)
+            tanh_grad(dg_t[t], g_t[t], dg_t[t])                    # ∇g ⊙ (1 - g²)
             # ∇h(t-1) = d ⊙ Wᵀ ∇G (+ ∂L/∂y(t-1), the frozen steps' or the zoned units' ∇)
-            dh = recurrent_grad(dG_t[t], W_hh, passed_on, drop)
+            dh = recurrent_grad(dG_t[t], s.W_hh, passed_on, s.drop)
             if carry_c is not None:
                 dc = dc.add_(carry_c)
-        dG2 = dG.view(T * B, 4 * H)
-        d_xs = (dG2 @ W_xh).view(T, B, I) if ctx.needs_input_grad[0] else None
-        d_Wxh = dG2.t() @ xs.reshape(T * B, I) if ctx.needs_input_grad[3] else None
+        d_xs, d_Wxh, d_b = input_grads(dG, s.xs, s.W_xh, need.xs, need.W_xh, need.bias)
         d_Whh = None
-        if ctx.needs_input_grad[4]:                    # Σ_t ∇G(t) (d ⊙ h(t-1))ᵀ
-            hs = Y if states is None else states
-            if drop is None:
-                d_Whh = outer_previous(dG, hs, h0, ctx.reverse)
+        if need.W_hh:                                  # Σ_t ∇G(t) (d ⊙ h(t-1))ᵀ
+            hs = states_after(s.Y, s.states)
+            if s.drop is None:
+                d_Whh = outer_previous(dG, hs, s.h0, opts.reverse)
             else:                                      # what W read: d ⊙ h(t-1)
-                h_prev = previous_states(hs, h0, ctx.reverse).mul_(drop)
-                d_Whh = dG2.t() @ h_prev.view(T * B, P)
-        d_b = dG2.sum(0) if ctx.has_bias and ctx.needs_input_grad[5] else None
+                h_prev = previous_states(hs, s.h0, opts.reverse).mul_(s.drop)
+                d_Whh = dG.view(T * B, 4 * H).t() @ h_prev.view(T * B, P)
         d_Whr = None
-        if W_hr is not None and ctx.needs_input_grad[8]:               # ∇W_hr = Σ_t ∇h m(t)ᵀ
-            d_Whr = dHp.view(T * B, P).t() @ M.view(T * B, H)
-        return d_xs, dh, dc, d_Wxh, d_Whh, d_b, None, None, d_Whr, None, None, None, None
-
-
-def _ifog(w: Tensor | None, H: int) -> Tensor | None:
-    """torch.nn's gate rows i, f, g, o -> the kernel's i, f, o, g."""
-    if w is None:
-        return None
-    return torch.cat([w[:2 * H], w[3 * H:], w[2 * H:3 * H]], dim=0)
+        if W_hr is not None and need.W_hr:             # ∇W_hr = Σ_t ∇h m(t)ᵀ
+            d_Whr = dHp.view(T * B, P).t() @ s.M.view(T * B, H)
+        return grads(need, xs=d_xs, h0=dh, c0=dc, W_xh=d_Wxh, W_hh=d_Whh, bias=d_b,
+                     W_hr=d_Whr)
 
 
 def _needs_grad(*tensors) -> bool:
@@ -246,10 +240,10 @@ def lstm_kernel(cell, xs: Tensor, state: LSTMState, mask: Tensor | None, reverse
     (T, B, I) -> ((T, B, P or H), LSTMState(h (B, P or H), c (B, H))). ``drop`` (B, P):
     recurrent dropout mask; ``zone``: zoneout weights (z_h (T, B, P), z_c (T, B, H))."""
     H = cell.hidden_size
-    bias = _ifog(sum_bias(cell.b_xh, cell.b_hh), H)
+    bias = ifog(sum_bias(cell.b_xh, cell.b_hh), H)
     keep = _needs_grad(xs, *state, *cell.parameters())
     ys, h, c = run_zoned(lambda m, z: LSTMSequence.apply(
-        xs, state[0], state[1], _ifog(cell.W_xh, H), _ifog(cell.W_hh, H), bias, m, reverse,
+        xs, state[0], state[1], ifog(cell.W_xh, H), ifog(cell.W_hh, H), bias, m, reverse,
         cell.W_hr, drop, *(z or (None, None)), keep), mask, zone)
     return ys, LSTMState(h, c)
 

@@ -22,28 +22,48 @@ Backward per step, with ∇h arriving from the output and from step t+1:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
 from ._common import (
-    backward_steps,
+    Kernel,
+    Options,
+    Walk,
     dropped,
-    enter_step,
     frozen_states,
+    grads,
+    input_grads,
     input_projection,
     leave_step,
     previous_states,
     run_zoned,
+    save,
+    states_after,
     steps,
     sum_bias,
     tanh_,
-    zeros_if_none,
-    zone_step,
+    unpack,
     zoned,
 )
 
 
-class MGUSequence(torch.autograd.Function):
+class _Saved(NamedTuple):
+    xs: Tensor
+    h0: Tensor
+    W_xh: Tensor
+    W_hh: Tensor
+    X: Tensor                   # f, n of every step
+    FH: Tensor                  # f ⊙ h(t-1) (as W_hn read it: d ⊙ h under dropout)
+    Y: Tensor                   # h(t)
+    states: Tensor | None       # the frozen state after each step, with ragged lengths
+    mask: Tensor | None
+    drop: Tensor | None
+    zone: Tensor | None
+
+
+class MGUSequence(Kernel):
     @staticmethod
     def forward(ctx, xs, h0, W_xh, W_hh, bias, mask, reverse: bool, drop=None, zone=None):
         # drop (B, H): recurrent dropout; zone (T, B, H): zoneout, lengths folded in
@@ -68,35 +88,28 @@ class MGUSequence(torch.autograd.Function):
                 h = zoned(h_new, h, z_t, t, Y_t[t])                # zoneout
             else:
                 h = leave_step(h_new, h, m_t, s_t, t)              # frozen past its length
-        ctx.save_for_backward(xs, h0, W_xh, W_hh, X, FH, Y, states, mask, drop, zone)
-        ctx.reverse, ctx.has_bias = reverse, bias is not None
+        save(ctx, _Saved(xs, h0, W_xh, W_hh, X, FH, Y, states, mask, drop, zone),
+             Options(reverse))
         return Y, h.clone()
 
     @staticmethod
     def backward(ctx, d_ys, d_hT):
-        xs, h0, W_xh, W_hh, X, FH, Y, states, mask, drop, zone = ctx.saved_tensors
-        T, B, I = xs.shape
-        H = h0.shape[1]
-        W_hf, W_hn = W_hh[:H], W_hh[H:]
-        d_ys = zeros_if_none(d_ys, Y)
-        dh = zeros_if_none(d_hT, h0).clone()
-        ones = torch.ones_like(h0)
-        h_prev = previous_states(Y if states is None else states, h0, ctx.reverse)
+        s, opts, need = unpack(ctx)
+        X, drop = s.X, s.drop
+        T, B, _ = s.xs.shape
+        H = s.h0.shape[1]
+        W_hf, W_hn = s.W_hh[:H], s.W_hh[H:]
+        walk = Walk.of(d_ys, s.Y, s.mask, s.zone, opts.reverse)
+        dh = walk.start(d_hT, s.h0)
+        ones = torch.ones_like(s.h0)
+        h_prev = previous_states(states_after(s.Y, s.states), s.h0, opts.reverse)
         h_read = h_prev if drop is None else h_prev * drop           # d ⊙ h(t-1)
         dX = torch.empty_like(X)
         f_t, n_t = X[..., :H].unbind(0), X[..., H:].unbind(0)
         daf_t, dan_t = dX[..., :H].unbind(0), dX[..., H:].unbind(0)
-        dy_t, hp_t, hr_t = d_ys.unbind(0), h_prev.unbind(0), h_read.unbind(0)
-        z_t = zone.unbind(0) if zone is not None else None
-        m_t = mask.to(X.dtype).unbind(0) if mask is not None else None
-        order = backward_steps(T, ctx.reverse)
-        if m_t is None and z_t is None:
-            dh = dh + dy_t[order[0][0]]
-        for t, nxt in order:
-            if z_t is None:
-                dh_t, passed_on = enter_step(dh, dy_t, m_t, t, nxt)
-            else:
-                dh_t, passed_on = zone_step(dh, dy_t, z_t, t)      # zoneout
+        hp_t, hr_t = h_prev.unbind(0), h_read.unbind(0)
+        for t, nxt in walk.order:
+            dh_t, passed_on = walk.enter(dh, t, nxt)               # (frozen steps, zoneout)
             f, n, hp, hr = f_t[t], n_t[t], hp_t[t], hr_t[t]
             dn = dh_t * f                                          # ∇n = ∇h ⊙ f
             torch.mul(dn, torch.addcmul(ones, n, n, value=-1.0), out=dan_t[t])  # ⊙ tanh'
@@ -114,15 +127,13 @@ class MGUSequence(torch.autograd.Function):
                 if passed_on is not None:
                     dh += passed_on
         # parameter gradients: one GEMM each over all T·B rows
-        dX2 = dX.view(T * B, 2 * H)
-        d_xs = (dX2 @ W_xh).view(T, B, I) if ctx.needs_input_grad[0] else None
-        d_Wxh = dX2.t() @ xs.reshape(T * B, I) if ctx.needs_input_grad[2] else None
+        d_xs, d_Wxh, d_b = input_grads(dX, s.xs, s.W_xh, need.xs, need.W_xh, need.bias)
         d_Whh = None
-        if ctx.needs_input_grad[3]:
+        if need.W_hh:
+            dX2 = dX.view(T * B, 2 * H)
             d_Whh = torch.cat([dX2[:, :H].t() @ h_read.view(T * B, H),    # ∇W_hf
-                               dX2[:, H:].t() @ FH.view(T * B, H)])       # ∇W_hn
-        d_b = dX2.sum(0) if ctx.has_bias and ctx.needs_input_grad[4] else None
-        return d_xs, dh, d_Wxh, d_Whh, d_b, None, None, None, None
+                               dX2[:, H:].t() @ s.FH.view(T * B, H)])     # ∇W_hn
+        return grads(need, xs=d_xs, h0=dh, W_xh=d_Wxh, W_hh=d_Whh, bias=d_b)
 
 
 def mgu_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool,

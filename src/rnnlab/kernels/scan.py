@@ -33,11 +33,12 @@ sets the time, so the chunked scan is the parallel method here.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from ._common import steps
+from ._common import Kernel, Options, grads, save, steps, unpack
 
 __all__ = ["linear_scan", "linear_kernel", "SequentialScan", "ChunkedScan"]
 
@@ -104,11 +105,17 @@ def _next_a(a: Tensor, reverse: bool) -> Tensor:
     return shifted
 
 
-def _parameter_grads(ctx, a: Tensor, h0: Tensor, hs: Tensor, dh: Tensor):
-    """∇a, ∇b, ∇h0 from ∇h (T, B, H) of every step."""
-    reverse = ctx.reverse
+class _Saved(NamedTuple):
+    a: Tensor
+    h0: Tensor
+    hs: Tensor                  # h(t)
+
+
+def _parameter_grads(need, reverse: bool, a: Tensor, h0: Tensor, hs: Tensor, dh: Tensor):
+    """The gradients by name (:func:`._common.grads`): ∇a, ∇b, ∇h0 from ∇h (T, B, H) of
+    every step."""
     d_a = None
-    if ctx.needs_input_grad[0]:
+    if need.a:
         d_a = torch.empty_like(dh)                            # ∇a(t) = ∇h(t) ⊙ h(t-1)
         if reverse:
             torch.mul(dh[:-1], hs[1:], out=d_a[:-1])
@@ -116,50 +123,47 @@ def _parameter_grads(ctx, a: Tensor, h0: Tensor, hs: Tensor, dh: Tensor):
         else:
             torch.mul(dh[1:], hs[:-1], out=d_a[1:])
             torch.mul(dh[0], h0, out=d_a[0])
-    d_b = dh if ctx.needs_input_grad[1] else None             # ∇b(t) = ∇h(t)
     first = -1 if reverse else 0
-    d_h0 = a[first] * dh[first] if ctx.needs_input_grad[2] else None   # ∇h(0) = a(1) ⊙ ∇h(1)
-    return d_a, d_b, d_h0
+    d_h0 = a[first] * dh[first] if need.h0 else None            # ∇h(0) = a(1) ⊙ ∇h(1)
+    return grads(need, a=d_a, b=dh, h0=d_h0)                    # ∇b(t) = ∇h(t)
 
 
-class SequentialScan(torch.autograd.Function):
+class SequentialScan(Kernel):
     """hs = scan(a, b, h0) one step at a time: (T, B, H) x2, (B, H) -> (T, B, H)."""
 
     @staticmethod
     def forward(ctx, a, b, h0, reverse: bool):
         hs = _sequential(a, b, h0, reverse)
-        ctx.save_for_backward(a, h0, hs)
-        ctx.reverse = reverse
+        save(ctx, _Saved(a, h0, hs), Options(reverse))
         return hs
 
     @staticmethod
     def backward(ctx, d_hs):
-        a, h0, hs = ctx.saved_tensors
+        (a, h0, hs), opts, need = unpack(ctx)
         dh = d_hs.contiguous().clone()                        # ∇h(t), accumulated in place
         dh_t, a_t = dh.unbind(0), a.unbind(0)
-        order = list(steps(a.shape[0], not ctx.reverse))
+        order = list(steps(a.shape[0], not opts.reverse))
         for t_next, t in zip(order, order[1:]):
             dh_t[t].addcmul_(a_t[t_next], dh_t[t_next])      # ∇h(t) += a(t+1) ⊙ ∇h(t+1)
-        return (*_parameter_grads(ctx, a, h0, hs, dh), None)
+        return _parameter_grads(need, opts.reverse, a, h0, hs, dh)
 
 
-class ChunkedScan(torch.autograd.Function):
+class ChunkedScan(Kernel):
     """hs = scan(a, b, h0) by the chunked parallel scan; ``chunk`` = L (None: √(T/2))."""
 
     @staticmethod
     def forward(ctx, a, b, h0, reverse: bool, chunk: int | None = None):
         hs = _chunked(a, b, h0, reverse, chunk)
-        ctx.save_for_backward(a, h0, hs)
-        ctx.reverse, ctx.chunk = reverse, chunk
+        save(ctx, _Saved(a, h0, hs), Options(reverse, chunk=chunk))
         return hs
 
     @staticmethod
     def backward(ctx, d_hs):
-        a, h0, hs = ctx.saved_tensors
+        (a, h0, hs), opts, need = unpack(ctx)
         # ∇h(t) = ∂L/∂h(t) + a(t+1) ⊙ ∇h(t+1): the same scan, the other way, from 0
-        dh = _chunked(_next_a(a, ctx.reverse), d_hs.contiguous(), torch.zeros_like(h0),
-                      not ctx.reverse, ctx.chunk)
-        return (*_parameter_grads(ctx, a, h0, hs, dh), None, None)
+        dh = _chunked(_next_a(a, opts.reverse), d_hs.contiguous(), torch.zeros_like(h0),
+                      not opts.reverse, opts.chunk)
+        return _parameter_grads(need, opts.reverse, a, h0, hs, dh)
 
 
 # When the chunked scan wins, measured with benchmarks/scan.py (1 thread, float32, a loaded
