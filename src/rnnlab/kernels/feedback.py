@@ -50,7 +50,7 @@ faster of the two, 1.10-1.30x across the small, medium and long configurations
 version.
 
 Measured (1 thread, 2-core shared machine, torch 2.13 CPU, 2026-11-22; output size O = H,
-tanh; ``/work/tools/cpuslot .venv/bin/rnnlab bench --threads 1 --configs small medium long
+tanh; ``rnnlab bench --threads 1 --configs small medium long
 stream --cells feedback --repeats 5``): training step, autograd loop over the reference
 step -> fused kernel (identity feedback)
 
