@@ -9,17 +9,17 @@ float64, on every execution path: the fused kernels, the reference loop and torc
 from __future__ import annotations
 
 import copy
-import itertools
 
 import pytest
 import torch
+from cases import flag, product
+from tolerances import F32, F64
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 import rnnlab
 
 I, H, P, T, B = 3, 4, 2, 5, 3
-ATOL = RTOL = 1e-10
 
 # torch.nn's own CPU LSTM with proj_size in float32 warns that oneDNN cannot run it
 pytestmark = pytest.mark.filterwarnings(
@@ -36,7 +36,7 @@ KINDS = {
 # (num_layers, dropout): dropout acts only between layers, and torch.nn warns about it
 # with one layer (an error under filterwarnings=error). Packed cases run in eval mode, so
 # they cover two layers without dropout.
-DEPTHS = [(1, 0.0), (2, 0.5)]
+DEPTHS = {"1layer": (1, 0.0), "2layers-dropout": (2, 0.5)}
 INPUTS = ["batched", "unbatched", "packed-sorted", "packed-unsorted"]
 LENGTHS = {"packed-sorted": [5, 3, 2], "packed-unsorted": [2, 5, 3]}
 
@@ -97,9 +97,9 @@ def run(module, xs, hx, mode: str, batch_first: bool, seed: int):
 def close(got, want, what: str = "") -> None:
     """assert_close at float64 tolerances; the cheap check first (hundreds of cases)."""
     if got.shape == want.shape and got.dtype == want.dtype and \
-            torch.allclose(got, want, atol=ATOL, rtol=RTOL):
+            torch.allclose(got, want, **F64):
         return
-    torch.testing.assert_close(got, want, atol=ATOL, rtol=RTOL, msg=lambda m: f"{what}: {m}")
+    torch.testing.assert_close(got, want, **F64, msg=lambda m: f"{what}: {m}")
 
 
 def assert_same_output(out, ref):
@@ -119,8 +119,8 @@ def assert_same_output(out, ref):
 
 @pytest.mark.parametrize(
     "kind, depth, bias, batch_first, bidirectional, mode, with_h0",
-    list(itertools.product(KINDS, DEPTHS, [True, False], [False, True], [False, True],
-                           INPUTS, [False, True])))
+    product({k: k for k in KINDS}, DEPTHS, flag("", off="nobias"), flag("batchfirst"),
+            flag("bidir"), {m: m for m in INPUTS}, flag("h0")))
 def test_matches_torch_nn(kind, depth, bias, batch_first, bidirectional, mode, with_h0):
     num_layers, dropout = depth
     kwargs = dict(num_layers=num_layers, bias=bias, batch_first=batch_first,
@@ -168,7 +168,8 @@ def test_matches_torch_nn(kind, depth, bias, batch_first, bidirectional, mode, w
 
 # -- parameters, state dicts, initialisation ---------------------------------------------
 
-SHAPES = list(itertools.product(KINDS, [1, 2], [True, False], [False, True]))
+SHAPES = product({k: k for k in KINDS}, {"1layer": 1, "2layers": 2}, flag("", off="nobias"),
+                 flag("bidir"))
 
 
 @pytest.mark.parametrize("kind, num_layers, bias, bidirectional", SHAPES)
@@ -185,14 +186,14 @@ def test_parameters_and_state_dicts_match(kind, num_layers, bias, bidirectional)
     _, mine = make(kind, seed=1, **kwargs)
     mine.load_state_dict(ref.state_dict(), strict=True)
     x = torch.randn(T, B, I)
-    torch.testing.assert_close(mine(x)[0], ref(x)[0])
+    torch.testing.assert_close(mine(x)[0], ref(x)[0], **F32)
     # rnnlab -> torch.nn
     ref2, mine2 = make(kind, seed=2, **kwargs)
     with torch.no_grad():
         for p in mine2.parameters():
             p.uniform_(-1, 1)
     ref2.load_state_dict(mine2.state_dict(), strict=True)
-    torch.testing.assert_close(ref2(x)[0], mine2(x)[0])
+    torch.testing.assert_close(ref2(x)[0], mine2(x)[0], **F32)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -203,17 +204,18 @@ def test_load_state_dict_assign_and_functional_call(kind):
     ref.load_state_dict(new, assign=True)
     mine.load_state_dict(new, assign=True)
     assert all(p is new[n] or torch.equal(p, new[n]) for n, p in mine.named_parameters())
-    torch.testing.assert_close(mine(x)[0], ref(x)[0])
+    torch.testing.assert_close(mine(x)[0], ref(x)[0], **F64)
 
     other = {k: torch.randn_like(v) for k, v in new.items()}
     want = torch.func.functional_call(ref, other, (x,))[0]
-    torch.testing.assert_close(torch.func.functional_call(mine, other, (x,))[0], want)
-    torch.testing.assert_close(mine(x)[0], ref(x)[0])  # and back to its own weights
+    torch.testing.assert_close(torch.func.functional_call(mine, other, (x,))[0], want, **F64)
+    torch.testing.assert_close(mine(x)[0], ref(x)[0], **F64)  # and back to its own weights
 
 
 @pytest.mark.parametrize("kind, num_layers, bias, bidirectional", SHAPES)
 @pytest.mark.parametrize("factory", [{}, {"device": "cpu"}, {"dtype": torch.float32},
-                                     {"device": "cpu", "dtype": torch.float64}])
+                                     {"device": "cpu", "dtype": torch.float64}],
+                         ids=["no-factory", "cpu", "float32", "cpu-float64"])
 def test_same_seed_gives_same_weights(kind, num_layers, bias, bidirectional, factory):
     ref, mine = make(kind, num_layers=num_layers, bias=bias, bidirectional=bidirectional,
                      **factory)
@@ -247,7 +249,7 @@ def test_reset_parameters_matches_torch_nn():
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["unidir", "bidir"])
 def test_packed_unsorted_states_in_original_order(kind, bidirectional):
     """h_0 is given and h_n returned in the caller's batch order, not the sorted one."""
     ref, mine = make(kind, num_layers=2, bidirectional=bidirectional, dtype=torch.float64)
@@ -305,13 +307,13 @@ def test_dtype_conversion_keeps_module_working(kind, convert):
     x = torch.randn(T, B, I, dtype=torch.float64)
     out, _ = mine(x)
     assert out.dtype == torch.float64
-    torch.testing.assert_close(out, ref(x)[0], atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(out, ref(x)[0], **F64)
     out.sum().backward()
     ref(x)[0].sum().backward()
     assert mine.weight_hh_l0.grad is not None
     assert mine.weight_hh_l0.grad.dtype == torch.float64
     torch.testing.assert_close(mine.weight_hh_l1_reverse.grad, ref.weight_hh_l1_reverse.grad,
-                               atol=ATOL, rtol=RTOL)
+                               **F64)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -320,7 +322,7 @@ def test_deepcopy_is_independent_and_working(kind):
     twin = copy.deepcopy(mine)
     assert_stack_shares_parameters(twin)
     x = torch.randn(T, B, I)
-    torch.testing.assert_close(twin(x)[0], mine(x)[0])
+    torch.testing.assert_close(twin(x)[0], mine(x)[0], **F32)
     with torch.no_grad():
         for p in twin.parameters():
             p.add_(1.0)
@@ -340,13 +342,13 @@ def test_train_eval_toggles_dropout(kind):
     b = mine(x)[0]
     assert not torch.allclose(a, b)
     assert mine.eval() is mine and not mine.training
-    torch.testing.assert_close(mine(x)[0], mine(x)[0])
-    torch.testing.assert_close(mine(x)[0], ref.eval()(x)[0])
+    assert torch.equal(mine(x)[0], mine(x)[0])               # no dropout in eval
+    torch.testing.assert_close(mine(x)[0], ref.eval()(x)[0], **F32)
     # through a parent module too
     parent = nn.Sequential(mine).train()
     assert mine.training
     torch.manual_seed(0)
-    torch.testing.assert_close(parent[0](x)[0], a)
+    assert torch.equal(parent[0](x)[0], a)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -357,7 +359,7 @@ def test_dropout_masks_match_torch_nn_in_training(kind):
     torch.manual_seed(3)
     want = ref(x)[0]
     torch.manual_seed(3)
-    torch.testing.assert_close(mine(x)[0], want)
+    torch.testing.assert_close(mine(x)[0], want, **F32)
 
 
 def test_flatten_parameters_and_repr():
@@ -406,14 +408,14 @@ def assert_same_error(pair, call, match):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("shape", [(T,), (1, T, B, I)])
+@pytest.mark.parametrize("shape", [(T,), (1, T, B, I)], ids=["1d", "4d"])
 def test_wrong_input_rank(kind, shape):
     x = torch.randn(shape)
     assert_same_error(make(kind), lambda m: m(x), "2D or 3D|shape")
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("shape", [(T, B, I + 2), (T, I + 2)])
+@pytest.mark.parametrize("shape", [(T, B, I + 2), (T, I + 2)], ids=["batched", "unbatched"])
 def test_wrong_feature_size(kind, shape):
     x = torch.randn(shape)
     assert_same_error(make(kind), lambda m: m(x), f"input_size.*{I}.*{I + 2}")
@@ -431,7 +433,7 @@ def state(kind, h_shape, c_shape):
     ((1, B, "out+1"), (1, B, H), False, "[Ee]xpected hidden"),       # wrong size
     ((B, "out"), (B, H), False, "3-D"),                              # 2-D for batched
     ((1, 1, "out"), (1, 1, H), True, "2-D"),                         # 3-D for unbatched
-])
+], ids=["wrong-batch", "wrong-layers", "wrong-size", "2d-for-batched", "3d-for-unbatched"])
 def test_wrong_h0_shape(kind, h_shape, c_shape, unbatched, match):
     out = P if kind == "lstm-proj" else H
     h_shape = tuple({"out": out, "out+1": out + 1}.get(d, d) for d in h_shape)
@@ -465,7 +467,7 @@ def test_lstm_takes_a_list_state_like_torch_nn():
     ref, mine = make("lstm")
     x = torch.randn(T, B, I)
     hx = [torch.randn(1, B, H), torch.randn(1, B, H)]
-    torch.testing.assert_close(mine(x, hx)[0], ref(x, hx)[0])
+    torch.testing.assert_close(mine(x, hx)[0], ref(x, hx)[0], **F32)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -476,7 +478,8 @@ def test_lstm_takes_a_list_state_like_torch_nn():
     ({"hidden_size": 0}, "hidden_size"),
     ({"hidden_size": -2}, "hidden_size"),
     ({"num_layers": 0}, "num_layers"),
-])
+], ids=["dropout-above-1", "dropout-negative", "input-size-0", "hidden-size-0",
+        "hidden-size-negative", "num-layers-0"])
 def test_invalid_constructor_arguments(kind, kwargs, match):
     ref_cls, cls, extra = KINDS[kind]
     args = {"input_size": I, "hidden_size": H, **extra, **kwargs}
@@ -486,7 +489,8 @@ def test_invalid_constructor_arguments(kind, kwargs, match):
 
 
 @pytest.mark.parametrize("proj_size, match", [(H, "proj_size"), (H + 1, "proj_size"),
-                                              (-1, "proj_size")])
+                                              (-1, "proj_size")],
+                         ids=["equal-to-hidden", "above-hidden", "negative"])
 def test_invalid_proj_size(proj_size, match):
     assert_same_error((nn.LSTM, rnnlab.LSTM), lambda c: c(I, H, proj_size=proj_size), match)
 

@@ -1,20 +1,19 @@
-"""The linear scan and the minGRU / minLSTM cells: the gradient triangle (scan kernel ==
-autograd through the reference step == float64 gradcheck) for both scan methods, with
-ragged lengths (including 0), in both directions, from a given initial state."""
-
-import itertools
+"""The linear scan and the minGRU / minLSTM cells: gradcheck of both scan Functions, both
+methods against a plain loop and against each other, shape errors, the cells' coefficients.
+The gradient triangle of the scan kernel (both methods, bias on/off, ragged, both
+directions) is in tests/test_triangle.py."""
 
 import pytest
 import torch
+from cases import flag, product
+from tolerances import F32, F64
 
 import rnnlab
 from rnnlab.cells.linear import MinGRUCell, MinLSTMCell
 from rnnlab.kernels import scan
 from rnnlab.kernels.scan import ChunkedScan, SequentialScan, linear_kernel, linear_scan
-from rnnlab.unroll import length_mask
 
 T, B, I, H = 7, 4, 3, 5
-RAGGED = torch.tensor([7, 2, 0, 5])
 CELLS = {"mingru": MinGRUCell, "minlstm": MinLSTMCell}
 METHODS = ["sequential", "chunked"]
 
@@ -31,68 +30,8 @@ def _naive_scan(a, b, h0, reverse):
     return torch.stack(hs)
 
 
-def _run(cell, xs, h0, lengths, reverse, use_kernel):
-    layer = rnnlab.Recurrent(cell, reverse=reverse, use_kernel=use_kernel)
-    ys, h = layer(xs, h0, lengths)
-    g = torch.Generator().manual_seed(7)
-    loss = (ys * torch.randn(ys.shape, dtype=ys.dtype, generator=g)).sum()
-    loss = loss + (h * torch.randn(h.shape, dtype=h.dtype, generator=g)).sum()
-    grads = torch.autograd.grad(loss, [xs, h0, *cell.parameters()])
-    return [ys.detach(), h.detach(), *grads]
-
-
-@pytest.fixture(params=METHODS)
-def method(request, monkeypatch):
-    """Force linear_scan's automatic choice to one method."""
-    monkeypatch.setattr(scan, "choose_method", lambda T, channels: request.param)
-    return request.param
-
-
-@pytest.mark.parametrize("name,bias,ragged,reverse",
-                         list(itertools.product(CELLS, [True, False], [False, True],
-                                                [False, True])))
-def test_kernel_matches_reference_step(name, bias, ragged, reverse, method):
-    torch.manual_seed(0)
-    cell = CELLS[name](I, H, bias=bias, dtype=torch.float64)
-    g = torch.Generator().manual_seed(1)
-    xs, h0 = _rand(T, B, I, g=g), _rand(B, H, g=g)
-    lengths = RAGGED if ragged else None
-    fused = _run(cell, xs, h0, lengths, reverse, use_kernel=True)
-    reference = _run(cell, xs, h0, lengths, reverse, use_kernel=False)
-    for a, b in zip(fused, reference):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
-
-
-@pytest.mark.parametrize("name,reverse", list(itertools.product(CELLS, [False, True])))
-def test_kernel_gradcheck(name, reverse, method):
-    cell = CELLS[name](I, H, dtype=torch.float64)
-    g = torch.Generator().manual_seed(2)
-    mask = length_mask(RAGGED, T, B)
-    names = [name for name, _ in cell.named_parameters()]
-    module = _KernelModule(cell)
-
-    def kernel(xs, h0, *weights):
-        params = {f"cell.{name}": w for name, w in zip(names, weights)}
-        return torch.func.functional_call(module, params, (xs, h0, mask, reverse))
-
-    params = cell.parameters()
-    args = (_rand(T, B, I, g=g), _rand(B, H, g=g), *(p.detach().clone().requires_grad_()
-                                                      for p in params))
-    assert torch.autograd.gradcheck(kernel, args, fast_mode=True)
-
-
-class _KernelModule(torch.nn.Module):
-    """Lets gradcheck pass the cell's weights as inputs of :func:`linear_kernel`."""
-
-    def __init__(self, cell):
-        super().__init__()
-        self.cell = cell
-
-    def forward(self, xs, h0, mask, reverse):
-        return linear_kernel(self.cell, xs, h0, mask, reverse)
-
-
-@pytest.mark.parametrize("chunk,reverse", list(itertools.product([None, 2, 3], [False, True])))
+@pytest.mark.parametrize("chunk,reverse", product({"sequential": None, "chunks-of-2": 2,
+                                                    "chunks-of-3": 3}, flag("reverse")))
 def test_scan_gradcheck(chunk, reverse):
     """The sequential scan, and the chunked one with chunks of 2 and 3 (T = 7: whole chunks
     plus a sequential tail)."""
@@ -105,14 +44,15 @@ def test_scan_gradcheck(chunk, reverse):
         assert torch.autograd.gradcheck(lambda *x: ChunkedScan.apply(*x, reverse, chunk), args)
 
 
-@pytest.mark.parametrize("steps,reverse", list(itertools.product([1, 2, 9, 64], [False, True])))
+@pytest.mark.parametrize("steps,reverse", product({f"{n}steps": n for n in (1, 2, 9, 64)},
+                                                  flag("reverse")))
 def test_scan_methods_match_the_loop(steps, reverse):
     g = torch.Generator().manual_seed(4)
     a = torch.rand(steps, 2, 3, dtype=torch.float64, generator=g)
     b, h0 = _rand(steps, 2, 3, g=g, requires_grad=False), _rand(2, 3, g=g, requires_grad=False)
     expected = _naive_scan(a, b, h0, reverse)
     for method in METHODS:
-        torch.testing.assert_close(linear_scan(a, b, h0, reverse, method), expected)
+        torch.testing.assert_close(linear_scan(a, b, h0, reverse, method), expected, **F64)
 
 
 def test_auto_picks_each_method_and_they_agree():
@@ -134,7 +74,7 @@ def test_auto_picks_each_method_and_they_agree():
             results.append([hs, *torch.autograd.grad((hs * up).sum(), [a, b, h0])])
         for other in results[1:]:
             for x, y in zip(results[0], other):
-                torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-4)
+                torch.testing.assert_close(x, y, **F32)
 
 
 def test_linear_scan_checks_shapes():
@@ -156,4 +96,4 @@ def test_find_kernel_and_coefficients(name):
     assert a.shape == b.shape == (T, B, H)
     h0 = torch.randn(B, H)
     h, _ = cell(h0, xs[0])
-    torch.testing.assert_close(h, a[0] * h0 + b[0])
+    torch.testing.assert_close(h, a[0] * h0 + b[0], **F32)

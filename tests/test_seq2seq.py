@@ -9,6 +9,8 @@ import math
 
 import pytest
 import torch
+from cases import flag, product
+from tolerances import F32, F64
 
 from rnnlab.models import Decoder, Encoder, Seq2Seq, teacher_forcing_ratio
 
@@ -32,7 +34,7 @@ def _decoder(condition="init", attention=False, cell="lstm", num_layers=2, seed=
 
 
 @pytest.mark.parametrize("condition,attention",
-                         list(itertools.product(("init", "input", "both"), (False, True))))
+                         product({c: c for c in ("init", "input", "both")}, flag("attention")))
 def test_decoder_shapes(condition, attention):
     tokens, context, memory, lengths = _inputs()
     dec = _decoder(condition, attention)
@@ -66,12 +68,12 @@ def test_attention_weights_sum_to_one_and_ignore_padded_memory():
     tokens, context, memory, lengths = _inputs()
     dec = _decoder("init", attention=True)
     logits, alpha = dec(tokens, context, memory, lengths, return_attention=True)
-    torch.testing.assert_close(alpha.sum(-1), torch.ones(5, 3))
+    torch.testing.assert_close(alpha.sum(-1), torch.ones(5, 3), **F32)
     pad = torch.arange(4)[None, :] >= lengths[:, None]                  # (B, S)
     assert (alpha[:, pad] == 0).all() and (alpha[:, ~pad] > 0).all()
     garbage = memory.clone()
     garbage[pad.t()] = 1e3                                              # change the padding
-    torch.testing.assert_close(dec(tokens, context, garbage, lengths), logits)
+    torch.testing.assert_close(dec(tokens, context, garbage, lengths), logits, **F32)
     assert dec.greedy(context, garbage, lengths, BOS, EOS, 6) == \
         dec.greedy(context, memory, lengths, BOS, EOS, 6)
 
@@ -85,11 +87,11 @@ def test_fast_path_equals_stepwise_values_and_gradients(condition, cell):
     (g_fast,) = torch.autograd.grad(fast.square().sum(), context)
     slow = dec(tokens, context, teacher_forcing=1.0, stepwise=True)
     (g_slow,) = torch.autograd.grad(slow.square().sum(), context)
-    torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(g_fast, g_slow, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(fast, slow, **F64)
+    torch.testing.assert_close(g_fast, g_slow, **F64)
 
 
-@pytest.mark.parametrize("attention", (False, True))
+@pytest.mark.parametrize("attention", (False, True), ids=["plain", "attention"])
 def test_no_teacher_forcing_feeds_back_the_argmax(attention):
     """teacher_forcing=0 with argmax feeding is greedy decoding: the logits' argmax at each
     step is the greedy output (EOS disabled, so it runs all T steps)."""
@@ -107,12 +109,14 @@ def test_scheduled_sampling_mixes_truth_and_samples():
     truth = dec(tokens, context)
     g = torch.Generator().manual_seed(0)
     mixed = dec(tokens, context, teacher_forcing=0.5, generator=g)
-    assert torch.allclose(mixed[0], truth[0])                 # step 0 always reads BOS/truth
-    assert not torch.allclose(mixed, truth)
+    # step 0 always reads BOS/truth; the mixed run (step by step) and the teacher-forced one
+    # (the fused path) round differently in float32
+    torch.testing.assert_close(mixed[0], truth[0], **F32)
+    assert not torch.allclose(mixed, truth, **F32)
     again = dec(tokens, context, teacher_forcing=0.5, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(mixed, again)                  # reproducible with a generator
+    assert torch.equal(mixed, again)                          # reproducible with a generator
     # ratio 1 through the step-by-step path gives the teacher-forced logits exactly
-    torch.testing.assert_close(dec(tokens, context, stepwise=True), truth)
+    torch.testing.assert_close(dec(tokens, context, stepwise=True), truth, **F32)
 
 
 def test_teacher_forcing_ratio_formulas():
@@ -135,8 +139,8 @@ def test_teacher_forcing_ratio_formulas():
         teacher_forcing_ratio("cosine", 1)
 
 
-@pytest.mark.parametrize("attention", (False, True))
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("attention", (False, True), ids=["plain", "attention"])
+@pytest.mark.parametrize("seed", range(3), ids=lambda s: f"seed{s}")
 def test_beam_of_one_is_greedy(attention, seed):
     _, context, memory, lengths = _inputs(seed=seed)
     dec = _decoder("both", attention, seed=seed)
@@ -189,8 +193,8 @@ def test_encoder_memory_and_context_respect_lengths():
     assert memory.shape == (5, 2, 8) and context.shape == (2, 8)
     assert (memory[3:, 1] == 0).all()
     alone, ctx_alone = enc(src[:3, 1:], torch.tensor([3]))            # no padding at all
-    torch.testing.assert_close(memory[:3, 1:], alone)
-    torch.testing.assert_close(context[1:], ctx_alone)
+    torch.testing.assert_close(memory[:3, 1:], alone, **F32)
+    torch.testing.assert_close(context[1:], ctx_alone, **F32)
 
 
 def _reverse_batch(g, B, n_symbols=6, max_len=5):

@@ -50,3 +50,28 @@ def assert_fused_matches_reference(cell, xs, state, lengths, reverse, rtol, atol
         assert (a is None) == (b is None) and (allow_none or a is not None)
         if a is not None:
             torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
+
+
+def rebuild(like, tensors):
+    """A state of ``like``'s structure (tensor or NamedTuple) made of ``tensors``."""
+    return type(like)(*tensors) if isinstance(like, tuple) else tensors[0]
+
+
+def assert_fused_gradcheck(cell, xs, state, lengths, reverse, fast_mode=False):
+    """torch.autograd.gradcheck of the fused layer as a function of its input, its initial
+    state and every parameter of the cell (float64): the kernel's hand-derived BPTT against
+    finite differences."""
+    layer = rnnlab.Recurrent(cell, reverse=reverse)
+    assert layer.path == "fused"
+    names = [n for n, _ in layer.named_parameters()]
+    params = [p.detach().clone().requires_grad_(True) for p in layer.parameters()]
+    states = [s.detach().clone().requires_grad_(True) for s in flat(state)]
+
+    def fused(x, *rest):
+        s = rebuild(state, rest[:len(states)])
+        weights = dict(zip(names, rest[len(states):]))
+        ys, final = torch.func.functional_call(layer, weights, (x, s, lengths))
+        return (ys, *flat(final))
+
+    x = xs.detach().clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(fused, (x, *states, *params), fast_mode=fast_mode)
