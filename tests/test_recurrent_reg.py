@@ -221,3 +221,16 @@ def test_lstm_kernel_where_tanh_c_is_recomputed_in_backward(reg):
     close(fused[0], ref[0], 1e-5)
     for a, b in zip(fused[2], ref[2]):
         close(a, b, 1e-4)
+
+
+def test_checking_the_regularizers_leaves_the_seed_alone():
+    """The config check builds a throwaway layer; the model built after it must get the same
+    weights as without the check (same seed, same figures)."""
+    from rnnlab.tasks.base import check_regularizers
+    from rnnlab.tasks.char_lm import CharLMModel
+
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    check_regularizers(CharLMModel(recurrent_dropout=0.25, zoneout=0.1))
+    torch.testing.assert_close(torch.rand(3), expected, rtol=0, atol=0)

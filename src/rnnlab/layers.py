@@ -144,7 +144,8 @@ class Recurrent(nn.Module):
 
 def _regularizable_names() -> list[str]:
     """The names of :func:`rnnlab.make_cell` whose cells take recurrent dropout and zoneout."""
-    return [name for name in CELL_NAMES if make_cell(name, 1, 2).regularizable]
+    with torch.random.fork_rng(devices=[]):          # throwaway cells: the seed stays put
+        return [name for name in CELL_NAMES if make_cell(name, 1, 2).regularizable]
 
 
 def _rate(name: str, p) -> float:

@@ -47,8 +47,9 @@ def check_regularizers(model_cfg) -> None:
     them (:class:`rnnlab.Recurrent`, the one place they are validated) before the model is
     built, its error raised as a :class:`ConfigError` naming the config keys."""
     try:
-        Recurrent(make_cell(model_cfg.cell, 1, 2), recurrent_dropout=model_cfg.recurrent_dropout,
-                  zoneout=model_cfg.zoneout)
+        with torch.random.fork_rng(devices=[]):      # a throwaway cell: the seed stays put
+            Recurrent(make_cell(model_cfg.cell, 1, 2),
+                      recurrent_dropout=model_cfg.recurrent_dropout, zoneout=model_cfg.zoneout)
     except ValueError as e:
         raise ConfigError(f"model.cell={model_cfg.cell}, model.recurrent_dropout="
                           f"{model_cfg.recurrent_dropout}, model.zoneout={model_cfg.zoneout}: "
