@@ -16,6 +16,19 @@ class DataError(ValueError):
     """Input data that cannot be used; the message names the file and the problem."""
 
 
+def read_bytes(path: Path, kind: str) -> bytes:
+    """The bytes of the data file ``path``; :class:`DataError` for a missing or unreadable
+    file, or a directory where ``kind`` (e.g. "a TSV file") was expected."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"data file {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise DataError(f"data path {str(path)!r} is a directory, not {kind}") from None
+    except OSError as e:
+        raise DataError(f"cannot read data file {str(path)!r}: {e.strerror or e}") from None
+
+
 def read_text(path: str | Path) -> str:
     """The contents of a UTF-8 text file (a leading BOM is dropped).
 
@@ -23,14 +36,7 @@ def read_text(path: str | Path) -> str:
     UTF-8 the message gives the byte offset and the line of the first bad byte.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"data file {str(path)!r} does not exist") from None
-    except IsADirectoryError:
-        raise DataError(f"data path {str(path)!r} is a directory, not a text file") from None
-    except OSError as e:
-        raise DataError(f"cannot read data file {str(path)!r}: {e.strerror or e}") from None
+    raw = read_bytes(path, "a text file")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
-from .text import DataError, read_text
+from .text import DataError, read_bytes, read_text
 
 __all__ = ["read_labelled", "read_pairs"]
 
@@ -47,14 +47,7 @@ def read_pairs(path: str | Path) -> list[tuple[int, str, str]]:
     ``.gz``); :class:`DataError` naming ``file:line`` for a line without a TAB or with an
     empty side."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"data file {str(path)!r} does not exist") from None
-    except IsADirectoryError:
-        raise DataError(f"data path {str(path)!r} is a directory, not a TSV file") from None
-    except OSError as e:
-        raise DataError(f"cannot read data file {str(path)!r}: {e.strerror or e}") from None
+    raw = read_bytes(path, "a TSV file")
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
