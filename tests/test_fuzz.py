@@ -21,13 +21,12 @@ from rnnlab.data.coco import load_image, read_coco_captions
 from rnnlab.data.conllu import read_conllu
 from rnnlab.data.idx import read_idx
 from rnnlab.data.pianoroll import read_pianoroll
+from rnnlab.data.ptb import find_split_files, read_sentences
 from rnnlab.data.series import read_series
 from rnnlab.data.text import DataError, read_text
 from rnnlab.data.trees import read_trees
+from rnnlab.data.tsv import read_labelled, read_pairs
 from rnnlab.tasks import Adding, TaskError, load_run
-from rnnlab.tasks.sentiment import read_labelled
-from rnnlab.tasks.translate import read_pairs
-from rnnlab.tasks.word_lm import find_split_files, read_sentences
 from rnnlab.training import rundir
 from rnnlab.training.rundir import RunDirError
 

@@ -8,8 +8,8 @@ import torch
 from rnnlab import CELL_NAMES
 from rnnlab.config import apply_overrides
 from rnnlab.data import DataError, default_corpus, read_text
+from rnnlab.data.synthetic import adding_batch, copy_batch
 from rnnlab.tasks import TASKS, Adding, CharLM, Copy, TaskError
-from rnnlab.tasks.synthetic import adding_batch, copy_batch
 
 
 def test_adding_batch_marks_one_value_in_each_half():

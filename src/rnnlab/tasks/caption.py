@@ -71,12 +71,11 @@ from ..data.coco import CaptionedImage, load_image, read_coco_captions
 from ..data.text import DataError
 from ..data.tokenize import tokenize_caption
 from ..data.vocab import BOS, EOS, PAD, UNK, Vocab
-from ..models.captioner import Captioner, ConvEncoder
+from ..models.captioner import Captioner
 from ..models.seq2seq import teacher_forcing_ratio
 from .base import Task, TaskError
 
-__all__ = ["Caption", "CaptionModel", "CaptionData", "Captioner", "ConvEncoder",
-           "tokenize", "bleu"]
+__all__ = ["Caption", "CaptionModel", "CaptionData", "bleu"]
 
 SPECIALS = (PAD, BOS, EOS, UNK)
 #: ImageNet channel statistics, the conventional standardisation (no pretrained weights)

@@ -33,7 +33,7 @@ from ..data.vocab import Vocab
 from ..models.language import CharRNN
 from .base import Task, TaskError, check_regularizers
 
-__all__ = ["CharLM", "CharLMModel", "CharLMData", "CharRNN"]
+__all__ = ["CharLM", "CharLMModel", "CharLMData"]
 
 
 @dataclass

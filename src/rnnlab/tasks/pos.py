@@ -58,10 +58,10 @@ from ..data import vocab as _vocab
 from ..data.conllu import Sentence, read_conllu, ud_split_files
 from ..data.text import DataError
 from ..data.vocab import Vocab
-from ..models.tagger import CharCNN, CharEncoder, TagBatch, Tagger
+from ..models.tagger import TagBatch, Tagger
 from .base import Task, TaskError
 
-__all__ = ["Pos", "PosModel", "PosData", "Tagger", "CharEncoder", "CharCNN", "TagBatch"]
+__all__ = ["Pos", "PosModel", "PosData"]
 
 PAD, UNK = 0, 1                     # ids shared by the word and character vocabularies
 SPECIALS = [_vocab.PAD, _vocab.UNK]

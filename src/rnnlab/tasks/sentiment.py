@@ -83,8 +83,7 @@ from ..data.vocab import PAD, UNK, Vocab
 from ..models.classifier import SentenceClassifier
 from .base import Task, TaskError
 
-__all__ = ["Sentiment", "SentimentModel", "SentimentData", "SentenceClassifier",
-           "read_labelled", "tokenize", "sst_label", "SST_FINE", "SST_BINARY"]
+__all__ = ["Sentiment", "SentimentModel", "SentimentData", "sst_label", "SST_FINE", "SST_BINARY"]
 
 SST_FINE = ["very negative", "negative", "neutral", "positive", "very positive"]
 SST_BINARY = ["negative", "positive"]

@@ -80,8 +80,7 @@ from ..data.vocab import Vocab
 from ..models.seq2seq import Decoder, Encoder, Seq2Seq, teacher_forcing_ratio
 from .base import Task, TaskError
 
-__all__ = ["Translate", "TranslateModel", "TranslateData", "tokenize", "detokenize",
-           "normalize", "read_pairs", "TUTORIAL_PREFIXES"]
+__all__ = ["Translate", "TranslateModel", "TranslateData", "TUTORIAL_PREFIXES"]
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIALS = [_vocab.PAD, _vocab.UNK, _vocab.BOS, _vocab.EOS]

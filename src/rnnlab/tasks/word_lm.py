@@ -101,16 +101,14 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..config import ConfigError
-from ..data.ptb import find_split_files, make_ptb_layout, ptb_layout_lines, read_sentences
+from ..data.ptb import find_split_files, ptb_layout_lines, read_sentences
 from ..data.text import DataError, default_corpus
 from ..data.tokenize import tokenize_words
 from ..data.vocab import EOS, UNK, Vocab
 from ..models.language import TieError, WordRNN
 from .base import Task, TaskError, check_regularizers
 
-__all__ = ["WordLM", "WordLMModel", "WordLMData", "WordRNN", "batchify", "tokenize",
-           "ptb_layout_lines", "make_ptb_layout", "find_split_files", "read_sentences",
-           "build_vocab", "EOS", "UNK"]
+__all__ = ["WordLM", "WordLMModel", "WordLMData", "batchify", "build_vocab", "EOS", "UNK"]
 
 #: the word-lm tokenizer (moved to :func:`rnnlab.data.tokenize.tokenize_words`)
 tokenize = tokenize_words
