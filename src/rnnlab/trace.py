@@ -45,8 +45,6 @@ class LayerTrace:
         return sorted(self.steps, key=lambda step: step[0])
 
 
-
-
 @contextmanager
 def tracing(model: nn.Module):
     """Put every :class:`Recurrent` of ``model`` on its traced path for the duration: each

@@ -1,36 +1,28 @@
-"""Why a recurrent net learns or fails: gradient flow through time, spectra, saturation.
+"""Why a recurrent net learns or fails, measured on any model built from rnnlab layers:
+gradient flow through time, state-to-state Jacobians, weight spectra, saturation.
 
 Book section 10.7 (the challenge of long-term dependencies) and Pascanu, Mikolov & Bengio
-2013 ("On the difficulty of training recurrent neural networks"). For a saved run,
+2013 ("On the difficulty of training recurrent neural networks"):
 
-    rnnlab diagnose RUN [--batch 32] [--seed 0] [--json]
+- **gradient norm through time** (:func:`gradient_flow`): ‖∂L/∂h_t‖ for every step t of
+  every recurrent layer, averaged over the batch (for an LSTM, h_t is the whole state
+  (h, c)). The total derivative of the loss with respect to the state, the quantity BPTT
+  carries backwards (eq. 10.18 ff.): when it decays geometrically from t = T back to t = 1
+  the early inputs cannot be learned (vanishing gradient); when it grows, it explodes;
+- **the state-to-state Jacobian** (:func:`jacobian_flow`) J_t = ∂h_t/∂h_{t-1} along the
+  trajectory of the first sequence, its spectral radius and largest singular value per
+  step, and the norm of the product ‖∂h_T/∂h_t‖ = ‖J_T ⋯ J_{t+1}‖₂ (eq. 10.36-10.37: the
+  product of Jacobians is what vanishes or explodes);
+- **the recurrent weights' spectra** (:func:`weight_spectra`): eigenvalues of each H×H
+  block of W_hh (one per gate for gated cells) against the unit circle, with spectral
+  radius and largest singular value;
+- **saturation** (:func:`saturation`): gate activations (LSTM i, f, o; GRU r, z; MGU f) or,
+  for cells without gates, the hidden units (|h| near 1 means a saturated tanh).
 
-loads the weights kept at each checkpoint (``RUN/checkpoints/``, the untrained model
-included) and, on one batch of the task's training data, measures
-
-- **gradient norm through time**: ‖∂L/∂h_t‖ for every step t of every recurrent layer,
-  averaged over the batch (for an LSTM, h_t is the whole state (h, c)). The total derivative
-  of the loss with respect to the state, the quantity BPTT carries backwards (eq. 10.18 ff.):
-  when it decays geometrically from t = T back to t = 1 the early inputs cannot be learned
-  (vanishing gradient); when it grows, it explodes;
-- **the state-to-state Jacobian** J_t = ∂h_t/∂h_{t-1} along the trajectory of the first
-  sequence, its spectral radius and largest singular value per step, and the norm of the
-  product ‖∂h_T/∂h_t‖ = ‖J_T ⋯ J_{t+1}‖₂ (eq. 10.36-10.37: the product of Jacobians is what
-  vanishes or explodes);
-- **the recurrent weights' spectra**: eigenvalues of each H×H block of W_hh (one per gate
-  for gated cells) against the unit circle, with spectral radius and largest singular value;
-- **saturation**: histograms of gate activations (LSTM i, f, o; GRU r, z; MGU f) or, for
-  cells without gates, of the hidden units (|h| near 1 means a saturated tanh);
-- **a hidden-state heatmap** over the first sequence.
-
-It writes PNGs to ``RUN/diagnose/`` and one self-contained ``RUN/report.html`` (summary,
-final metrics, loss curve, the diagnostics, a sample where the task generates text) with
-every figure embedded, so it opens offline.
-
-The measurements run the reference time loop (:func:`rnnlab.unroll` with ``trace``) in place
-of the fused kernels, because BPTT through a kernel never materialises the per-step state
-gradients; the model's weights and outputs are the same. Every recurrent layer built from
-rnnlab's :class:`~rnnlab.layers.Recurrent` is covered (Stack, Bidirectional, task models).
+The measurements run the traced reference loop (:func:`rnnlab.trace.tracing`) in place of
+the fused kernels, because BPTT through a kernel never materialises the per-step state
+gradients; the model's weights and outputs are the same. :mod:`rnnlab.diagnose.report`
+turns them into the figures and the HTML report of a run directory.
 """
 
 from __future__ import annotations

@@ -31,7 +31,6 @@ from ..unroll import state_fields as _fields
 __all__ = ["pascanu_penalty", "with_pascanu"]
 
 
-
 def pascanu_penalty(loss: Tensor, traces: list[LayerTrace], eps: float = 1e-12) -> Tensor:
     """Ω for the recurrent layers recorded in ``traces`` during the forward that gave
     ``loss``; a differentiable scalar (0 when there is nothing to regularise)."""
