@@ -97,23 +97,23 @@ class Recurrent(nn.Module):
         return "fused" if self.use_kernel and find_kernel(self.cell) is not None else "reference"
 
     def forward(self, xs: Tensor, state=None, lengths=None):
+        path = self.path                                  # decided once per call
         regularized = self.recurrent_dropout > 0 or any(self.zoneout)
-        if self.path == "reference" and not regularized:
+        if path == "reference" and not regularized:
             return unroll(self.cell, xs, state, lengths, self.reverse)
         T, B = check_sequence(xs, self.cell.input_size)
         if state is None:
             state = self.cell.init_state(B, xs.device, xs.dtype)
         drop, zone = self.masks(T, B, state, xs) if regularized else (None, None)
         masks = {} if drop is None and zone is None else {"drop": drop, "zone": zone}
-        if self.path == "fused":
+        if path == "fused":
             return find_kernel(self.cell)(self.cell, xs, state,
                                           length_mask(lengths, T, B, xs.device), self.reverse,
                                           **masks)
-        if self.path == "reference":
+        if path == "reference":
             return unroll(self.cell, xs, state, lengths, self.reverse, **masks)
         steps: list = []                                  # traced: (t, before, after) each
-        ys, state = unroll(self.cell, xs, state, lengths, self.reverse, steps,
-                           drop=masks.get("drop"), zone=masks.get("zone"))
+        ys, state = unroll(self.cell, xs, state, lengths, self.reverse, steps, **masks)
         for _, _, after in steps:
             for tensor in state_fields(after):
                 if tensor.requires_grad:
@@ -130,7 +130,7 @@ class Recurrent(nn.Module):
         if not isinstance(self.cell, OutputFeedbackCell):
             raise TypeError(f"teacher_forced needs an OutputFeedbackCell, got "
                             f"{type(self.cell).__name__}")
-        if self.path == "reference":
+        if self.path != "fused":                          # reference, or traced
             return self.cell.teacher_forced(xs, targets, y0)
         self.cell.check_targets(xs, targets)
         return teacher_forced_kernel(self.cell, xs, targets, y0)
