@@ -17,13 +17,13 @@ D64 = {"dtype": torch.float64}
 ALL_CELLS = {
     "tanh": lambda: rnnlab.ElmanCell(I, H, **D64),
     "relu": lambda: rnnlab.ElmanCell(I, H, "relu", **D64),
-    "lstm": lambda: rnnlab.LSTMCell(I, H, **D64),
-    "lstm-proj": lambda: rnnlab.LSTMCell(I, H, proj_size=2, **D64),
-    "gru": lambda: rnnlab.GRUCell(I, H, **D64),
-    "gru-before": lambda: rnnlab.GRUCell(I, H, reset="before", **D64),
+    "lstm": lambda: rnnlab.cells.LSTMCell(I, H, **D64),
+    "lstm-proj": lambda: rnnlab.cells.LSTMCell(I, H, proj_size=2, **D64),
+    "gru": lambda: rnnlab.cells.GRUCell(I, H, **D64),
+    "gru-before": lambda: rnnlab.cells.GRUCell(I, H, reset="before", **D64),
     "mgu": lambda: rnnlab.MGUCell(I, H, **D64),
     "leaky": lambda: rnnlab.LeakyCell(rnnlab.ElmanCell(I, H, **D64), 0.7, learn_alpha=True),
-    "leaky-lstm": lambda: rnnlab.LeakyCell(rnnlab.LSTMCell(I, H, **D64), 0.3),
+    "leaky-lstm": lambda: rnnlab.LeakyCell(rnnlab.cells.LSTMCell(I, H, **D64), 0.3),
     "feedback": lambda: rnnlab.OutputFeedbackCell(I, H, 2, feedback="softmax", **D64),
 }
 
@@ -75,7 +75,7 @@ def test_ragged_batch_equals_each_sequence_alone(name, reverse):
 def test_reverse_reads_valid_part_backwards():
     """Reverse over the valid part == forward over the flipped valid part, flipped back."""
     torch.manual_seed(2)
-    cell = rnnlab.GRUCell(I, H, **D64)
+    cell = rnnlab.cells.GRUCell(I, H, **D64)
     xs = torch.randn(T, 1, I, **D64)
     ys_rev, h_rev = rnnlab.unroll(cell, xs, lengths=torch.tensor([4]), reverse=True)
     ys_fwd, h_fwd = rnnlab.unroll(cell, xs[:4].flip(0))
@@ -94,14 +94,14 @@ def test_elman_equation():
 
 
 def test_lstm_forget_bias_starts_at_one():
-    cell = rnnlab.LSTMCell(I, H)
+    cell = rnnlab.cells.LSTMCell(I, H)
     total = (cell.b_xh + cell.b_hh).detach()
     assert torch.all(total[H:2 * H] == 1.0)
 
 
 def test_lstm_cell_matches_torch_lstmcell():
     torch.manual_seed(4)
-    cell = rnnlab.LSTMCell(I, H, **D64)
+    cell = rnnlab.cells.LSTMCell(I, H, **D64)
     ref = nn.LSTMCell(I, H, **D64)
     ref.load_state_dict({"weight_ih": cell.W_xh, "weight_hh": cell.W_hh,
                          "bias_ih": cell.b_xh, "bias_hh": cell.b_hh})
@@ -114,8 +114,8 @@ def test_lstm_cell_matches_torch_lstmcell():
 
 def test_gru_reset_placements_differ_and_after_matches_torch():
     torch.manual_seed(5)
-    after = rnnlab.GRUCell(I, H, **D64)
-    before = rnnlab.GRUCell(I, H, reset="before", **D64)
+    after = rnnlab.cells.GRUCell(I, H, **D64)
+    before = rnnlab.cells.GRUCell(I, H, reset="before", **D64)
     before.load_state_dict(after.state_dict())
     ref = nn.GRUCell(I, H, **D64)
     ref.load_state_dict({"weight_ih": after.W_xh, "weight_hh": after.W_hh,
@@ -229,7 +229,7 @@ def test_stack_build_every_named_cell():
 
 def test_carried_state_equals_one_long_run():
     torch.manual_seed(10)
-    layer = rnnlab.Recurrent(rnnlab.LSTMCell(I, H))
+    layer = rnnlab.Recurrent(rnnlab.cells.LSTMCell(I, H))
     xs = torch.randn(10, B, I)
     ys, _ = layer(xs)
     y1, s = layer(xs[:4])
@@ -239,7 +239,7 @@ def test_carried_state_equals_one_long_run():
 
 @pytest.mark.parametrize("use_kernel", [True, False])
 def test_bad_input_errors(use_kernel):
-    layer = rnnlab.Recurrent(rnnlab.LSTMCell(3, 4), use_kernel=use_kernel)
+    layer = rnnlab.Recurrent(rnnlab.cells.LSTMCell(3, 4), use_kernel=use_kernel)
     x = torch.randn(5, 2, 3)
     cases = [
         ((torch.randn(5, 3),), {}, r"expected input of shape \(T, B, 3\).*2-D tensor"),
@@ -261,16 +261,16 @@ def test_bad_input_errors(use_kernel):
 
 def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match="hidden_size must be a positive int"):
-        rnnlab.LSTMCell(3, 0)
+        rnnlab.cells.LSTMCell(3, 0)
     with pytest.raises(ValueError, match="nonlinearity must be one of"):
         rnnlab.ElmanCell(3, 4, "sigmoid")
     with pytest.raises(ValueError, match="reset must be 'after' or 'before'"):
-        rnnlab.GRUCell(3, 4, reset="middle")
+        rnnlab.cells.GRUCell(3, 4, reset="middle")
     with pytest.raises(ValueError, match="alpha must lie in"):
         rnnlab.LeakyCell(rnnlab.ElmanCell(3, 4), alpha=1.0)
     with pytest.raises(ValueError, match="layer sizes do not chain"):
-        rnnlab.Stack([rnnlab.Recurrent(rnnlab.GRUCell(3, 4)),
-                      rnnlab.Recurrent(rnnlab.GRUCell(5, 4))])
+        rnnlab.Stack([rnnlab.Recurrent(rnnlab.cells.GRUCell(3, 4)),
+                      rnnlab.Recurrent(rnnlab.cells.GRUCell(5, 4))])
 
 
 def test_state_map_over_namedtuple():

@@ -4,7 +4,8 @@ reference loop, and the names tasks use."""
 import pytest
 import torch
 
-from rnnlab import ElmanCell, LSTMCell, Stack, make_cell, unroll
+from rnnlab import ElmanCell, Stack, make_cell, unroll
+from rnnlab.cells import LSTMCell
 from rnnlab.cells.time import ClockworkCell, DeepOutputCell, DeepTransitionCell, SkipCell, SkipState
 from rnnlab.cli import main
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from rnnlab import ElmanCell, GRUCell, LSTMCell, Stack
+from rnnlab import ElmanCell, Stack
+from rnnlab.cells import GRUCell, LSTMCell
 from rnnlab.cli import main
 from rnnlab.diagnose import gate_values, gradient_flow, jacobian_flow, weight_spectra
 from rnnlab.layers import Recurrent

@@ -91,7 +91,7 @@ def test_zoneout_layers_are_refused_and_recurrent_dropout_exports(tmp_path):
     from rnnlab.export import TorchRecurrent
 
     with pytest.raises(ExportError, match=r"zoneout \(0.1, 0.1\) cannot be exported"):
-        TorchRecurrent(rnnlab.Recurrent(rnnlab.LSTMCell(3, 4), zoneout=0.1))
-    layer = rnnlab.Recurrent(rnnlab.GRUCell(3, 4), recurrent_dropout=0.5).eval()
+        TorchRecurrent(rnnlab.Recurrent(rnnlab.cells.LSTMCell(3, 4), zoneout=0.1))
+    layer = rnnlab.Recurrent(rnnlab.cells.GRUCell(3, 4), recurrent_dropout=0.5).eval()
     xs = torch.randn(5, 2, 3)
     torch.testing.assert_close(TorchRecurrent(layer)(xs)[0], layer(xs)[0])

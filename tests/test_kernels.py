@@ -14,16 +14,16 @@ T, B, I, H = 7, 2, 3, 5          # T·B = 14 rows of I = 3: a shape no other GEM
 
 
 def test_kernel_dispatch_by_options():
-    assert rnnlab.find_kernel(rnnlab.LSTMCell(I, H, proj_size=2)) is not None
-    assert rnnlab.find_kernel(rnnlab.GRUCell(I, H, reset="before")) is not None
+    assert rnnlab.find_kernel(rnnlab.cells.LSTMCell(I, H, proj_size=2)) is not None
+    assert rnnlab.find_kernel(rnnlab.cells.GRUCell(I, H, reset="before")) is not None
     assert rnnlab.find_kernel(rnnlab.MGUCell(I, H)) is not None
-    assert rnnlab.find_kernel(rnnlab.GRUCell(I, H)) is not None
+    assert rnnlab.find_kernel(rnnlab.cells.GRUCell(I, H)) is not None
 
 
 def test_leaky_kernel_only_around_elman():
     assert rnnlab.find_kernel(rnnlab.LeakyCell(rnnlab.ElmanCell(I, H))) is not None
-    assert rnnlab.find_kernel(rnnlab.LeakyCell(rnnlab.GRUCell(I, H))) is None
-    assert rnnlab.find_kernel(rnnlab.LeakyCell(rnnlab.LSTMCell(I, H))) is None
+    assert rnnlab.find_kernel(rnnlab.LeakyCell(rnnlab.cells.GRUCell(I, H))) is None
+    assert rnnlab.find_kernel(rnnlab.LeakyCell(rnnlab.cells.LSTMCell(I, H))) is None
 
 
 class _MatmulShapes(TorchDispatchMode):
@@ -43,10 +43,10 @@ class _MatmulShapes(TorchDispatchMode):
 
 SKIPPING = {
     "elman": lambda: rnnlab.ElmanCell(I, H),
-    "lstm": lambda: rnnlab.LSTMCell(I, H),
-    "lstm-proj": lambda: rnnlab.LSTMCell(I, H, proj_size=4),
-    "gru-after": lambda: rnnlab.GRUCell(I, H),
-    "gru-before": lambda: rnnlab.GRUCell(I, H, reset="before"),
+    "lstm": lambda: rnnlab.cells.LSTMCell(I, H),
+    "lstm-proj": lambda: rnnlab.cells.LSTMCell(I, H, proj_size=4),
+    "gru-after": lambda: rnnlab.cells.GRUCell(I, H),
+    "gru-before": lambda: rnnlab.cells.GRUCell(I, H, reset="before"),
     "mgu": lambda: rnnlab.MGUCell(I, H),
     "leaky": lambda: rnnlab.LeakyCell(rnnlab.ElmanCell(I, H), learn_alpha=True),
 }
@@ -81,7 +81,7 @@ def test_kernel_skips_unneeded_input_gradient(name, ragged, reverse):
 
 def test_float32_kernel_close_to_reference():
     torch.manual_seed(0)
-    cell = rnnlab.LSTMCell(8, 16)
+    cell = rnnlab.cells.LSTMCell(8, 16)
     xs = torch.randn(20, 3, 8)
     a, _ = rnnlab.Recurrent(cell)(xs, lengths=torch.tensor([20, 7, 1]))
     b, _ = rnnlab.Recurrent(cell, use_kernel=False)(xs, lengths=torch.tensor([20, 7, 1]))

@@ -19,7 +19,7 @@ SETTINGS = [dict(recurrent_dropout=0.3), dict(zoneout=0.25),
 
 def make(name, I, H, dtype=torch.float32):
     if name == "lstm-proj":
-        return rnnlab.LSTMCell(I, H, proj_size=H // 2).to(dtype)
+        return rnnlab.cells.LSTMCell(I, H, proj_size=H // 2).to(dtype)
     return rnnlab.make_cell(name, I, H).to(dtype)
 
 
@@ -89,7 +89,7 @@ def test_kernel_gradcheck_with_fixed_masks(name, ragged):
 def test_parameter_gradcheck_lstm_with_masks():
     g = torch.Generator().manual_seed(2)
     T, B = 4, 3
-    cell = rnnlab.LSTMCell(3, 4).double()
+    cell = rnnlab.cells.LSTMCell(3, 4).double()
     state = random_state(cell, B, g)
     drop = torch.bernoulli(torch.full((B, 4), 0.6, dtype=torch.float64), generator=g) / 0.6
     zone = tuple(torch.bernoulli(torch.full((T, B, 4), 0.3, dtype=torch.float64), generator=g)
@@ -110,7 +110,7 @@ def test_parameter_gradcheck_lstm_with_masks():
 
 
 def test_masks_are_reproducible_from_the_seed_and_differ_across_calls():
-    layer = Recurrent(rnnlab.LSTMCell(3, 8), recurrent_dropout=0.5, zoneout=0.3)
+    layer = Recurrent(rnnlab.cells.LSTMCell(3, 8), recurrent_dropout=0.5, zoneout=0.3)
     xs = torch.randn(6, 4, 3)
     torch.manual_seed(5)
     a = layer(xs)[0]
@@ -140,7 +140,7 @@ def test_eval_is_deterministic_and_uses_the_zoneout_expectation():
 
 
 def test_zoneout_one_keeps_the_state_and_dropout_zero_is_plain():
-    cell = rnnlab.GRUCell(3, 4)
+    cell = rnnlab.cells.GRUCell(3, 4)
     xs = torch.randn(5, 2, 3)
     plain = Recurrent(cell)(xs)[0]
     torch.testing.assert_close(Recurrent(cell, recurrent_dropout=0.0)(xs)[0], plain)
@@ -151,7 +151,7 @@ def test_zoneout_one_keeps_the_state_and_dropout_zero_is_plain():
 
 
 def test_bad_rates_and_cells_are_refused():
-    cell = rnnlab.LSTMCell(3, 4)
+    cell = rnnlab.cells.LSTMCell(3, 4)
     with pytest.raises(ValueError, match=r"recurrent_dropout must be a number in \[0, 1\)"):
         Recurrent(cell, recurrent_dropout=1.0)
     with pytest.raises(ValueError, match="zoneout must be"):
@@ -210,7 +210,7 @@ def test_lstm_kernel_where_tanh_c_is_recomputed_in_backward(reg):
     g = torch.Generator().manual_seed(3)
     T, B, I, H = 3, 32, 4, 256
     assert B * H >= lstm._KEEP_TANH_C_MAX
-    cell = rnnlab.LSTMCell(I, H)
+    cell = rnnlab.cells.LSTMCell(I, H)
     xs = torch.randn(T, B, I, generator=g, requires_grad=True)
     state = random_state(cell, B, g)
     for s in flat(state):

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from rnnlab import ElmanCell, LSTMCell, Stack
+from rnnlab import ElmanCell, Stack
+from rnnlab.cells import LSTMCell
 from rnnlab.cli import main
 from rnnlab.layers import Recurrent
 from rnnlab.trace import tracing

@@ -81,12 +81,12 @@ ROWS = {
                                                                  dtype=dtype)),
     "elman-relu": Row(lambda i, h, bias, dtype: rnnlab.ElmanCell(i, h, "relu", bias=bias,
                                                                  dtype=dtype)),
-    "lstm": Row(lambda i, h, bias, dtype: rnnlab.LSTMCell(i, h, bias=bias, dtype=dtype)),
-    "lstm-proj": Row(lambda i, h, bias, dtype: rnnlab.LSTMCell(
+    "lstm": Row(lambda i, h, bias, dtype: rnnlab.cells.LSTMCell(i, h, bias=bias, dtype=dtype)),
+    "lstm-proj": Row(lambda i, h, bias, dtype: rnnlab.cells.LSTMCell(
         i, h, bias=bias, proj_size=3 * h // 4, dtype=dtype)),
-    "gru-after": Row(lambda i, h, bias, dtype: rnnlab.GRUCell(i, h, bias=bias, dtype=dtype)),
-    "gru-before": Row(lambda i, h, bias, dtype: rnnlab.GRUCell(i, h, bias=bias, reset="before",
-                                                               dtype=dtype)),
+    "gru-after": Row(lambda i, h, bias, dtype: rnnlab.cells.GRUCell(i, h, bias=bias, dtype=dtype)),
+    "gru-before": Row(lambda i, h, bias, dtype: rnnlab.cells.GRUCell(
+        i, h, bias=bias, reset="before", dtype=dtype)),
     "mgu": Row(lambda i, h, bias, dtype: rnnlab.MGUCell(i, h, bias=bias, dtype=dtype)),
     "leaky-tanh": Row(_leaky("tanh", learn=True)),
     "leaky-relu": Row(_leaky("relu", learn=True)),

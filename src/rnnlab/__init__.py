@@ -1,16 +1,15 @@
 """rnnlab: the recurrent nets of Deep Learning (Goodfellow, Bengio, Courville), chapter 10,
 on PyTorch: cells, the reference time loop, fused kernels with hand-derived BPTT,
-layers, torch.nn-compatible RNN/LSTM/GRU, a model-agnostic training loop, tasks and a CLI."""
+layers, torch.nn drop-ins (RNN/LSTM/GRU and RNNCell/LSTMCell/GRUCell; rnnlab's own
+cells are in :mod:`rnnlab.cells`), a model-agnostic training loop, tasks and a CLI."""
 
 from .cells import (
     CELL_NAMES,
     Cell,
     ElmanCell,
-    GRUCell,
     LayerNormGRUCell,
     LayerNormLSTMCell,
     LeakyCell,
-    LSTMCell,
     LSTMState,
     MGUCell,
     MinGRUCell,
@@ -18,7 +17,7 @@ from .cells import (
     OutputFeedbackCell,
     make_cell,
 )
-from .compat import GRU, LSTM, RNN
+from .compat import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, quantize_dynamic
 from .config import ConfigError, RunConfig, TrainConfig, apply_overrides
 from .kernels import find_kernel
 from .kernels.scan import linear_scan
@@ -43,9 +42,7 @@ __all__ = [
     "Cell",
     "ElmanCell",
     "OutputFeedbackCell",
-    "LSTMCell",
     "LSTMState",
-    "GRUCell",
     "MGUCell",
     "LeakyCell",
     "MinGRUCell",
@@ -62,6 +59,10 @@ __all__ = [
     "RNN",
     "LSTM",
     "GRU",
+    "RNNCell",
+    "LSTMCell",
+    "GRUCell",
+    "quantize_dynamic",
     "ESN",
     "Reservoir",
     "ReadoutStats",

@@ -5,7 +5,7 @@ Layer normalisation of a row vector z ∈ R^N (one batch row; the statistics nev
 
     LN(z; γ, β) = γ ⊙ (z - μ) / σ + β,    μ = mean_k z_k,  σ = sqrt(mean_k (z_k - μ)² + eps)
 
-LN-LSTM (gate order i, f, g, o as :class:`rnnlab.LSTMCell`):
+LN-LSTM (gate order i, f, g, o as :class:`rnnlab.cells.LSTMCell`):
 
     a    = LN(W_xh x(t); γ_xh, b_xh) + LN(W_hh h(t-1); γ_hh, b_hh)        a ∈ R^4H
     i, f, o = σ(a_i, a_f, a_o);  g = tanh(a_g)
@@ -13,7 +13,7 @@ LN-LSTM (gate order i, f, g, o as :class:`rnnlab.LSTMCell`):
     h(t) = o ⊙ tanh(LN(c(t); γ_c, b_c))
     y(t) = h(t)
 
-LN-GRU (reset gate after the product, gate order r, z, n as :class:`rnnlab.GRUCell`):
+LN-GRU (reset gate after the product, gate order r, z, n as :class:`rnnlab.cells.GRUCell`):
 
     X = LN(W_xh x(t); γ_xh, b_xh),   R = LN(W_hh h(t-1); γ_hh, b_hh)      X, R ∈ R^3H
     r = σ(X_r + R_r),  z = σ(X_z + R_z)
