@@ -296,12 +296,13 @@ class LSTM(_Drop, _TorchLSTM):
     def _check_state(self, hx, batched: bool):
         # torch.nn: a tensor or a 1-tuple fails on hx[1] (IndexError), a longer tuple in its
         # op (RuntimeError)
-        if isinstance(hx, Tensor) or len(hx) < 2:
+        n = len(hx) if not isinstance(hx, Tensor) else (hx.size(0) if hx.dim() else 0)
+        if n < 2:
             raise IndexError(f"LSTM expects hx to be a pair (h_0, c_0), got "
-                             f"{'a tensor' if isinstance(hx, Tensor) else len(hx)}")
-        if len(hx) > 2:
-            raise RuntimeError(f"LSTM expects two hidden states (h_0, c_0), got {len(hx)}")
-        h, c = hx
+                             f"{'a tensor' if isinstance(hx, Tensor) else n}")
+        if n > 2 and not isinstance(hx, Tensor):
+            raise RuntimeError(f"LSTM expects two hidden states (h_0, c_0), got {n}")
+        h, c = hx[0], hx[1]
         if batched and (h.dim() != 3 or c.dim() != 3):
             raise RuntimeError(f"For batched 3-D input, hx and cx should also be 3-D but got "
                                f"({h.dim()}-D, {c.dim()}-D) tensors")
