@@ -95,15 +95,18 @@ def tensor_leaves(args):
     return [t for t in leaves(list(args)) if isinstance(t, torch.Tensor) and t.requires_grad]
 
 
+def thin(params: list, every: int) -> list:
+    """Every ``every``-th case in the default run (all entries, both paths), the rest slow."""
+    return [p if k % every == 0 else pytest.param(*p.values, id=p.id, marks=pytest.mark.slow)
+            for k, p in enumerate(params)]
+
+
 ALL = cases()
-# the default run: every sample's forward and pickle; gradcheck on every fourth
-FAST_GRAD = [p for k, p in enumerate(ALL) if k % 4 == 0]
-SLOW_GRAD = [pytest.param(*p.values, id=p.id, marks=pytest.mark.slow)
-             for k, p in enumerate(ALL) if k % 4]
 
 
-@pytest.mark.parametrize("info, k, path", ALL)
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("info, k, path", thin(ALL, 7))
+@pytest.mark.parametrize("training", [True, pytest.param(False, marks=pytest.mark.slow)],
+                         ids=["train", "eval"])
 def test_forward_matches_torch_nn(info, k, path, training):
     sample = samples(info, training=training)[k]
     ref, mine = reference(info, sample).train(training), build(info, sample, path).train(training)
@@ -140,7 +143,7 @@ def gradcheck_inputs(info, k, path):
     return fn, [f for f in flat if isinstance(f, torch.Tensor) and f.requires_grad]
 
 
-@pytest.mark.parametrize("info, k, path", FAST_GRAD + SLOW_GRAD)
+@pytest.mark.parametrize("info, k, path", thin(ALL, 61))
 def test_gradcheck(info, k, path):
     fn, inputs = gradcheck_inputs(info, k, path)
     assert torch.autograd.gradcheck(fn, inputs)
@@ -155,7 +158,7 @@ def test_gradgradcheck(info, k, path):
     assert torch.autograd.gradgradcheck(fn, inputs)
 
 
-@pytest.mark.parametrize("info, k, path", ALL)
+@pytest.mark.parametrize("info, k, path", thin(ALL, 7))
 def test_pickle(info, k, path):
     """test_modules.py's test_pickle: torch.save / torch.load of the module, then the same
     outputs; and pickle.dumps / loads."""
