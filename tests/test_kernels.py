@@ -9,6 +9,7 @@ from tolerances import F32
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import rnnlab
+from rnnlab.kernels._common import IMPLEMENTATIONS
 
 T, B, I, H = 7, 2, 3, 5          # T·B = 14 rows of I = 3: a shape no other GEMM here makes
 
@@ -27,15 +28,21 @@ def test_leaky_kernel_only_around_elman():
 
 
 class _MatmulShapes(TorchDispatchMode):
-    """Records the output shape of every matrix product ATen runs inside the block."""
+    """Records the output shape of every matrix product ATen runs inside the block, inside
+    the kernels' operators too (a dispatch mode sees a custom op as one call: it runs the
+    op's Python implementation under the mode)."""
 
     def __init__(self):
         super().__init__()
         self.shapes = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        inner = IMPLEMENTATIONS.get(func.name())
+        if inner is not None:
+            with self:
+                return inner(*args, **(kwargs or {}))
         out = func(*args, **(kwargs or {}))
-        if func.overloadpacket in (torch.ops.aten.mm, torch.ops.aten.addmm,
+        if func.overloadpacket in (torch.ops.aten.mm, torch.ops.aten.addmm, torch.ops.aten.matmul,
                                    torch.ops.aten.bmm, torch.ops.aten.baddbmm):
             self.shapes.append(tuple(out.shape))
         return out

@@ -22,7 +22,9 @@ from collections import namedtuple
 from typing import NamedTuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+from ..unroll import unroll
 
 # On CPU, torch's tanh costs several times its sigmoid per element past about a thousand
 # elements; there tanh(x) = 2σ(2x) - 1 wins (absolute error ~2e-7 in float32, ~1e-16 in
@@ -74,32 +76,74 @@ class Options(NamedTuple):
     chunk: int | None = None             # chunked scan: the chunk length L
 
 
-class Kernel(torch.autograd.Function):
-    """A kernel's ``torch.autograd.Function``: ``Inputs`` is a NamedTuple over its forward's
-    arguments (all but ctx), by name, for :func:`unpack` and :func:`grads`."""
+class Kernel:
+    """A fused kernel, registered with ``torch.library`` as two PyTorch operators.
+
+    A subclass writes ``forward(ctx, *inputs)`` and ``backward(ctx, *output_grads)`` as it
+    would for a ``torch.autograd.Function`` (:func:`save` / :func:`unpack` for what passes
+    between them) and declares:
+
+    - ``name``: the operators are ``torch.ops.rnnlab.<name>`` (the forward: the public
+      outputs followed by the tensors the backward reads) and ``rnnlab::<name>_backward``
+      (the hand-derived BPTT);
+    - ``schema``: the forward's arguments in ``torch.library`` schema syntax;
+    - ``Saved``: its NamedTuple of saved tensors. A field named like an input is that input;
+      ``from_outputs`` maps a field to the public output it is; every other field is an
+      extra output of the forward operator (an empty placeholder where it is None);
+    - ``outputs``: how many public outputs;
+    - ``fake(*inputs) -> (public outputs, {extra field: tensor or None})``: the shapes, for
+      ``torch.compile`` / ``torch.export`` (the meta kernel);
+    - ``reference(*inputs) -> public outputs``: the same computation in plain
+      differentiable torch ops (the cells' reference steps), which double backward
+      differentiates (:func:`register`).
+
+    ``Kernel.apply(*inputs)`` calls the forward operator and returns the public outputs
+    (one tensor, or a tuple), like ``torch.autograd.Function.apply``. ``Inputs`` is a
+    NamedTuple over the forward's arguments (all but ctx), by name, for :func:`unpack` and
+    :func:`grads`.
+    """
 
     Inputs: type
+    Saved: type
+    name: str
+    schema: str
+    outputs: int = 2
+    from_outputs: dict = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        names = tuple(inspect.signature(cls.forward).parameters)[1:]
-        cls.Inputs = namedtuple(cls.__name__ + "Inputs", names, defaults=(None,) * len(names))
+        params = list(inspect.signature(cls.forward).parameters.values())[1:]
+        cls.Inputs = namedtuple(cls.__name__ + "Inputs", [p.name for p in params],
+                                defaults=[None if p.default is p.empty else p.default
+                                          for p in params])
+        register(cls)
+
+    @classmethod
+    def apply(cls, *inputs):
+        """The public outputs of the forward operator (the extra ones are for backward)."""
+        out = cls.op(*inputs)
+        if cls.outputs == 1:
+            return out[0] if isinstance(out, (tuple, list)) else out
+        return tuple(out[:cls.outputs])
+
+
+class _Context:
+    """What a kernel's forward and backward see as ``ctx`` inside the operators."""
+
+    def __init__(self, saved=None, opts=None, need=None):
+        self.saved, self.opts, self.need = saved, opts, need
 
 
 def save(ctx, saved: tuple | None, opts: Options) -> None:
     """Keep ``saved`` (a kernel's NamedTuple of tensors, or None: no backward will run) and
     the options for the backward."""
-    if saved is not None:
-        ctx.save_for_backward(*saved)
-        ctx.saved_as = type(saved)
-    ctx.opts = opts
+    ctx.saved, ctx.opts = saved, opts
 
 
 def unpack(ctx):
     """The backward's prologue: ``(saved, opts, need)``: the saved tensors by name, the
     :class:`Options`, and which of the forward's inputs need a gradient, by name."""
-    need = ctx._forward_cls.Inputs(*ctx.needs_input_grad)     # unpassed defaults: None
-    return ctx.saved_as._make(ctx.saved_tensors), ctx.opts, need
+    return ctx.saved, ctx.opts, ctx.need
 
 
 def grads(need: tuple, **named) -> tuple:
@@ -357,3 +401,157 @@ def previous_views(states: Tensor, h0: Tensor, reverse: bool) -> list[Tensor]:
     what :func:`previous_states` gives, without its (T, B, H) copy."""
     views = list(states.unbind(0))
     return views[1:] + [h0] if reverse else [h0] + views[:-1]
+
+
+# ---- the kernels as torch.library operators ----------------------------------------------
+#
+# ``Kernel.__init_subclass__`` calls :func:`register`, which makes each kernel two custom
+# operators with everything torch needs to treat them as its own: a meta (fake) kernel for
+# torch.compile / torch.export's shape propagation, the registered autograd (the forward
+# saves what the backward reads; the backward is the second operator), and an autocast
+# rule. A sequence kernel runs its recurrence in float32 under bf16/fp16 autocast: the
+# state and its gradient accumulate over T steps, and in 8-bit-mantissa arithmetic the
+# error grows with T (torch's autocast keeps its own accumulating ops, e.g. layer_norm and
+# the losses, in float32 for the same reason); the outputs are float32 and the next
+# autocast op casts them down.
+
+LIBRARY = "rnnlab"
+#: every operator's Python implementation, by qualified name (for tools that look inside)
+IMPLEMENTATIONS: dict = {}
+_BACKWARD_SCHEMA = ("(Tensor?[] inputs, Tensor?[] outputs, Tensor?[] grads, bool[] need, "
+                    "bool reverse, bool relu, str feedback, SymInt? chunk) -> Tensor[]")
+
+
+def _absent(like: Tensor) -> Tensor:
+    """The placeholder an operator returns where a kernel has None (ops return tensors)."""
+    return like.new_empty(0)
+
+
+def _present(t: Tensor) -> Tensor | None:
+    """The inverse of :func:`_absent` (no real kernel tensor is 1-D and empty: T >= 1)."""
+    return None if t.dim() == 1 and t.shape[0] == 0 else t
+
+
+def register(cls) -> None:
+    """Define ``rnnlab::<cls.name>`` and ``rnnlab::<cls.name>_backward`` (see
+    :class:`Kernel`): implementations, fake kernels, autograd, autocast."""
+    names = cls.Inputs._fields
+    extra = tuple(f for f in cls.Saved._fields if f not in names and f not in cls.from_outputs)
+    n_out = cls.outputs + len(extra)
+    returns = "Tensor" if n_out == 1 else "(" + ", ".join(["Tensor"] * n_out) + ")"
+    qualname = f"{LIBRARY}::{cls.name}"
+
+    def join(outs, extras):
+        outs = outs if isinstance(outs, tuple) else (outs,)
+        if len(outs) != cls.outputs:                  # (the dispatcher trusts the count)
+            raise RuntimeError(f"{qualname} returned {len(outs)} outputs, declared "
+                               f"{cls.outputs}")
+        flat = (*outs, *(_absent(outs[0]) if e is None else e for e in extras))
+        return flat[0] if n_out == 1 else flat
+
+    def forward_impl(*inputs):
+        ctx = _Context()
+        outs = cls.forward(ctx, *inputs)
+        return join(outs, [None if ctx.saved is None else getattr(ctx.saved, f) for f in extra])
+
+    def forward_fake(*inputs):
+        outs, extras = cls.fake(*cls.Inputs(*inputs))
+        return join(outs, [extras.get(f) for f in extra])
+
+    def backward_impl(inputs, outputs, grads, need, reverse, relu, feedback, chunk):
+        inputs = cls.Inputs(*inputs)
+        public, extras = outputs[:cls.outputs], outputs[cls.outputs:]
+        saved = cls.Saved(**{f: getattr(inputs, f) if f in names else
+                             public[cls.from_outputs[f]] if f in cls.from_outputs else
+                             extras[extra.index(f)] for f in cls.Saved._fields})
+        ctx = _Context(saved, Options(reverse, relu, feedback, chunk), cls.Inputs(*need))
+        got = cls.backward(ctx, *grads)
+        like = next(t for t in inputs if isinstance(t, Tensor))
+        return [_absent(like) if g is None else g.contiguous() for g in got]
+
+    def backward_fake(inputs, outputs, grads, need, reverse, relu, feedback, chunk):
+        like = next(t for t in inputs if t is not None)
+        return [x.new_empty(x.shape) if n and x is not None else _absent(like)
+                for x, n in zip(inputs, need)]
+
+    def setup_context(ctx, inputs, output):
+        ctx.set_materialize_grads(False)              # no zeros for the extra outputs
+        full = cls.Inputs(*inputs)
+        outs = output if isinstance(output, tuple) else (output,)
+        slots = (*full, *outs[:cls.outputs], *(_present(t) for t in outs[cls.outputs:]))
+        ctx.tensor_at = [isinstance(s, Tensor) for s in slots]
+        ctx.constants = [None if t else s for s, t in zip(slots, ctx.tensor_at)]
+        ctx.save_for_backward(*(s for s in slots if isinstance(s, Tensor)))
+
+    def backward(ctx, *grads):
+        stored = iter(ctx.saved_tensors)
+        slots = [next(stored) if t else c for t, c in zip(ctx.tensor_at, ctx.constants)]
+        inputs, outputs = cls.Inputs(*slots[:len(names)]), slots[len(names):]
+        grads = [torch.zeros_like(o) if g is None else g        # as autograd.Function does
+                 for g, o in zip(grads[:cls.outputs], outputs)]
+        given = len(ctx.needs_input_grad)             # trailing defaults may be left out
+        need = [*ctx.needs_input_grad, *[False] * (len(names) - given)]
+        if torch.is_grad_enabled():                   # create_graph=True: double backward
+            got = _reference_grads(cls, inputs, grads, need)
+        else:
+            opts = Options(**{f: getattr(inputs, f) for f in Options._fields if f in names})
+            got = [_present(g) for g in cls.backward_op(
+                [x if isinstance(x, Tensor) else None for x in inputs], outputs, grads, need,
+                *opts)]
+        return tuple(got[:given])
+
+    IMPLEMENTATIONS.update({qualname: forward_impl, qualname + "_backward": backward_impl})
+    cls.op = torch.library.custom_op(qualname, forward_impl, mutates_args=(),
+                                     schema=f"({cls.schema}) -> {returns}")
+    cls.op.register_fake(forward_fake)
+    cls.backward_op = torch.library.custom_op(qualname + "_backward", backward_impl,
+                                              mutates_args=(), schema=_BACKWARD_SCHEMA)
+    cls.backward_op.register_fake(backward_fake)
+    cls.op.register_autograd(backward, setup_context=setup_context)
+    for device in ("cpu", "cuda"):
+        if torch.amp.is_autocast_available(device):
+            cls.op.register_autocast(device, torch.float32)
+
+
+def _reference_grads(cls, inputs, grads: list, need: list) -> list:
+    """The backward when autograd records it (``create_graph=True``): recompute the outputs
+    with the plain-ops ``cls.reference`` and differentiate that, so that the gradients are
+    themselves differentiable (double backward, to any order)."""
+    wrt = [i for i, n in enumerate(need) if n]
+    with torch.enable_grad():
+        outs = cls.reference(*inputs)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    pairs = [(o, g) for o, g in zip(outs, grads) if g is not None and o.requires_grad]
+    got = torch.autograd.grad([o for o, _ in pairs], [inputs[i] for i in wrt],
+                              [g for _, g in pairs], create_graph=True, allow_unused=True)
+    result: list = [None] * len(inputs)
+    for i, g in zip(wrt, got):
+        result[i] = torch.zeros_like(inputs[i]) if g is None else g
+    return result
+
+
+class _Unrolled(nn.Module):
+    """:func:`rnnlab.unroll` over a cell, as a module for ``torch.func.functional_call``."""
+
+    def __init__(self, cell):
+        super().__init__()
+        self.cell = cell
+
+    def forward(self, xs, state, lengths, reverse, drop, zone):
+        return unroll(self.cell, xs, state, lengths, reverse, drop=drop, zone=zone)
+
+
+def unrolled(cell, params: dict, xs: Tensor, state, mask: Tensor | None, reverse: bool,
+             drop: Tensor | None = None, zone: tuple | None = None):
+    """A kernel's plain-ops reference: :func:`rnnlab.unroll` over ``cell`` (built on the
+    meta device: only its structure is used) with its parameters taken from ``params`` by
+    name (zeros for those missing or None: a bias the kernel call folded away), the mask
+    (T, B, 1) as lengths. Differentiable to any order."""
+    given = {}
+    for name, p in cell.named_parameters():
+        value = params.get(name)
+        given["cell." + name] = (value if value is not None else
+                                 torch.zeros(p.shape, dtype=xs.dtype, device=xs.device))
+    lengths = None if mask is None else mask[..., 0].sum(0)
+    return torch.func.functional_call(_Unrolled(cell), given,
+                                      (xs, state, lengths, reverse, drop, zone))

@@ -37,6 +37,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from ..cells import ElmanCell
 from ._common import (
     Kernel,
     Options,
@@ -56,6 +57,7 @@ from ._common import (
     sum_bias,
     tanh_grad,
     unpack,
+    unrolled,
 )
 
 
@@ -73,6 +75,27 @@ class _Saved(NamedTuple):
 
 
 class ElmanSequence(Kernel):
+    name = "elman"
+    schema = ("Tensor xs, Tensor h0, Tensor W_xh, Tensor W_hh, Tensor? bias, Tensor? mask, "
+              "bool reverse, bool relu, Tensor? drop=None, Tensor? zone=None")
+    Saved = _Saved
+    from_outputs = {"ys": 0}
+
+    @staticmethod
+    def fake(xs, h0, W_xh, W_hh, bias, mask, reverse, relu, drop=None, zone=None):
+        ys = xs.new_empty(xs.shape[0], xs.shape[1], W_hh.shape[0])
+        return (ys, h0.new_empty(h0.shape)), {"states": None if mask is None else
+                                              torch.empty_like(ys),
+                                              "cand": None if zone is None else
+                                              torch.empty_like(ys)}
+
+    @staticmethod
+    def reference(xs, h0, W_xh, W_hh, bias, mask, reverse, relu, drop=None, zone=None):
+        cell = ElmanCell(W_xh.shape[1], W_hh.shape[0], "relu" if relu else "tanh",
+                         device="meta")
+        return unrolled(cell, {"W_xh": W_xh, "W_hh": W_hh, "b_xh": bias}, xs, h0, mask,
+                        reverse, drop, None if zone is None else (zone,))
+
     @staticmethod
     def forward(ctx, xs, h0, W_xh, W_hh, bias, mask, reverse: bool, relu: bool,
                 drop=None, zone=None):

@@ -75,8 +75,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from ..cells import OutputFeedbackCell
 from ._common import (
     Kernel,
     Options,
@@ -91,6 +92,7 @@ from ._common import (
     steps,
     tanh_,
     unpack,
+    unrolled,
     zeros_if_none,
 )
 
@@ -102,7 +104,8 @@ class _Saved(NamedTuple):
     W_yh: Tensor
     W_hy: Tensor
     Hs: Tensor                  # h(t)
-    Y: Tensor                   # ŷ(t) = f(o(t)), before the mask
+    Os: Tensor                  # o(t), the output
+    Y: Tensor | None            # ŷ(t) = f(o(t)), before the mask (None: identity, ŷ is o)
     states: Tensor | None       # the frozen ŷ after each step, with ragged lengths
     mask: Tensor | None
 
@@ -120,6 +123,30 @@ FEEDBACKS = ("identity", "sigmoid", "softmax")
 
 
 class FeedbackSequence(Kernel):
+    name = "feedback"
+    schema = ("Tensor xs, Tensor y0, Tensor W_xh, Tensor W_yh, Tensor? b_h, Tensor W_hy, "
+              "Tensor? b_y, Tensor? mask, bool reverse, bool relu, str feedback")
+    Saved = _Saved
+    from_outputs = {"Os": 0}
+
+    @staticmethod
+    def fake(xs, y0, W_xh, W_yh, b_h, W_hy, b_y, mask, reverse, relu, feedback):
+        T, B = xs.shape[0], xs.shape[1]
+        O, H = W_hy.shape
+        Os = xs.new_empty(T, B, O)
+        return (Os, y0.new_empty(y0.shape)), {
+            "Hs": xs.new_empty(T, B, H),
+            "Y": None if feedback == "identity" else torch.empty_like(Os),
+            "states": None if mask is None else torch.empty_like(Os)}
+
+    @staticmethod
+    def reference(xs, y0, W_xh, W_yh, b_h, W_hy, b_y, mask, reverse, relu, feedback):
+        O, H = W_hy.shape
+        cell = OutputFeedbackCell(xs.shape[2], H, O, "relu" if relu else "tanh", feedback,
+                                  device="meta")
+        return unrolled(cell, {"W_xh": W_xh, "W_yh": W_yh, "b_h": b_h, "W_hy": W_hy,
+                               "b_y": b_y}, xs, y0, mask, reverse)
+
     @staticmethod
     def forward(ctx, xs, y0, W_xh, W_yh, b_h, W_hy, b_y, mask, reverse: bool, relu: bool,
                 feedback: str):
@@ -160,14 +187,15 @@ class FeedbackSequence(Kernel):
                 o.mul_(m_t[t])                                      # (identity: after ŷ's copy)
         if fold:
             A.mul_(2.0).sub_(1.0)                                   # h = 2s - 1
-        save(ctx, _Saved(xs, y0, W_xh, W_yh, W_hy, A, Y, states, mask),
+        save(ctx, _Saved(xs, y0, W_xh, W_yh, W_hy, A, Os, None if identity else Y, states, mask),
              Options(reverse, relu, feedback))
         return Os, y.clone()
 
     @staticmethod
     def backward(ctx, d_os, d_yT):
         s, opts, need = unpack(ctx)
-        y0, W_yh, W_hy, Hs, Y = s.y0, s.W_yh, s.W_hy, s.Hs, s.Y
+        y0, W_yh, W_hy, Hs = s.y0, s.W_yh, s.W_hy, s.Hs
+        Y = s.Os if s.Y is None else s.Y                            # ŷ(t) (identity: o(t))
         T, B, _ = s.xs.shape
         H, O = W_yh.shape
         feedback = opts.feedback
@@ -236,6 +264,25 @@ class TeacherForced(Kernel):
     """o(t) for every t at once with y(t-1) given (y0, then the targets): a = W_xh x + b_h
     + W_yh y(t-1) (GEMMs into one buffer, no concatenated copy of the targets), h = act(a)
     in place, o = W_hy h + b_y; the backward written out."""
+
+    name = "teacher_forced"
+    schema = ("Tensor xs, Tensor targets, Tensor y0, Tensor W_xh, Tensor W_yh, Tensor? b_h, "
+              "Tensor W_hy, Tensor? b_y, bool relu")
+    Saved = _TeacherSaved
+    outputs = 1
+
+    @staticmethod
+    def fake(xs, targets, y0, W_xh, W_yh, b_h, W_hy, b_y, relu):
+        T, B = xs.shape[0], xs.shape[1]
+        O, H = W_hy.shape
+        return xs.new_empty(T, B, O), {"Hs": xs.new_empty(T * B, H)}
+
+    @staticmethod
+    def reference(xs, targets, y0, W_xh, W_yh, b_h, W_hy, b_y, relu):
+        """:meth:`rnnlab.OutputFeedbackCell.teacher_forced`'s plain ops."""
+        prev = torch.cat([y0.unsqueeze(0), targets[:-1]])                  # y(t-1)
+        a = nn.functional.linear(xs, W_xh, b_h) + nn.functional.linear(prev, W_yh)
+        return nn.functional.linear(torch.relu(a) if relu else torch.tanh(a), W_hy, b_y)
 
     @staticmethod
     def forward(ctx, xs, targets, y0, W_xh, W_yh, b_h, W_hy, b_y, relu: bool):

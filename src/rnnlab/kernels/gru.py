@@ -60,6 +60,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from ..cells import GRUCell
 from ._common import (
     Kernel,
     Options,
@@ -83,6 +84,7 @@ from ._common import (
     tanh_,
     tanh_grad,
     unpack,
+    unrolled,
     zoned,
 )
 
@@ -101,7 +103,35 @@ class _Saved(NamedTuple):
     zone: Tensor | None
 
 
+def _fake(xs, h0, mask):
+    """The shapes of both GRU kernels' outputs: (ys, h), {X, R, states} (:class:`Kernel`)."""
+    T, B, H = xs.shape[0], xs.shape[1], h0.shape[1]
+    Y = xs.new_empty(T, B, H)
+    return (Y, h0.new_empty(h0.shape)), {"X": xs.new_empty(T, B, 3 * H),
+                                         "R": xs.new_empty(T, B, H),
+                                         "states": None if mask is None else
+                                         torch.empty_like(Y)}
+
+
 class GRUSequence(Kernel):
+    name = "gru"
+    schema = ("Tensor xs, Tensor h0, Tensor W_xh, Tensor W_hh, Tensor? bias_x, Tensor? b_hn, "
+              "Tensor? mask, bool reverse, Tensor? drop=None, Tensor? zone=None")
+    Saved = _Saved
+    from_outputs = {"Y": 0}
+
+    @staticmethod
+    def fake(xs, h0, W_xh, W_hh, bias_x, b_hn, mask, reverse, drop=None, zone=None):
+        return _fake(xs, h0, mask)
+
+    @staticmethod
+    def reference(xs, h0, W_xh, W_hh, bias_x, b_hn, mask, reverse, drop=None, zone=None):
+        H = h0.shape[1]
+        b_hh = None if b_hn is None else torch.cat([b_hn.new_zeros(2 * H), b_hn])
+        cell = GRUCell(xs.shape[2], H, reset="after", device="meta")
+        return unrolled(cell, {"W_xh": W_xh, "W_hh": W_hh, "b_xh": bias_x, "b_hh": b_hh}, xs,
+                        h0, mask, reverse, drop, None if zone is None else (zone,))
+
     @staticmethod
     def forward(ctx, xs, h0, W_xh, W_hh, bias_x, b_hn, mask, reverse: bool, drop=None,
                 zone=None):
@@ -208,6 +238,22 @@ def gru_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool,
 
 
 class GRUBeforeSequence(Kernel):
+    name = "gru_before"
+    schema = ("Tensor xs, Tensor h0, Tensor W_xh, Tensor W_hh, Tensor? bias, Tensor? mask, "
+              "bool reverse, Tensor? drop=None, Tensor? zone=None")
+    Saved = _Saved
+    from_outputs = {"Y": 0}
+
+    @staticmethod
+    def fake(xs, h0, W_xh, W_hh, bias, mask, reverse, drop=None, zone=None):
+        return _fake(xs, h0, mask)
+
+    @staticmethod
+    def reference(xs, h0, W_xh, W_hh, bias, mask, reverse, drop=None, zone=None):
+        cell = GRUCell(xs.shape[2], h0.shape[1], reset="before", device="meta")
+        return unrolled(cell, {"W_xh": W_xh, "W_hh": W_hh, "b_xh": bias}, xs, h0, mask,
+                        reverse, drop, None if zone is None else (zone,))
+
     @staticmethod
     def forward(ctx, xs, h0, W_xh, W_hh, bias, mask, reverse: bool, drop=None, zone=None):
         T, B, _ = xs.shape

@@ -25,6 +25,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from ..cells import ElmanCell, LeakyCell
 from ._common import (
     Kernel,
     Options,
@@ -44,6 +45,7 @@ from ._common import (
     sum_bias,
     tanh_,
     unpack,
+    unrolled,
     zoned,
 )
 
@@ -63,6 +65,27 @@ class _Saved(NamedTuple):
 
 
 class LeakySequence(Kernel):
+    name = "leaky"
+    schema = ("Tensor xs, Tensor h0, Tensor W_xh, Tensor W_hh, Tensor? bias, Tensor rho, "
+              "Tensor? mask, bool reverse, bool relu, Tensor? drop=None, Tensor? zone=None")
+    Saved = _Saved
+    from_outputs = {"Y": 0}
+
+    @staticmethod
+    def fake(xs, h0, W_xh, W_hh, bias, rho, mask, reverse, relu, drop=None, zone=None):
+        Y = xs.new_empty(xs.shape[0], xs.shape[1], h0.shape[1])
+        return (Y, h0.new_empty(h0.shape)), {"U": torch.empty_like(Y),
+                                             "states": None if mask is None else
+                                             torch.empty_like(Y)}
+
+    @staticmethod
+    def reference(xs, h0, W_xh, W_hh, bias, rho, mask, reverse, relu, drop=None, zone=None):
+        inner = ElmanCell(xs.shape[2], h0.shape[1], "relu" if relu else "tanh", device="meta")
+        cell = LeakyCell(inner, learn_alpha=True)
+        return unrolled(cell, {"cell.W_xh": W_xh, "cell.W_hh": W_hh, "cell.b_xh": bias,
+                               "rho": rho}, xs, h0, mask, reverse, drop,
+                        None if zone is None else (zone,))
+
     @staticmethod
     def forward(ctx, xs, h0, W_xh, W_hh, bias, rho, mask, reverse: bool, relu: bool,
                 drop=None, zone=None):

@@ -78,6 +78,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from ..cells import LayerNormGRUCell, LayerNormLSTMCell
 from ..cells.base import LSTMState
 from ._common import (
     Kernel,
@@ -100,6 +101,7 @@ from ._common import (
     tanh,
     tanh_,
     unpack,
+    unrolled,
     zeros_if_none,
     zoned,
 )
@@ -229,7 +231,49 @@ class _GRUSaved(NamedTuple):
     zone: Tensor | None
 
 
+def _fake_stats(xs: Tensor, gates: int, H: int) -> dict:
+    """The shapes of the LN statistics and projections both LN kernels keep."""
+    T, B = xs.shape[0], xs.shape[1]
+    stat = xs.new_empty(T, B, 1)
+    return {"Z": xs.new_empty(T, B, gates * H), "R": xs.new_empty(T, B, gates * H),
+            "mu_x": stat, "rho_x": torch.empty_like(stat), "mu_h": torch.empty_like(stat),
+            "rho_h": torch.empty_like(stat)}
+
+
 class LNLSTMSequence(Kernel):
+    name = "ln_lstm"
+    schema = ("Tensor xs, Tensor h0, Tensor c0, Tensor W_xh, Tensor W_hh, Tensor g_xh, "
+              "Tensor g_hh, Tensor? bias, Tensor g_c, Tensor? b_c, Tensor? mask, bool reverse, "
+              "float eps, Tensor? drop=None, Tensor? zh=None, Tensor? zc=None")
+    Saved = _LSTMSaved
+    outputs = 3                                    # ys, h, c
+    from_outputs = {"Y": 0}
+
+    @staticmethod
+    def fake(xs, h0, c0, W_xh, W_hh, g_xh, g_hh, bias, g_c, b_c, mask, reverse, eps,
+             drop=None, zh=None, zc=None):
+        T, B, H = xs.shape[0], xs.shape[1], c0.shape[1]
+        Y = xs.new_empty(T, B, H)
+        extras = _fake_stats(xs, 4, H)
+        stat = extras["mu_x"]
+        extras.update(G=xs.new_empty(T, B, 4 * H), C=torch.empty_like(Y),
+                      mu_c=torch.empty_like(stat), rho_c=torch.empty_like(stat),
+                      states=None if mask is None else torch.empty_like(Y),
+                      Ct=None if zc is None else torch.empty_like(Y))
+        return (Y, h0.new_empty(h0.shape), c0.new_empty(c0.shape)), extras
+
+    @staticmethod
+    def reference(xs, h0, c0, W_xh, W_hh, g_xh, g_hh, bias, g_c, b_c, mask, reverse, eps,
+                  drop=None, zh=None, zc=None):
+        H = c0.shape[1]
+        cell = LayerNormLSTMCell(xs.shape[2], H, eps=eps, device="meta")
+        ys, (h, c) = unrolled(cell, {"W_xh": ifog(W_xh, H), "W_hh": ifog(W_hh, H),
+                                     "g_xh": ifog(g_xh, H), "g_hh": ifog(g_hh, H),
+                                     "b_xh": ifog(bias, H), "g_c": g_c, "b_c": b_c}, xs,
+                              LSTMState(h0, c0), mask, reverse, drop,
+                              None if zc is None else (zh, zc))
+        return ys, h, c
+
     @staticmethod
     def forward(ctx, xs, h0, c0, W_xh, W_hh, g_xh, g_hh, bias, g_c, b_c, mask,
                 reverse: bool, eps: float, drop=None, zh=None, zc=None):
@@ -390,6 +434,31 @@ def ln_lstm_kernel(cell, xs: Tensor, state: LSTMState, mask: Tensor | None, reve
 
 
 class LNGRUSequence(Kernel):
+    name = "ln_gru"
+    schema = ("Tensor xs, Tensor h0, Tensor W_xh, Tensor W_hh, Tensor g_xh, Tensor g_hh, "
+              "Tensor? b_xh, Tensor? b_hh, Tensor? mask, bool reverse, float eps, "
+              "Tensor? drop=None, Tensor? zone=None")
+    Saved = _GRUSaved
+    from_outputs = {"Y": 0}
+
+    @staticmethod
+    def fake(xs, h0, W_xh, W_hh, g_xh, g_hh, b_xh, b_hh, mask, reverse, eps, drop=None,
+             zone=None):
+        T, B, H = xs.shape[0], xs.shape[1], h0.shape[1]
+        Y = xs.new_empty(T, B, H)
+        extras = _fake_stats(xs, 3, H)
+        extras.update(X=xs.new_empty(T, B, 3 * H),
+                      states=None if mask is None else torch.empty_like(Y))
+        return (Y, h0.new_empty(h0.shape)), extras
+
+    @staticmethod
+    def reference(xs, h0, W_xh, W_hh, g_xh, g_hh, b_xh, b_hh, mask, reverse, eps, drop=None,
+                  zone=None):
+        cell = LayerNormGRUCell(xs.shape[2], h0.shape[1], eps=eps, device="meta")
+        return unrolled(cell, {"W_xh": W_xh, "W_hh": W_hh, "g_xh": g_xh, "g_hh": g_hh,
+                               "b_xh": b_xh, "b_hh": b_hh}, xs, h0, mask, reverse, drop,
+                        None if zone is None else (zone,))
+
     @staticmethod
     def forward(ctx, xs, h0, W_xh, W_hh, g_xh, g_hh, b_xh, b_hh, mask, reverse: bool,
                 eps: float, drop=None, zone=None):

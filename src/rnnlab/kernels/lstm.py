@@ -47,6 +47,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from ..cells import LSTMCell
 from ..cells.base import LSTMState
 from ._common import (
     Kernel,
@@ -71,6 +72,7 @@ from ._common import (
     tanh_grad,
     tanh_into,
     unpack,
+    unrolled,
     zeros_if_none,
     zoned,
 )
@@ -115,6 +117,44 @@ def _doubled_g(w: Tensor | None, H: int, rows_last: bool = False) -> Tensor | No
 
 
 class LSTMSequence(Kernel):
+    name = "lstm"
+    schema = ("Tensor xs, Tensor h0, Tensor c0, Tensor W_xh, Tensor W_hh, Tensor? bias, "
+              "Tensor? mask, bool reverse, Tensor? W_hr=None, Tensor? drop=None, "
+              "Tensor? zh=None, Tensor? zc=None, bool keep=True")
+    Saved = _Saved
+    outputs = 3                                    # ys, h, c
+    from_outputs = {"Y": 0}
+
+    @staticmethod
+    def fake(xs, h0, c0, W_xh, W_hh, bias, mask, reverse, W_hr=None, drop=None, zh=None,
+             zc=None, keep=True):
+        T, B, P, H = xs.shape[0], xs.shape[1], h0.shape[1], c0.shape[1]
+        Y = xs.new_empty(T, B, P)
+        outs = (Y, h0.new_empty(h0.shape), c0.new_empty(c0.shape))
+        if not keep:
+            return outs, {}
+        keep_tc = B * H < _KEEP_TANH_C_MAX
+        per_step = xs.new_empty(T, B, H)
+        return outs, {"G": xs.new_empty(T, B, 4 * H),
+                      "M": None if W_hr is None else torch.empty_like(per_step),
+                      "C": per_step,
+                      "states": None if mask is None else torch.empty_like(Y),
+                      "Ct": torch.empty_like(per_step) if zc is not None and not keep_tc
+                      else None,
+                      "TC": torch.empty_like(per_step) if keep_tc else None}
+
+    @staticmethod
+    def reference(xs, h0, c0, W_xh, W_hh, bias, mask, reverse, W_hr=None, drop=None, zh=None,
+                  zc=None, keep=True):
+        H = c0.shape[1]
+        P = h0.shape[1] if W_hr is not None else 0
+        cell = LSTMCell(xs.shape[2], H, proj_size=P, device="meta")
+        ys, (h, c) = unrolled(cell, {"W_xh": ifog(W_xh, H), "W_hh": ifog(W_hh, H),
+                                     "b_xh": ifog(bias, H), "W_hr": W_hr}, xs,
+                              LSTMState(h0, c0), mask, reverse, drop,
+                              None if zc is None else (zh, zc))
+        return ys, h, c
+
     @staticmethod
     def forward(ctx, xs, h0, c0, W_xh, W_hh, bias, mask, reverse: bool, W_hr=None,
                 drop=None, zh=None, zc=None, keep: bool = True):

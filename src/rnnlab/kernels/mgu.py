@@ -27,6 +27,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from ..cells import MGUCell
 from ._common import (
     Kernel,
     Options,
@@ -45,6 +46,7 @@ from ._common import (
     sum_bias,
     tanh_,
     unpack,
+    unrolled,
     zoned,
 )
 
@@ -64,6 +66,27 @@ class _Saved(NamedTuple):
 
 
 class MGUSequence(Kernel):
+    name = "mgu"
+    schema = ("Tensor xs, Tensor h0, Tensor W_xh, Tensor W_hh, Tensor? bias, Tensor? mask, "
+              "bool reverse, Tensor? drop=None, Tensor? zone=None")
+    Saved = _Saved
+    from_outputs = {"Y": 0}
+
+    @staticmethod
+    def fake(xs, h0, W_xh, W_hh, bias, mask, reverse, drop=None, zone=None):
+        T, B, H = xs.shape[0], xs.shape[1], h0.shape[1]
+        Y = xs.new_empty(T, B, H)
+        return (Y, h0.new_empty(h0.shape)), {"X": xs.new_empty(T, B, 2 * H),
+                                             "FH": torch.empty_like(Y),
+                                             "states": None if mask is None else
+                                             torch.empty_like(Y)}
+
+    @staticmethod
+    def reference(xs, h0, W_xh, W_hh, bias, mask, reverse, drop=None, zone=None):
+        cell = MGUCell(xs.shape[2], h0.shape[1], device="meta")
+        return unrolled(cell, {"W_xh": W_xh, "W_hh": W_hh, "b_xh": bias}, xs, h0, mask,
+                        reverse, drop, None if zone is None else (zone,))
+
     @staticmethod
     def forward(ctx, xs, h0, W_xh, W_hh, bias, mask, reverse: bool, drop=None, zone=None):
         # drop (B, H): recurrent dropout; zone (T, B, H): zoneout, lengths folded in

@@ -128,8 +128,29 @@ def _parameter_grads(need, reverse: bool, a: Tensor, h0: Tensor, hs: Tensor, dh:
     return grads(need, a=d_a, b=dh, h0=d_h0)                    # ∇b(t) = ∇h(t)
 
 
+def _reference(a: Tensor, b: Tensor, h0: Tensor, reverse: bool, chunk=None) -> Tensor:
+    """The scan in plain differentiable ops, one step at a time (double backward)."""
+    hs: list = [None] * a.shape[0]
+    h = h0
+    for t in steps(a.shape[0], reverse):
+        h = hs[t] = a[t] * h + b[t]
+    return torch.stack(hs)
+
+
+def _fake(a: Tensor, b: Tensor, h0: Tensor, reverse: bool, chunk=None):
+    return b.new_empty(b.shape), {}
+
+
 class SequentialScan(Kernel):
     """hs = scan(a, b, h0) one step at a time: (T, B, H) x2, (B, H) -> (T, B, H)."""
+
+    name = "scan"
+    schema = "Tensor a, Tensor b, Tensor h0, bool reverse"
+    Saved = _Saved
+    outputs = 1
+    from_outputs = {"hs": 0}
+    fake = staticmethod(_fake)
+    reference = staticmethod(_reference)
 
     @staticmethod
     def forward(ctx, a, b, h0, reverse: bool):
@@ -150,6 +171,14 @@ class SequentialScan(Kernel):
 
 class ChunkedScan(Kernel):
     """hs = scan(a, b, h0) by the chunked parallel scan; ``chunk`` = L (None: √(T/2))."""
+
+    name = "chunked_scan"
+    schema = "Tensor a, Tensor b, Tensor h0, bool reverse, int? chunk=None"
+    Saved = _Saved
+    outputs = 1
+    from_outputs = {"hs": 0}
+    fake = staticmethod(_fake)
+    reference = staticmethod(_reference)
 
     @staticmethod
     def forward(ctx, a, b, h0, reverse: bool, chunk: int | None = None):
