@@ -136,10 +136,11 @@ def _partition(joint: fx.GraphModule, n_par: int, n_primal: int, n_out: int, n_s
     - deferred: the rest, that only ∂params and ∂x need: run once after the loop over all
       T·B rows at once (the parameter gradients as GEMMs over every step's rows).
 
-    Returns ``(forward, loop, deferred, loop_in, deferred_in, invariant, unread)`` where ``loop_in`` and
-    ``deferred_in`` list the tensors each backward part reads from the parts before it, as
-    ``("primal", i)``, ``("forward", k)`` (the forward's k-th extra output), ``("loop", k)``
-    (the loop's k-th extra output) or ``("cotangent", i)``, and ``invariant`` says which
+    Returns ``(forward, loop, deferred, loop_in, deferred_in, invariant, unread)`` where
+    ``loop_in`` and ``deferred_in`` list the tensors each backward part reads from the
+    parts before it, as ``("primal", i)``, ``("forward", k)`` (the forward's k-th extra
+    output), ``("loop", k)`` (the loop's k-th extra output) or ``("cotangent", i)``, and
+    ``invariant`` says which
     of the deferred part's inputs depend on the parameters only (the same at every step),
     and ``unread`` which state fields the step does not read (their ∂ is zero).
     """
@@ -432,7 +433,6 @@ class _Sequence(torch.autograd.Function):
         params = tensors[3 + (n_state if ctx.has_zone else 0):]
         T, B = xs.shape[:2]
         befores, saved = ctx.befores, ctx.saved
-        ctx.befores = ctx.saved = None
         x_t = xs.unbind(0)
         extra = (drop,) if drop is not None else ()
         m_t = mask.unbind(0) if mask is not None else None
@@ -516,8 +516,8 @@ def wants_grad(cell, xs: Tensor, state) -> bool:
     path's gain is a backward without autograd's tape)."""
     if not torch.is_grad_enabled():
         return False
-    return xs.requires_grad or any(f.requires_grad for f in state_fields(state)) or \
-        any(p.requires_grad for p in cell.parameters())
+    return xs.requires_grad or any(p.requires_grad for p in cell.parameters()) or \
+        (state is not None and any(f.requires_grad for f in state_fields(state)))
 
 
 def fast_unroll(cell, xs: Tensor, state, mask: Tensor | None = None, reverse: bool = False,
