@@ -20,7 +20,7 @@ FLOORS = [
     (2, ["rnnlab.cells"]),                        # one file per family
     (3, ["rnnlab.cells.registry", "rnnlab.cells.__init__"]),
     (4, ["rnnlab.unroll"]),
-    (5, ["rnnlab.kernels"]),
+    (5, ["rnnlab.kernels", "rnnlab.fast"]),          # fast: any cell's traced step
     (6, ["rnnlab.layers"]),
     (7, ["rnnlab.trace", "rnnlab.compat", "rnnlab.export"]),
     (8, ["rnnlab.models"]),

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from . import fast
 from .cells import CELL_NAMES, Cell, OutputFeedbackCell, make_cell
 from .kernels import find_kernel
 from .kernels.feedback import teacher_forced_kernel
@@ -28,8 +29,10 @@ class Recurrent(nn.Module):
     """A cell run over time, forwards or in reverse.
 
     Uses the cell family's fused kernel with hand-derived BPTT when there is one
-    (:func:`rnnlab.kernels.find_kernel`), else the reference :func:`rnnlab.unroll`; both give
-    the same values and gradients. ``use_kernel=False`` forces the reference loop.
+    (:func:`rnnlab.kernels.find_kernel`); for any other cell, in training, its step traced
+    once into forward and backward graphs run in one time loop (:mod:`rnnlab.fast`); else
+    the reference :func:`rnnlab.unroll`. All give the same values and gradients.
+    ``use_kernel=False`` forces the reference loop.
 
     >>> layer = Recurrent(LSTMCell(8, 16))
     >>> ys, state = layer(torch.randn(5, 3, 8), lengths=torch.tensor([5, 2, 0]))
@@ -89,15 +92,24 @@ class Recurrent(nn.Module):
     def path(self) -> str:
         """``"traced"`` while :func:`rnnlab.trace.tracing` records the layer (the reference
         loop, every step kept); else ``"fused"`` when the cell family has a kernel
-        (:func:`rnnlab.kernels.find_kernel`) and ``use_kernel`` is on; else ``"reference"``
-        (:func:`rnnlab.unroll`). Every kernel of a ``regularizable`` cell takes the layer's
-        recurrent dropout and zoneout masks."""
+        (:func:`rnnlab.kernels.find_kernel`) and ``use_kernel`` is on; else ``"generic"``
+        (:func:`rnnlab.fast.fast_unroll`: the cell's traced step; it runs when gradients are
+        wanted, the reference loop being as fast without them) unless the step cannot be
+        traced (:func:`rnnlab.fast.supports`); else ``"reference"`` (:func:`rnnlab.unroll`).
+        Every kernel of a ``regularizable`` cell takes the layer's recurrent dropout and
+        zoneout masks."""
         if self.tracer is not None:
             return "traced"
-        return "fused" if self.use_kernel and find_kernel(self.cell) is not None else "reference"
+        if not self.use_kernel:
+            return "reference"
+        if find_kernel(self.cell) is not None:
+            return "fused"
+        return "generic" if fast.supports(self.cell) else "reference"
 
     def forward(self, xs: Tensor, state=None, lengths=None):
         path = self.path                                  # decided once per call
+        if path == "generic" and not fast.wants_grad(self.cell, xs, state):
+            path = "reference"
         regularized = self.recurrent_dropout > 0 or any(self.zoneout)
         if path == "reference" and not regularized:
             return unroll(self.cell, xs, state, lengths, self.reverse)
@@ -110,6 +122,12 @@ class Recurrent(nn.Module):
             return find_kernel(self.cell)(self.cell, xs, state,
                                           length_mask(lengths, T, B, xs.device), self.reverse,
                                           **masks)
+        if path == "generic":
+            out = fast.fast_unroll(self.cell, xs, state, length_mask(lengths, T, B, xs.device),
+                                   self.reverse, **masks)
+            if out is not None:                           # None: untraceable (warned once)
+                return out
+            path = "reference"
         if path == "reference":
             return unroll(self.cell, xs, state, lengths, self.reverse, **masks)
         steps: list = []                                  # traced: (t, before, after) each

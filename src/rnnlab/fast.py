@@ -1,0 +1,545 @@
+"""A fast path for any cell: its step traced once into a forward and a backward graph, run
+in one time loop inside one ``torch.autograd.Function`` (BPTT for any cell, no hand code).
+
+A cell that follows the contract (:mod:`rnnlab.cells.base`) is plain torch ops, so its step
+``(state, x) -> (state', y)`` can be traced to ATen ops (``make_fx``, symbolic batch size):
+
+    joint(θ, s, x, ∂s', ∂y) = (s', y, ∂L/∂s)         the step and its vector-Jacobian
+                                                       product in s, traced once per cell
+    forward(θ, s, x) -> (s', y, residuals)            the nodes that do not read ∂s', ∂y
+    backward(residuals, ∂s', ∂y) -> ∂L/∂s             the rest (dead code dropped)
+
+The layer's sequence then runs as (book 10.2.2: BPTT is the forward loop, then the same
+steps in reverse order):
+
+    forward:   for t: s(t), y(t), r(t) = forward(θ, s(t-1), x(t))       no autograd tape
+    backward:  for t = T..1: ∂s(t-1) = backward(r(t), ∂s(t), ∂y(t))     only ∂s in the loop
+    then:      ∂θ, ∂x = vjp of the step vmapped over all T at (s(t-1), x(t)): the parameter
+               gradients as GEMMs over all T·B rows, as the hand kernels do
+
+so a step costs its own ATen ops, without autograd's recording, graph walk or per-step
+parameter-gradient GEMMs. Lengths, reverse, recurrent dropout and zoneout are the loop's
+business, exactly as in :func:`rnnlab.unroll` (the reference this path is tested against).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+import weakref
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, fx
+from torch.fx.experimental.proxy_tensor import make_fx
+
+from .cells.base import state_fields
+
+__all__ = ["StepProgram", "step_program", "fast_unroll", "Unsupported", "supports",
+           "wants_grad", "ENABLED"]
+
+#: the switch of the generic path (:class:`rnnlab.Recurrent` then runs the reference loop
+#: for cells without a kernel); the environment variable RNNLAB_GENERIC=0 turns it off
+ENABLED = os.environ.get("RNNLAB_GENERIC", "1") != "0"
+
+
+class Unsupported(Exception):
+    """The cell's step cannot be traced into a fixed graph (the fast path does not apply)."""
+
+
+class StepProgram(NamedTuple):
+    """One cell's traced step: the graphs and how the loop feeds them."""
+    prologue: object           # (params..., xs (T, B, I)[, drop]) -> (invariants...,
+                               # per-step values (T, ...)...), or None
+    n_invariant: int
+    forward: object            # (params..., s..., x[, drop], invariants..., values at t...)
+                               # -> (s'..., y, saved...)
+    loop: object               # (loop_in...) -> (∂s..., carried to the deferred part...)
+    deferred: object           # (deferred_in..., all T·B rows) -> (∂params..., ∂x)
+    loop_in: tuple             # where each input of loop / deferred comes from (see
+    deferred_in: tuple         # _partition)
+    deferred_invariant: tuple  # which deferred inputs are the same at every step
+    unread: tuple              # which state fields the step does not read
+    n_state: int
+    n_out: int                 # the forward's outputs before the saved tensors
+    state_type: type | None    # the NamedTuple of the state, or None for one tensor
+    names: tuple               # the parameter and buffer names: the graphs' first inputs
+    seconds: float             # time taken to trace
+
+
+# ---- tracing ---------------------------------------------------------------------------
+
+def _step_function(cell, names, n_state, state_type, has_drop):
+    """The cell's step as a function of flat tensors ``(params..., s..., x[, drop])`` ->
+    ``(s'..., y)``."""
+    n_par = len(names)
+
+    def step(*flat):
+        weights = dict(zip(names, flat[:n_par]))
+        fields = flat[n_par:n_par + n_state]
+        state = state_type(*fields) if state_type is not None else fields[0]
+        x = flat[n_par + n_state]
+        kw = {"drop": flat[n_par + n_state + 1]} if has_drop else {}
+        new, y = torch.func.functional_call(cell, weights, (state, x), kw, strict=True)
+        new = state_fields(new)
+        if len(new) != n_state:
+            raise Unsupported(f"the step returned {len(new)} state fields, its state has "
+                              f"{n_state}")
+        return (*new, y)
+
+    return step
+
+
+def _joint(step, n_par, n_state, n_primal):
+    """(primals..., ∂s'..., ∂y) -> (s'..., y, ∂s..., ∂params..., ∂x): the step and its
+    vector-Jacobian product in the state, the parameters and the input."""
+
+    def joint(*flat):
+        primals, cot = flat[:n_primal], flat[n_primal:]
+        pre, fields, x, post = primals[:n_par], primals[n_par:n_par + n_state], \
+            primals[n_par + n_state], primals[n_par + n_state + 1:]
+        out, vjp = torch.func.vjp(lambda p, s, x: step(*p, *s, x, *post),
+                                  tuple(pre), tuple(fields), x)
+        d_par, d_state, d_x = vjp(tuple(cot))
+        return (*out, *d_state, *d_par, d_x)
+
+    return joint
+
+
+def _is_tensor(n) -> bool:
+    return isinstance(n, fx.Node) and (n.op == "placeholder" or
+                                       isinstance(n.meta.get("val"), Tensor))
+
+
+def _subgraph(parent: fx.GraphModule, inputs, nodes, outputs) -> fx.GraphModule:
+    """A graph of ``nodes`` (in ``parent``'s order) reading ``inputs`` and returning
+    ``outputs``; the non-tensor nodes it reads (symbolic sizes) are recomputed in it."""
+    graph, env = fx.Graph(), {}
+    for n in inputs:
+        env[n] = graph.placeholder(n.name)
+        env[n].meta = dict(n.meta)
+    for n in nodes:
+        _copy(graph, env, n)
+    graph.output(tuple(_copy(graph, env, o) if isinstance(o, fx.Node) else o
+                       for o in outputs))
+    graph.eliminate_dead_code()
+    return fx.GraphModule(parent, graph)
+
+
+def _partition(joint: fx.GraphModule, n_par: int, n_primal: int, n_out: int, n_state: int):
+    """Split the joint graph three ways (see the module docstring):
+
+    - forward: the nodes that read no cotangent;
+    - loop: the nodes that read one and that ∂s (the state's gradient) needs: the
+      backward's only sequential part;
+    - deferred: the rest, that only ∂params and ∂x need: run once after the loop over all
+      T·B rows at once (the parameter gradients as GEMMs over every step's rows).
+
+    Returns ``(forward, loop, deferred, loop_in, deferred_in, invariant, unread)`` where
+    ``loop_in`` and ``deferred_in`` list the tensors each backward part reads from the
+    parts before it, as ``("primal", i)``, ``("forward", k)`` (the forward's k-th extra
+    output), ``("loop", k)`` (the loop's k-th extra output) or ``("cotangent", i)``, and
+    ``invariant`` says which
+    of the deferred part's inputs depend on the parameters only (the same at every step),
+    and ``unread`` which state fields the step does not read (their ∂ is zero).
+    """
+    nodes = list(joint.graph.nodes)
+    placeholders = [n for n in nodes if n.op == "placeholder"]
+    primals, cots = placeholders[:n_primal], placeholders[n_primal:]
+    outs = list(nodes[-1].args[0])
+    step_outs, d_state, d_rest = outs[:n_out], outs[n_out:n_out + n_state], \
+        outs[n_out + n_state:]
+    late = set(cots)
+    for n in nodes:
+        if n.op == "call_function" and any(a in late for a in n.all_input_nodes):
+            late.add(n)
+    order = {n: i for i, n in enumerate(nodes)}
+
+    def ancestors(roots, within):
+        found, todo = set(), [r for r in roots if isinstance(r, fx.Node)]
+        while todo:
+            n = todo.pop()
+            if n in found or n not in within:
+                continue
+            found.add(n)
+            todo.extend(n.all_input_nodes)
+        return found
+
+    loop = ancestors(d_state, late) - set(cots)
+    deferred = ancestors(d_rest, late) - loop - set(cots)
+
+    def reads(part, extra_outputs):
+        """Tensors outside ``part`` its nodes (and outputs) read, in graph order; non-tensor
+        nodes are followed to the tensors they come from."""
+        found, seen = set(), set()
+
+        def need(n):
+            if n in seen or n in part:
+                return
+            seen.add(n)
+            if _is_tensor(n):
+                found.add(n)
+            else:
+                for a in n.all_input_nodes:
+                    need(a)
+
+        for n in part:
+            for a in n.all_input_nodes:
+                need(a)
+        for o in extra_outputs:
+            if isinstance(o, fx.Node):
+                need(o)
+        return sorted(found, key=order.__getitem__)
+
+    loop_reads = reads(loop, d_state)
+    deferred_reads = reads(deferred, d_rest)
+    primal_index = {p: i for i, p in enumerate(primals)}
+    cot_index = {c: i for i, c in enumerate(cots)}
+    fwd_extra = [n for n in loop_reads + deferred_reads
+                 if n not in late and n not in primal_index]
+    fwd_extra = sorted(set(fwd_extra), key=order.__getitem__)
+    fwd_index = {n: k for k, n in enumerate(fwd_extra)}
+    loop_extra = [n for n in deferred_reads if n in loop]
+    loop_index = {n: k for k, n in enumerate(loop_extra)}
+
+    def source(n):
+        if n in primal_index:
+            return ("primal", primal_index[n])
+        if n in cot_index:
+            return ("cotangent", cot_index[n])
+        if n in loop_index:
+            return ("loop", loop_index[n])
+        return ("forward", fwd_index[n])
+
+    early = [n for n in nodes if n.op == "call_function" and n not in late]
+    forward = _subgraph(joint, primals, early, step_outs + fwd_extra)
+    loop_graph = _subgraph(joint, loop_reads, sorted(loop, key=order.__getitem__),
+                           d_state + loop_extra)
+    deferred_graph = _subgraph(joint, deferred_reads, sorted(deferred, key=order.__getitem__),
+                               d_rest)
+    row = set(primals[n_par:]) | set(cots)          # what varies with the batch row
+    for n in nodes:
+        if n.op == "call_function" and any(a in row for a in n.all_input_nodes):
+            row.add(n)
+    return (forward, loop_graph, deferred_graph, tuple(source(n) for n in loop_reads),
+            tuple(source(n) for n in deferred_reads),
+            tuple(n not in row for n in deferred_reads),
+            tuple(not (isinstance(d, fx.Node) and d in late) for d in d_state))
+
+
+def _copy(graph: fx.Graph, env: dict, node: fx.Node) -> fx.Node:
+    """Copy ``node`` into ``graph``, first the non-tensor nodes (symbolic sizes) it reads
+    that ``graph`` lacks, recursively."""
+    if node not in env:
+        for a in node.all_input_nodes:
+            _copy(graph, env, a)
+        env[node] = graph.node_copy(node, env.__getitem__)
+    return env[node]
+
+
+def _hoist(forward: fx.GraphModule, n_par: int, n_state: int, n_primal: int):
+    """Split the forward step into a prologue over all steps at once and the loop's step.
+
+    The nodes that read no state (only parameters, the input x(t) and the dropout mask)
+    do not belong in the loop: the prologue computes them for all T at once (vmapped over
+    time: the input projection of every step is one GEMM over T·B rows, the loop-invariant
+    work runs once). Returns ``(prologue, step, n_invariant)``: ``prologue(params..., xs,
+    [drop]) -> (invariants..., per-step values (T, ...)...)`` and ``step(primals...,
+    invariants..., values at t...)`` with the forward's outputs; None, forward, 0 when
+    nothing is worth hoisting."""
+    nodes = list(forward.graph.nodes)
+    placeholders = [n for n in nodes if n.op == "placeholder"]
+    kind = {}                                     # "c": invariant, "x": per step, "s": state
+    for i, n in enumerate(placeholders):
+        kind[n] = "s" if n_par <= i < n_par + n_state else \
+            "x" if i == n_par + n_state else "c"
+    for n in nodes:
+        if n.op == "call_function":
+            kinds = {kind[a] for a in n.all_input_nodes}
+            kind[n] = "s" if "s" in kinds else "x" if "x" in kinds else "c"
+    output = nodes[-1]
+    hoisted = [n for n in nodes if n.op == "call_function" and kind[n] != "s"
+               and isinstance(n.meta.get("val"), Tensor)]
+    hoisted_set = set(hoisted)
+    frontier = [n for n in hoisted if any(u not in hoisted_set for u in n.users)]
+    computes = any(n.target not in _VIEWS for n in hoisted if kind[n] == "x")
+    if not computes:
+        return None, forward, 0
+    const = [n for n in frontier if kind[n] == "c"]
+    per_step = [n for n in frontier if kind[n] == "x"]
+
+    pg, penv = fx.Graph(), {}
+    for n in placeholders:
+        if kind[n] != "s":
+            penv[n] = pg.node_copy(n)
+    for n in nodes:
+        if n in hoisted_set:
+            _copy(pg, penv, n)
+    pg.output(tuple(penv[n] for n in const + per_step))
+    pg.eliminate_dead_code()
+
+    sg, senv = fx.Graph(), {}
+    for n in placeholders:
+        senv[n] = sg.node_copy(n)
+    for n in const + per_step:
+        senv[n] = sg.placeholder(n.name + "_hoisted")
+        senv[n].meta = dict(n.meta)
+    for n in nodes:
+        if n.op == "call_function" and n not in hoisted_set:
+            _copy(sg, senv, n)
+    sg.output(tuple(_copy(sg, senv, o) if isinstance(o, fx.Node) else o
+                    for o in output.args[0]))
+    sg.eliminate_dead_code()
+    return fx.GraphModule(forward, pg), fx.GraphModule(forward, sg), len(const)
+
+
+_VIEWS = {torch.ops.aten.t.default, torch.ops.aten.view.default,
+          torch.ops.aten.select.int, torch.ops.aten.slice.Tensor,
+          torch.ops.aten.split.Tensor, torch.ops.aten.unsqueeze.default,
+          torch.ops.aten.squeeze.dim, torch.ops.aten.expand.default,
+          torch.ops.aten.permute.default, torch.ops.aten.transpose.int,
+          torch.ops.aten.alias.default, torch.ops.aten._unsafe_view.default}
+
+
+def _is_random(gm: fx.GraphModule) -> bool:
+    return any(n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload)
+               and torch.Tag.nondeterministic_seeded in n.target.tags
+               for n in gm.graph.nodes)
+
+
+_PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def step_program(cell, state, x: Tensor, drop: Tensor | None = None) -> StepProgram:
+    """The traced step of ``cell`` for states like ``state`` and inputs like ``x`` (B, I),
+    made once per cell, dtype, device, state structure and mode, for any batch size.
+    Raises :class:`Unsupported` when the step cannot be traced into one fixed graph
+    (data-dependent Python control flow, random ops inside the step, ...)."""
+    fields = state_fields(state)
+    state_type = type(state) if isinstance(state, tuple) else None
+    key = (x.dtype, x.device, state_type, tuple(f.shape[1:] for f in fields),
+           tuple(f.dtype for f in fields), drop is not None, cell.training)
+    per_cell = _PROGRAMS.setdefault(cell, {})
+    if key in per_cell:
+        return per_cell[key]
+    start = time.perf_counter()
+    tensors = dict(cell.named_parameters())
+    tensors.update(cell.named_buffers())
+    names = tuple(tensors)
+    n_par, n_state = len(names), len(fields)
+    step = _step_function(cell, names, n_state, state_type, drop is not None)
+    # example inputs of batch 3 (symbolic: the graphs take any B)
+    B = 3
+
+    def like(t: Tensor) -> Tensor:
+        return torch.zeros((B, *t.shape[1:]), dtype=t.dtype, device=t.device)
+
+    primals = [t.detach() for t in tensors.values()] + [like(f) for f in fields] + \
+        [like(x)] + ([like(drop)] if drop is not None else [])
+    with torch.no_grad():
+        outs = step(*primals)
+    cot = [torch.zeros_like(o) for o in outs]
+    n_primal = len(primals)
+    try:
+        with _no_duck_shapes():
+            joint = make_fx(_joint(step, n_par, n_state, n_primal),
+                            tracing_mode="symbolic")(*primals, *cot)
+    except Unsupported:
+        raise
+    except Exception as e:                      # data-dependent control flow and the like
+        raise Unsupported(f"{type(cell).__name__}'s step could not be traced "
+                          f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
+    if _is_random(joint):
+        raise Unsupported(f"{type(cell).__name__}'s step draws random numbers")
+    forward, loop, deferred, loop_in, deferred_in, invariant, unread = \
+        _partition(joint, n_par, n_primal, len(outs), n_state)
+    prologue, forward, n_invariant = _hoist(forward, n_par, n_state, n_primal)
+    if prologue is not None:
+        n_hoisted = len(prologue.graph.find_nodes(op="output")[0].args[0])
+        dims = (None,) * n_par + (0,) + ((None,) if drop is not None else ())
+        prologue = torch.func.vmap(prologue.forward, in_dims=dims,
+                                   out_dims=(None,) * n_invariant + (0,) * (n_hoisted -
+                                                                          n_invariant))
+    program = StepProgram(prologue, n_invariant, forward.forward, loop.forward,
+                          deferred.forward, loop_in, deferred_in, invariant, unread, n_state,
+                          len(outs),
+                          state_type, names, time.perf_counter() - start)
+    per_cell[key] = program
+    return program
+
+
+class _no_duck_shapes:
+    """Give every size its own symbol while tracing: with torch's default duck shapes, a
+    batch size equal to a feature size would be traced as the same symbol."""
+
+    def __enter__(self):
+        from torch.fx.experimental import _config
+        self.old, _config.use_duck_shape = _config.use_duck_shape, False
+
+    def __exit__(self, *exc):
+        from torch.fx.experimental import _config
+        _config.use_duck_shape = self.old
+
+
+# ---- the sequence ----------------------------------------------------------------------
+
+class _Sequence(torch.autograd.Function):
+    """The loop over time of a traced step (see :func:`fast_unroll`)."""
+
+    @staticmethod
+    def forward(ctx, cell, program, reverse, xs, mask, drop, zone, n_state, *flat):
+        init, params = flat[:n_state], flat[n_state:]
+        T = xs.shape[0]
+        extra = (drop,) if drop is not None else ()
+        x_t = xs.unbind(0)
+        m_t = mask.unbind(0) if mask is not None else None
+        z_t = [z.unbind(0) for z in zone] if zone is not None else None
+        befores: list = [None] * T
+        saved: list = [None] * T
+        ys: list = [None] * T
+        s = tuple(init)
+        fwd, n_out = program.forward, program.n_out
+        invariant, per_t = (), ()
+        if program.prologue is not None:
+            hoisted = program.prologue(*params, xs, *extra)
+            invariant = hoisted[:program.n_invariant]
+            per_t = [v.unbind(0) for v in hoisted[program.n_invariant:]]
+        for t in (range(T - 1, -1, -1) if reverse else range(T)):
+            out = fwd(*params, *s, x_t[t], *extra, *invariant, *(v[t] for v in per_t))
+            new, y = out[:n_state], out[n_state]
+            if z_t is not None:         # zoneout: each unit keeps its value with weight z
+                new = tuple(torch.lerp(n, o, z[t]) for n, o, z in zip(new, s, z_t))
+                y = new[0]
+            if m_t is not None:         # past its length a sequence's state is frozen
+                keep = m_t[t]
+                new = tuple(torch.where(keep, n, o) for n, o in zip(new, s))
+                y = y.masked_fill(~keep, 0.0)
+            befores[t], saved[t], ys[t] = s, out[n_out:], y
+            s = new
+        ctx.cell, ctx.program, ctx.reverse, ctx.n_state = cell, program, reverse, n_state
+        ctx.befores, ctx.saved = befores, saved
+        ctx.save_for_backward(xs, mask, drop, *(zone or ()), *params)
+        ctx.has_zone = zone is not None
+        return (torch.stack(ys), *s)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dys, *dfinal):
+        program, n_state, reverse = ctx.program, ctx.n_state, ctx.reverse
+        tensors = ctx.saved_tensors
+        xs, mask, drop = tensors[:3]
+        zone = tensors[3:3 + n_state] if ctx.has_zone else None
+        params = tensors[3 + (n_state if ctx.has_zone else 0):]
+        T, B = xs.shape[:2]
+        befores, saved = ctx.befores, ctx.saved
+        x_t = xs.unbind(0)
+        extra = (drop,) if drop is not None else ()
+        m_t = mask.unbind(0) if mask is not None else None
+        z_t = [z.unbind(0) for z in zone] if zone is not None else None
+        dy_t = dys.unbind(0)
+        cots: list = [None] * T           # ∂L/∂(the step's outputs) at each step
+        carried: list = [None] * T        # what the loop passes to the deferred part
+        first = 0 if not reverse else T - 1
+        ds = tuple(d if d is not None else torch.zeros_like(b)
+                   for d, b in zip(dfinal, befores[first]))
+        loop, loop_in = program.loop, program.loop_in
+        for t in (range(T) if reverse else range(T - 1, -1, -1)):
+            s, dy = befores[t], dy_t[t]
+            carry = None
+            if m_t is not None:
+                keep = m_t[t]
+                dy = dy.masked_fill(~keep, 0.0)
+                carry = tuple(torch.where(keep, 0.0, d) for d in ds)   # frozen: straight on
+                ds = tuple(torch.where(keep, d, 0.0) for d in ds)      # into the step
+            if z_t is not None:                 # zoned = lerp(new, s, z); y = zoned[0]
+                ds = (ds[0] + dy, *ds[1:])
+                dy = torch.zeros_like(dy)
+                kept = tuple(d * z[t] for d, z in zip(ds, z_t))
+                ds = tuple(d - k for d, k in zip(ds, kept))            # (1 - z) ∂
+                carry = kept if carry is None else tuple(map(torch.add, carry, kept))
+            cot = (*ds, dy)
+            primals = (*params, *s, x_t[t], *extra)
+            parts = {"primal": primals, "forward": saved[t], "cotangent": cot}
+            out = loop(*(parts[w][i] for w, i in loop_in))
+            ds = out[:n_state] if carry is None else tuple(map(torch.add, out[:n_state], carry))
+            cots[t], carried[t] = cot, out[n_state:]
+        # ∂params and ∂x: the deferred part once, over all T·B rows
+        need_x = ctx.needs_input_grad[3]
+        need_p = ctx.needs_input_grad[8 + n_state:]
+        dxs, dparams = None, [None] * len(params)
+        if need_x or any(need_p):
+            order = range(T)
+            inputs = []
+            for (where, i), same in zip(program.deferred_in, program.deferred_invariant):
+                if where == "primal" and i < len(params):
+                    inputs.append(params[i])
+                elif same:
+                    inputs.append(_pick(where, i, 0, params, befores, x_t, extra, saved,
+                                        carried, cots))
+                elif where == "primal" and i == len(params) + n_state:
+                    inputs.append(xs.reshape(T * B, *xs.shape[2:]))
+                else:
+                    inputs.append(torch.cat([_pick(where, i, t, params, befores, x_t, extra,
+                                                   saved, carried, cots) for t in order]))
+            out = program.deferred(*inputs)
+            dparams = [g if n else None for g, n in zip(out[:len(params)], need_p)]
+            dxs = out[len(params)].reshape(xs.shape) if need_x else None
+        if mask is None and zone is None:     # a field the step never reads has no gradient
+            ds = tuple(None if u else d for d, u in zip(ds, program.unread))
+        return (None, None, None, dxs, None, None, None, None, *ds, *dparams)
+
+
+def _pick(where, i, t, params, befores, x_t, extra, saved, carried, cots):
+    """Step t's value of a deferred input (see :func:`_partition`)."""
+    if where == "primal":
+        primals = (*params, *befores[t], x_t[t], *extra)
+        return primals[i]
+    if where == "forward":
+        return saved[t][i]
+    if where == "loop":
+        return carried[t][i]
+    return cots[t][i]
+
+
+_UNSUPPORTED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def supports(cell) -> bool:
+    """Whether ``cell`` may take the generic path: on (:data:`ENABLED`), and its step was
+    not found untraceable before."""
+    return ENABLED and cell not in _UNSUPPORTED
+
+
+def wants_grad(cell, xs: Tensor, state) -> bool:
+    """Whether a call needs gradients (else the reference loop is as fast: the generic
+    path's gain is a backward without autograd's tape)."""
+    if not torch.is_grad_enabled():
+        return False
+    return xs.requires_grad or any(p.requires_grad for p in cell.parameters()) or \
+        (state is not None and any(f.requires_grad for f in state_fields(state)))
+
+
+def fast_unroll(cell, xs: Tensor, state, mask: Tensor | None = None, reverse: bool = False,
+                drop: Tensor | None = None, zone=None):
+    """:func:`rnnlab.unroll` of ``cell`` through its traced step: the same values and
+    gradients. ``state``: the initial state (not None); ``mask`` (T, B, 1) bool of valid
+    steps or None; ``drop``, ``zone``: the regularisers' masks as in :func:`rnnlab.unroll`.
+
+    Returns ``(ys, state)``, or None when the step cannot be traced: the cell is then
+    marked (:func:`supports` turns False) after a one-line warning saying why."""
+    try:
+        program = step_program(cell, state, xs[0], drop)
+    except Unsupported as e:
+        _UNSUPPORTED[cell] = str(e)
+        warnings.warn(f"rnnlab: {type(cell).__name__} runs the reference loop: {e}",
+                      RuntimeWarning, stacklevel=3)
+        return None
+    fields = state_fields(state)
+    tensors = dict(cell.named_parameters())
+    tensors.update(cell.named_buffers())
+    params = [tensors[n] for n in program.names]
+    out = _Sequence.apply(cell, program, reverse, xs, mask, drop,
+                          None if zone is None else tuple(zone), len(fields), *fields, *params)
+    ys, final = out[0], out[1:]
+    return ys, (program.state_type(*final) if program.state_type is not None else final[0])

@@ -1,0 +1,214 @@
+"""The generic path (rnnlab.fast): any cell's traced step, run in one loop with a backward
+that carries only the state's gradient. Checked like every kernel (the gradient triangle):
+generic == autograd through the reference loop, in float64 to rounding and float32 to
+``F32``, and gradcheck; ragged lengths (including 0), reverse, bidirectional, stacked,
+recurrent dropout and zoneout; the traced step is reused across T and B; a step that cannot
+be traced runs the reference loop after a one-line warning."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from tolerances import F32, F64
+from triangle import assert_fused_matches_reference, flat, random_state, rebuild
+
+import rnnlab
+from rnnlab import fast, layers
+from rnnlab.cells import (
+    ClockworkCell,
+    DeepOutputCell,
+    DeepTransitionCell,
+    GRUCell,
+    LSTMCell,
+    NTMCell,
+    SkipCell,
+)
+from rnnlab.cells.examples import HandGRU, IndRNNCell, MyCell, PeepholeLSTM
+
+T, B, I, H = 5, 4, 3, 4
+RAGGED = torch.tensor([5, 2, 0, 3])
+
+
+def _cell(make, dtype=torch.float64, seed=0):
+    torch.manual_seed(seed)
+    return make().to(dtype)
+
+
+def _inputs(cell, dtype=torch.float64, t=T, b=B):
+    g = torch.Generator().manual_seed(3)
+    xs = torch.randn(t, b, cell.input_size, dtype=dtype, generator=g, requires_grad=True)
+    state = random_state(cell, b, g)
+    return xs, rnnlab.cells.map_state(lambda s: s.to(dtype).requires_grad_(True), state)
+
+
+@pytest.mark.parametrize("make", [lambda: MyCell(I, H), lambda: PeepholeLSTM(I, H)],
+                         ids=["my-cell", "peephole-lstm"])
+def test_generic_matches_the_reference_loop_in_float64(make):
+    cell = _cell(make)
+    assert rnnlab.Recurrent(cell).path == "generic"
+    xs, state = _inputs(cell)
+    for lengths in (None, RAGGED):
+        for reverse in (False, True):
+            assert_fused_matches_reference(cell, xs, state, lengths, reverse, **F64)
+
+
+def test_generic_matches_the_reference_loop_in_float32():
+    cell = _cell(lambda: HandGRU(I, H), torch.float32)
+    xs, state = _inputs(cell, torch.float32)
+    assert_fused_matches_reference(cell, xs, state, RAGGED, True, **F32)
+
+
+def test_generic_gradcheck():
+    """The generic layer against finite differences w.r.t. the input, the initial state and
+    every parameter (ragged, reverse)."""
+    cell = _cell(lambda: PeepholeLSTM(2, 3))
+    layer = rnnlab.Recurrent(cell, reverse=True)
+    xs, state = _inputs(cell, t=4, b=3)
+    lengths = torch.tensor([4, 0, 2])
+    names = [n for n, _ in layer.named_parameters()]
+    params = [p.detach().clone().requires_grad_(True) for p in layer.parameters()]
+    states = [s.detach().clone().requires_grad_(True) for s in flat(state)]
+
+    def run(x, *rest):
+        weights = dict(zip(names, rest[len(states):]))
+        ys, final = torch.func.functional_call(
+            layer, weights, (x, rebuild(state, rest[:len(states)]), lengths))
+        return (ys, *flat(final))
+
+    assert layer.path == "generic"
+    assert torch.autograd.gradcheck(run, (xs.detach().requires_grad_(True), *states, *params))
+
+
+def _reference_copy(net):
+    ref = copy.deepcopy(net)
+    for m in ref.modules():
+        if isinstance(m, rnnlab.Recurrent):
+            m.use_kernel = False
+    return ref
+
+
+def _grads(net, xs, lengths):
+    x = xs.detach().clone().requires_grad_(True)
+    ys, _ = net(x, lengths=lengths)
+    ys.backward(torch.randn(ys.shape, dtype=ys.dtype, generator=torch.Generator().manual_seed(1)))
+    return [ys.detach(), x.grad, *(p.grad for p in net.parameters())]
+
+
+def test_bidirectional_and_stacked_custom_cells():
+    torch.manual_seed(0)
+    net = rnnlab.Stack([
+        rnnlab.Bidirectional(rnnlab.Recurrent(MyCell(I, H)),
+                             rnnlab.Recurrent(MyCell(I, H), reverse=True)),
+        rnnlab.Recurrent(IndRNNCell(2 * H, H)),
+    ], dropout=0.0).double()
+    ref = _reference_copy(net)
+    xs = torch.randn(T, B, I, dtype=torch.float64)
+    for a, b in zip(_grads(net, xs, RAGGED), _grads(ref, xs, RAGGED)):
+        torch.testing.assert_close(a, b, **F64)
+
+
+def test_recurrent_dropout_and_zoneout_on_the_generic_path(monkeypatch):
+    """An LSTM cell forced off its kernel: the layer's masks reach the traced step (dropout)
+    and the loop (zoneout) exactly as in the reference loop."""
+    monkeypatch.setattr(layers, "find_kernel", lambda cell: None)
+    cell = _cell(lambda: LSTMCell(I, H))
+    layer = rnnlab.Recurrent(cell, recurrent_dropout=0.3, zoneout=(0.2, 0.4))
+    assert layer.path == "generic"
+    ref = _reference_copy(layer)
+    xs, _ = _inputs(cell)
+    torch.manual_seed(5)
+    ours = _grads(layer, xs, RAGGED)
+    torch.manual_seed(5)
+    theirs = _grads(ref, xs, RAGGED)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, **F64)
+
+
+def test_the_traced_step_is_reused_for_every_T_and_B():
+    cell = _cell(lambda: IndRNNCell(I, H))
+    layer, ref = rnnlab.Recurrent(cell), rnnlab.Recurrent(cell, use_kernel=False)
+    programs = set()
+    for t, b in ((3, 2), (9, 5), (1, 1)):
+        xs = torch.randn(t, b, I, dtype=torch.float64)
+        for a, r in zip(_grads(layer, xs, None), _grads(ref, xs, None)):
+            torch.testing.assert_close(a, r, **F64)
+        programs.update(map(id, fast._PROGRAMS[cell].values()))
+    assert len(programs) == 1
+
+
+def test_inference_takes_the_reference_loop_without_tracing():
+    cell = MyCell(I, H)
+    with torch.no_grad():
+        rnnlab.Recurrent(cell)(torch.randn(T, B, I))
+    assert cell not in fast._PROGRAMS
+
+
+class _Branchy(rnnlab.Cell):
+    """A step whose Python control flow reads a value: no fixed graph exists."""
+
+    def __init__(self):
+        super().__init__()
+        self.input_size = self.hidden_size = self.output_size = H
+        self.w = torch.nn.Parameter(torch.randn(H, H))
+
+    def init_state(self, batch_size, device=None, dtype=None):
+        return self._zeros(batch_size, H, device, dtype)
+
+    def forward(self, h, x):
+        h = torch.tanh(x @ self.w + h) if h.sum() > 0 else torch.tanh(x @ self.w - h)
+        return h, h
+
+
+class _Noisy(_Branchy):
+    def forward(self, h, x):
+        h = torch.tanh(x @ self.w + h + 0.1 * torch.randn_like(h))
+        return h, h
+
+
+@pytest.mark.parametrize("make, why", [(_Branchy, "could not be traced"),
+                                       (_Noisy, "draws random numbers")])
+def test_an_untraceable_step_runs_the_reference_loop_after_one_warning(make, why):
+    cell = make()
+    layer = rnnlab.Recurrent(cell)
+    xs = torch.randn(T, B, H)
+    with pytest.warns(RuntimeWarning, match=f"{make.__name__} runs the reference loop: .*{why}"):
+        ys, _ = layer(xs)
+    assert layer.path == "reference"
+    torch.manual_seed(0)
+    ys.sum().backward()                                  # and it trains
+    assert cell.w.grad is not None
+    layer(xs)                                            # no second warning (filterwarnings)
+
+
+WRAPPED = {
+    "deep-transition": lambda: DeepTransitionCell(GRUCell(I, H), depth=2, shortcut=True),
+    "deep-output": lambda: DeepOutputCell(LSTMCell(I, H), depth=2),
+    "skip": lambda: SkipCell.build(lambda i, h: rnnlab.ElmanCell(i, h), I, H, delay=3),
+    "clockwork": lambda: ClockworkCell(I, 8, periods=[1, 2, 4, 8]),
+    "ntm": lambda: NTMCell(I, 5, hidden=6, memory_slots=4, memory_width=3),
+    "ntm-ff": lambda: NTMCell(I, 5, controller="ff", hidden=6, memory_slots=4,
+                              memory_width=3, read_heads=2),
+    "hand-gru": lambda: HandGRU(I, H),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [*rnnlab.CELL_NAMES, *WRAPPED])
+def test_every_cell_of_the_chapter_on_the_generic_path(name, monkeypatch):
+    """Every cell of rnnlab.make_cell (forced off its kernel) and the wrapped and memory
+    cells: generic == reference in float64, ragged, both directions (NTM from its own
+    initial state: its addressing needs positive weightings)."""
+    monkeypatch.setattr(layers, "find_kernel", lambda cell: None)
+    cell = _cell(WRAPPED[name] if name in WRAPPED else
+                 (lambda: rnnlab.make_cell(name, I, H)))
+    xs, state = _inputs(cell)
+    if name.startswith("ntm"):
+        state = rnnlab.cells.map_state(lambda s: s.requires_grad_(True),
+                                       cell.init_state(B, dtype=torch.float64))
+    assert rnnlab.Recurrent(cell).path == "generic"
+    for lengths in (None, RAGGED):
+        for reverse in (False, True):
+            assert_fused_matches_reference(cell, xs, state, lengths, reverse, **F64,
+                                           allow_none=name == "ntm-ff")
