@@ -20,9 +20,13 @@ loss, best of N runs), so this task trains itself (:meth:`MemNet.train`, :func:`
   averaged over a batch"), gradients of ℓ2 norm above 40 scaled to 40, weights from
   N(0, 0.1²), the null word's embeddings fixed at zero;
 - linear start (LS, ``data.linear_start``): the memory softmax is left out at lr 0.005 until
-  the validation loss stops decreasing (at most ``data.ls_max_epochs``, 20 as in the authors'
-  code), then put back, and training starts again at lr 0.01 halved every 25 epochs for 100
-  epochs (``train.lr``, ``data.anneal_every``, ``data.epochs``);
+  the validation loss stops decreasing, then put back, and training starts again at lr 0.01
+  halved every 25 epochs for 100 epochs (``train.lr``, ``data.anneal_every``,
+  ``data.epochs``). "Stops decreasing" is ``data.ls_patience`` epochs without a new lowest
+  validation loss, or ``data.ls_max_epochs``; the default (20 and 20) is the authors' code
+  (MemN2N-babi-matlab: 20 linear epochs). On the 100 validation questions the loss is noisy:
+  with patience 1 LS ended after 2 to 5 epochs and task 2 reached 13.5 % test error (best of
+  10; median 13.5 %), with 20 epochs 10.4 % (median 10.8 %);
 - random noise (RN, ``data.random_noise``): in training, 10 % empty memories are inserted at
   random among a story's statements: each statement's temporal index skips them, so T_A and
   T_C learn time invariance (the authors' code draws 0..⌈0.1 n⌉ − 1 blanks per story);
@@ -92,7 +96,8 @@ class MemNetData:
     linear_start: bool = True   # LS
     ls_lr: float = 0.005        # learning rate while linear
     ls_max_epochs: int = 20     # LS ends after ls_patience epochs without a lower valid
-    ls_patience: int = 1        # loss, or after ls_max_epochs (the authors' code: 20 fixed)
+    ls_patience: int = 20       # loss, or after ls_max_epochs (default: 20 epochs, as the
+                                # authors' code; 1 = the paper's words, see the docstring)
     random_noise: float = 0.1   # RN: fraction of empty memories inserted in training; 0 = off
     runs: int = 1               # runs trained at once; the lowest training error is kept
 
