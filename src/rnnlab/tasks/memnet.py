@@ -286,19 +286,20 @@ class MemNet(Task):
         if resumed:
             return s.model, s.finish(valid)
         result = train_runs(self, self.cfg.data.runs, tc.seed, s.device, log=s.log)
-        for h in result.history:
-            s.record(h["epoch"], "train", {"loss": median(h["train_loss"]), "lr": h["lr"][0]})
-            s.record(h["epoch"], "valid", {"loss": median(h["valid_loss"]),
-                                           "error": median(h["valid_error"])})
+        for h in result.history:                       # "step": SGD steps (batches) so far
+            s.record(h["step"], "train", {"loss": median(h["train_loss"]), "lr": h["lr"][0]})
+            s.record(h["step"], "valid", {"epoch": h["epoch"],
+                                          "loss": median(h["valid_loss"]),
+                                          "error": median(h["valid_error"])})
         best = best_run(result)
         s.model.load_state_dict(run_weights(result, best))
-        tc.steps = len(result.history)                 # epochs, the step of the last record
+        tc.steps = result.sgd_steps                     # the steps taken (train.steps unused)
         s.record(tc.steps, "train", {"runs": result.train_error.numel(), "best_run": best,
                                      "train_error": float(result.train_error[best]),
                                      "sgd_steps": result.sgd_steps})
         valid = s.evaluate(tc.steps, "valid")
-        s.log(f"epoch {tc.steps:>4} | best of {result.train_error.numel()} runs: run {best}, "
-              f"train error {float(result.train_error[best]):.3f}, valid error "
+        s.log(f"epoch {len(result.history):>4} | best of {result.train_error.numel()} runs: "
+              f"run {best}, train error {float(result.train_error[best]):.3f}, valid error "
               f"{valid['error']:.3f} | {s.elapsed():.0f}s")
         checkpoints.save(tc.steps, {}, valid)
         s.model.train()
@@ -428,7 +429,7 @@ def train_runs(task: MemNet, runs: int, seed: int, device="cpu",
             steps += 1
         valid_loss, valid_error = evaluate("valid")
         active = ~done
-        history.append({"epoch": epoch, "lr": lr.tolist(), "linear": linear.tolist(),
+        history.append({"epoch": epoch, "step": steps, "lr": lr.tolist(), "linear": linear.tolist(),
                         "train_loss": (train_loss.cpu() / N).tolist(),
                         "valid_loss": valid_loss.tolist(), "valid_error": valid_error.tolist()})
         phase_epoch += active.long()
