@@ -40,10 +40,16 @@ def main(argv=None) -> None:
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--bigram-only", action="store_true",
+                    help="print the add-one bigram model's test bpc (the reference for a net "
+                         "that sees only the previous character) and stop")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
 
     cls = get_task("char-lm")
+    if args.bigram_only:
+        print(f"add-one bigram test bpc: {bigram_bpc(cls(cls.default_config())):.3f}")
+        return
     arms, tasks = {}, {}
     for name, cell in (("rnn", "rnn"), ("feedback", "feedback")):
         cfg = cls.default_config()
@@ -111,6 +117,18 @@ def main(argv=None) -> None:
                 "wall_s": round(time.perf_counter() - start, 1)}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"meta": meta, "models": results}, indent=1) + "\n")
+
+
+def bigram_bpc(task) -> float:
+    """Bits per character on the test split of the add-one-smoothed bigram model counted on
+    the training split: p(c | previous character)."""
+    V = len(task.vocab)
+    train, test = task.splits["train"], task.splits["test"]
+    counts = torch.ones(V, V, dtype=torch.float64)
+    counts.index_put_((train[:-1], train[1:]), torch.ones(len(train) - 1, dtype=torch.float64),
+                      accumulate=True)
+    logp = (counts / counts.sum(1, keepdim=True)).log2()
+    return -logp[test[:-1], test[1:]].mean().item()
 
 
 def _cpu() -> str:
