@@ -1,5 +1,6 @@
 """Pascanu et al.'s regulariser Ω: the value against a brute-force Jacobian computation, its
-gradient, ragged batches, and the training option."""
+gradient (the paper's immediate derivative for the Elman cell), ragged batches, and the
+training option."""
 
 import json
 
@@ -12,13 +13,14 @@ from rnnlab.cells import LSTMCell
 from rnnlab.cli import main
 from rnnlab.layers import Recurrent
 from rnnlab.trace import tracing
-from rnnlab.training.regularizers import pascanu_penalty
+from rnnlab.training.regularizers import pascanu_penalty, step_ratios
 
 
 def brute_force(cell, xs, w, lengths=None):
-    """Ω by explicit one-step Jacobians, for a loss = w · (last output of each sequence)."""
+    """Ω by explicit one-step Jacobians, for a loss = w · (last output of each sequence):
+    the mean of (r_k - 1)² over every live (step, sequence) pair, the first step's included."""
     T, B, _ = xs.shape
-    total = 0.0
+    total, count = 0.0, 0
     for b in range(B):
         L = T if lengths is None else int(lengths[b])
         x = xs[:L, b:b + 1]
@@ -33,7 +35,7 @@ def brute_force(cell, xs, w, lengths=None):
                                            for f in (s if isinstance(s, tuple) else (s,))])
         n = len(grads) // L
         v = [torch.cat(grads[k * n:(k + 1) * n], 1)[0] for k in range(L)]   # ∂L/∂h_{k+1}
-        for k in range(1, L):
+        for k in range(L):
             def step(h, k=k, states=states, x=x):
                 sizes = [f.shape[1] for f in (states[k] if isinstance(states[k], tuple)
                                               else (states[k],))]
@@ -44,7 +46,8 @@ def brute_force(cell, xs, w, lengths=None):
             J = torch.autograd.functional.jacobian(step, flat[k][0].detach())
             if v[k].norm() > 1e-12:
                 total += (((v[k] @ J).norm() / v[k].norm() - 1) ** 2).item()
-    return total / B
+                count += 1
+    return total / count
 
 
 @pytest.mark.parametrize("cell_cls", [ElmanCell, LSTMCell])
@@ -62,6 +65,50 @@ def test_omega_equals_the_brute_force_sum(cell_cls, ragged):
     loss = (last * w).sum()
     omega = pascanu_penalty(loss, traces)
     assert omega.item() == pytest.approx(brute_force(cell, xs, w, lengths), rel=1e-6)
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+def test_elman_omega_gradient_is_the_papers_immediate_derivative(nonlinearity):
+    """Pascanu et al. eq. 10: h_k, h_{k+1} and ∂L/∂h_{k+1} held constant, so Ω moves only
+    W_hh, by the derivative of ‖(v ⊙ f'(a_{k+1})) W_hh‖ / ‖v‖ with the rest frozen."""
+    torch.manual_seed(1)
+    cell = ElmanCell(3, 5, nonlinearity).double()
+    layer = Recurrent(cell, use_kernel=False)
+    xs = torch.randn(7, 4, 3, dtype=torch.float64)
+    with tracing(nn.Sequential(layer)) as traces:
+        ys, _ = layer(xs)
+    loss = ys[-1].pow(2).sum()
+    omega = pascanu_penalty(loss, traces)
+    g_hh, g_xh = torch.autograd.grad(omega, [cell.W_hh, cell.W_xh], allow_unused=True)
+    assert g_xh is None or g_xh.abs().max() == 0
+    steps = traces[0].by_time()
+    afters = [after for _, _, after in steps]
+    v = torch.cat(torch.autograd.grad(loss, afters)).detach()          # (T·B, H)
+    h = torch.cat([a.detach() for a in afters])
+    slope = 1 - h * h if nonlinearity == "tanh" else (h > 0).double()
+    W = cell.W_hh.detach().clone().requires_grad_()
+    live = v.norm(dim=1) > 1e-12
+    r = ((v * slope) @ W).norm(dim=1)[live] / v.norm(dim=1)[live]
+    expected = torch.autograd.grad((r - 1).pow(2).mean(), W)[0]
+    torch.testing.assert_close(g_hh, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_step_ratios_are_one_for_an_orthogonal_linear_step():
+    """A norm-preserving step (W_hh orthogonal, slope 1 on the relu's positive side with
+    positive states) has r_k = 1 at every step: Ω = 0."""
+    cell = ElmanCell(2, 4, "relu").double()
+    with torch.no_grad():
+        cell.W_hh.copy_(torch.eye(4, dtype=torch.float64)[[1, 2, 3, 0]])   # a permutation
+        cell.W_xh.fill_(0.0)
+        cell.b_xh.fill_(1.0)
+        cell.b_hh.fill_(0.0)
+    layer = Recurrent(cell, use_kernel=False)
+    with tracing(nn.Sequential(layer)) as traces:
+        ys, _ = layer(torch.randn(5, 3, 2, dtype=torch.float64))
+    ratios = step_ratios(ys[-1].sum(), traces)
+    assert ratios[0].numel() == 5 * 3
+    torch.testing.assert_close(ratios[0], torch.ones(15, dtype=torch.float64))
+    assert pascanu_penalty(ys[-1].sum(), traces).item() == pytest.approx(0.0, abs=1e-20)
 
 
 def test_omega_has_a_gradient_through_the_recurrent_weights():
@@ -85,3 +132,5 @@ def test_training_with_the_regulariser(tmp_path, capsys):
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     omegas = [r["pascanu_omega"] for r in lines if r["split"] == "train"]
     assert len(omegas) == 3 and all(o >= 0 for o in omegas) and any(o > 0 for o in omegas)
+    ratios = [r["pascanu_ratio"] for r in lines if r["split"] == "train"]
+    assert all(0 < r < 10 for r in ratios)

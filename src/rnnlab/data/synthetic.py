@@ -1,4 +1,5 @@
-"""Synthetic generators: the long-range memory benchmarks (adding problem, copy memory) and
+"""Synthetic generators: the long-range memory benchmarks (adding problem, copy memory,
+temporal order) and
 the generated hourly series of the forecasting task.
 
 The batch generators draw everything from the ``torch.Generator`` they are given, so a seed
@@ -12,7 +13,7 @@ import torch
 
 from .series import Series
 
-__all__ = ["adding_batch", "copy_batch", "synthetic_series"]
+__all__ = ["adding_batch", "copy_batch", "temporal_order_batch", "synthetic_series"]
 
 
 def adding_batch(generator: torch.Generator, batch_size: int, length: int):
@@ -53,6 +54,31 @@ def copy_batch(generator: torch.Generator, batch_size: int, symbols: int, delay:
     go = torch.full((1, batch_size), A + 1)
     tail = torch.full((S - 1, batch_size), A)
     return torch.cat([targets, blank, go, tail]), targets
+
+
+def temporal_order_batch(generator: torch.Generator, batch_size: int, length: int):
+    """The temporal order problem (Hochreiter & Schmidhuber 1997, experiment 6a) as Pascanu,
+    Mikolov & Bengio (2013) generate it (their ``tempOrder.py``).
+
+    A stream of ``length`` one-hot symbols over 6 channels: A, B (0, 1) and the distractors
+    c, d, e, f (2..5). One of {A, B} sits at a random step in [T/10, 2T/10), another at a
+    random step in [5T/10, 6T/10); every other step is a random distractor. The class is the
+    order seen, ``first + 2 * second``: AA 0, BA 1, AB 2, BB 3.
+
+    Returns ``xs (T, B, 6)`` float and ``target (B,)`` int64 in 0..3.
+    """
+    T, B = length, batch_size
+    if T < 10:
+        raise ValueError(f"the temporal order problem needs a length of at least 10, got {T}")
+    symbols = torch.randint(2, 6, (T, B), generator=generator)
+    first = torch.randint(0, T // 10, (B,), generator=generator) + T // 10
+    second = torch.randint(0, T // 10, (B,), generator=generator) + 5 * T // 10
+    v0 = torch.randint(0, 2, (B,), generator=generator)
+    v1 = torch.randint(0, 2, (B,), generator=generator)
+    cols = torch.arange(B)
+    symbols[first, cols] = v0
+    symbols[second, cols] = v1
+    return torch.nn.functional.one_hot(symbols, 6).float(), v0 + 2 * v1
 
 
 def synthetic_series(rows: int, seed: int) -> Series:

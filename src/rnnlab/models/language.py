@@ -4,7 +4,9 @@
 
 :class:`CharRNN` (char-lm; Karpathy's char-rnn, Graves 2013) and :class:`WordRNN` (word-lm;
 Zaremba, Sutskever & Vinyals 2014: dropout on the non-recurrent connections only, optional
-weight tying of Press & Wolf 2017 / Inan et al. 2017).
+weight tying of Press & Wolf 2017 / Inan et al. 2017). :class:`FeedbackLM` (char-lm with
+``model.cell=feedback``): the output-to-hidden recurrence of Fig. 10.4, trained with teacher
+forcing and run free.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..layers import Stack
+from ..cells import OutputFeedbackCell
+from ..layers import Recurrent, Stack
 
-__all__ = ["CharRNN", "WordRNN", "TieError"]
+__all__ = ["CharRNN", "FeedbackLM", "WordRNN", "TieError"]
 
 
 class CharRNN(nn.Module):
@@ -39,6 +42,48 @@ class CharRNN(nn.Module):
             xs = F.one_hot(tokens, self.vocab_size).float()           # (T, B, V)
         ys, state = self.rnn(xs, state)                               # (T, B, H)
         return self.out(self.drop(ys)), state                         # (T, B, V)
+
+
+class FeedbackLM(nn.Module):
+    """A character model whose only recurrence is through its output (book Fig. 10.4,
+    section 10.2.1; Jordan 1986), :class:`~rnnlab.cells.OutputFeedbackCell` with softmax
+    feedback and O = V:
+
+        h(t) = tanh(b_h + W_xh e(x(t)) + W_yh ŷ(t-1))        o(t) = b_y + W_hy h(t)
+
+    **Free-running** (:meth:`forward`, test time): ŷ(t-1) = softmax(o(t-1)), the model's own
+    prediction, fed back step by step (the fused kernel); the state is ``[ŷ]`` (B, V), a
+    one-entry list like a :class:`Stack`'s. **Teacher forcing** (:meth:`teacher_forced`,
+    training): ŷ(t-1) is the one-hot of the true character t, every step computed at once
+    (:meth:`rnnlab.Recurrent.teacher_forced`). In a language model the true character t is
+    also the input x(t), so under teacher forcing the net sees nothing of the past beyond
+    x(t): the book's point that output recurrence is less powerful than hidden-to-hidden.
+    """
+
+    def __init__(self, vocab_size: int, embed: int, hidden: int):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.embed = nn.Embedding(vocab_size, embed) if embed > 0 else None
+        cell = OutputFeedbackCell(embed if embed > 0 else vocab_size, hidden, vocab_size,
+                                  feedback="softmax")
+        self.rnn = Recurrent(cell)
+
+    def _inputs(self, tokens: Tensor) -> Tensor:
+        if self.embed is not None:
+            return self.embed(tokens)                                 # (T, B, E)
+        return F.one_hot(tokens, self.vocab_size).float()             # (T, B, V)
+
+    def forward(self, tokens: Tensor, state=None):
+        """Free-running: tokens (T, B) int64 -> logits (T, B, V), state ``[ŷ (B, V)]``."""
+        logits, y = self.rnn(self._inputs(tokens), None if state is None else state[0])
+        return logits, [y]
+
+    def teacher_forced(self, tokens: Tensor, targets: Tensor) -> Tensor:
+        """tokens (T, B), their next characters targets (T, B) -> logits (T, B, V), the true
+        previous character fed back at every step (the one at t = 0 is ``tokens[0]``)."""
+        y = F.one_hot(targets, self.vocab_size).to(self.rnn.cell.W_hy.dtype)   # (T, B, V)
+        y0 = F.one_hot(tokens[0], self.vocab_size).to(y.dtype)                # (B, V)
+        return self.rnn.teacher_forced(self._inputs(tokens), y, y0)
 
 
 class TieError(ValueError):

@@ -16,6 +16,7 @@ from .pos import Pos
 from .sentiment import Sentiment
 from .seq_length import SeqLength
 from .synthetic import Adding, Copy
+from .temporal_order import TemporalOrder
 from .translate import Translate
 from .tree_sentiment import TreeSentiment
 from .word_lm import WordLM
@@ -23,13 +24,13 @@ from .word_lm import WordLM
 __all__ = ["TASKS", "Task", "TaskError", "CharLM", "Music", "Adding", "Copy", "Sentiment",
            "WordLM", "Translate", "Caption", "Forecast", "Digits", "Pos", "TreeSentiment",
            "NTMCopy", "NTMRepeatCopy", "NTMRecall", "MemNet", "SeqLength",
-           "MackeyGlass", "get_task", "load_run"]
+           "MackeyGlass", "TemporalOrder", "get_task", "load_run"]
 
 TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (CharLM, Music, Adding, Copy, WordLM,
                                                           Sentiment, Translate, Caption, Forecast,
                                                           Digits, Pos, TreeSentiment, NTMCopy,
                                                           NTMRepeatCopy, NTMRecall, MemNet,
-                                                          SeqLength, MackeyGlass)}
+                                                          SeqLength, MackeyGlass, TemporalOrder)}
 
 
 def get_task(name: str) -> type[Task]:

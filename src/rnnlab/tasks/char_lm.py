@@ -12,6 +12,13 @@ English corpus that ships with Python (:func:`rnnlab.data.default_corpus`). The 
 split 90/5/5 into contiguous train/valid/test parts. The vocabulary is every character of
 the text, sorted; it is saved with the run (``task_state.json``).
 
+``model.cell=feedback`` is the output-to-hidden recurrence of book Fig. 10.4
+(:class:`rnnlab.models.language.FeedbackLM`, one layer, ``model.hidden`` tanh units, its
+softmax output fed back): trained by teacher forcing, every step of a window at once
+(:meth:`rnnlab.Recurrent.teacher_forced`), and scored free-running, its own predicted
+distribution fed back; ``evaluate`` also gives ``tf_bpc``, the split scored with the true
+previous character fed back.
+
 Sampling (``generate``) feeds the prompt, then draws one character at a time from
 softmax(logits / temperature), carrying the state; temperature 0 takes the argmax. A prompt
 character outside the vocabulary is an error that lists the unknown characters.
@@ -30,7 +37,7 @@ from torch.nn import functional as F
 from ..config import ConfigError
 from ..data.text import DataError, default_corpus, read_text
 from ..data.vocab import Vocab
-from ..models.language import CharRNN
+from ..models.language import CharRNN, FeedbackLM
 from .base import Task, TaskError, check_regularizers
 
 __all__ = ["CharLM", "CharLMModel", "CharLMData"]
@@ -38,7 +45,7 @@ __all__ = ["CharLM", "CharLMModel", "CharLMData"]
 
 @dataclass
 class CharLMModel:
-    cell: str = "lstm"
+    cell: str = "lstm"         # any cell name, or "feedback" (output-to-hidden, Fig. 10.4)
     embed: int = 64            # embedding size; 0 = one-hot input
     hidden: int = 256
     num_layers: int = 1
@@ -142,6 +149,15 @@ class CharLM(Task):
 
     def build_model(self) -> nn.Module:
         m = self.cfg.model
+        if m.cell == "feedback":
+            extras = {k: getattr(m, k) for k in ("dropout", "recurrent_dropout", "zoneout")
+                      if getattr(m, k)}
+            if m.num_layers != 1 or extras:
+                raise ConfigError(f"model.cell=feedback is one output-feedback layer without "
+                                  f"dropout: it needs model.num_layers=1 (got {m.num_layers})"
+                                  f" and model.dropout, model.recurrent_dropout, model.zoneout"
+                                  f" = 0 (got {extras or 'all 0'})")
+            return FeedbackLM(len(self.vocab), m.embed, m.hidden)
         check_regularizers(m)
         return CharRNN(len(self.vocab), m.cell, m.embed, m.hidden, m.num_layers, m.dropout,
                        m.recurrent_dropout, m.zoneout)
@@ -155,28 +171,39 @@ class CharLM(Task):
 
     def loss(self, model, batch):
         inputs, targets = batch
-        logits, _ = model(inputs)                                   # (T, B, V)
+        if isinstance(model, FeedbackLM):                           # teacher forcing
+            logits = model.teacher_forced(inputs, targets)          # (T, B, V)
+        else:
+            logits, _ = model(inputs)                               # (T, B, V)
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
         return loss, {"bpc": loss.item() / math.log(2)}
 
     @torch.no_grad()
     def evaluate(self, model, split, device):
         """Mean cross-entropy over the split, read as ``eval_streams`` parallel streams in
-        windows of ``seq_len`` with the state carried across windows."""
+        windows of ``seq_len`` with the state carried across windows; for the feedback
+        model free-running, and teacher-forced as ``tf_bpc``."""
         ids = self._ensure_data()[split]
         streams = min(self.cfg.data.eval_streams, len(ids) - 1)
         L = (len(ids) - 1) // streams
         inputs = ids[:streams * L].view(streams, L).t()             # (L, streams)
         targets = ids[1:streams * L + 1].view(streams, L).t()       # (L, streams)
-        state, total = None, 0.0
+        state, total, forced = None, 0.0, 0.0
         for i in range(0, L, self.cfg.data.seq_len):
             x = inputs[i:i + self.cfg.data.seq_len].to(device)
             y = targets[i:i + self.cfg.data.seq_len].to(device)
             logits, state = model(x, state)
             total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
             state = _detach(state)
+            if isinstance(model, FeedbackLM):
+                logits = model.teacher_forced(x, y)
+                forced += F.cross_entropy(logits.flatten(0, 1), y.flatten(),
+                                          reduction="sum").item()
         nats = total / (streams * L)
-        return {"loss": nats, "bpc": nats / math.log(2)}
+        out = {"loss": nats, "bpc": nats / math.log(2)}
+        if isinstance(model, FeedbackLM):
+            out["tf_bpc"] = forced / (streams * L) / math.log(2)
+        return out
 
     # --- sampling ---
 
