@@ -9,6 +9,8 @@ a docstring fails the docs test.
 
 from __future__ import annotations
 
+import builtins
+import importlib.util
 import re
 
 import griffe
@@ -31,17 +33,30 @@ def resolve(obj: griffe.Object, name: str) -> str:
     return f"{path}.{rest}" if rest else path
 
 
+def external(path: str) -> bool:
+    """Whether ``path`` names something outside rnnlab that Python can find: a builtin
+    (``ValueError``) or a name in an importable module (``collections.Counter``)."""
+    head = path.split(".", 1)[0]
+    if hasattr(builtins, head):
+        return True
+    try:
+        return head != "rnnlab" and importlib.util.find_spec(head) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def canonical(pkg: griffe.Module, path: str) -> str | None:
     """Where the object at ``path`` is defined (``rnnlab.Recurrent`` ->
-    ``rnnlab.layers.Recurrent``); None outside the package (Python's or torch's names)."""
-    if path != pkg.path and not path.startswith(pkg.path + "."):
-        return None
+    ``rnnlab.layers.Recurrent``); None for Python's or another package's names. A name
+    found nowhere is returned as it is, so the strict build reports it."""
     if path == pkg.path:
         return path
+    if not path.startswith(pkg.path + "."):
+        return None if external(path) else path
     try:
         return pkg[path[len(pkg.path) + 1:]].canonical_path
     except (KeyError, griffe.AliasResolutionError, griffe.CyclicAliasError):
-        return path                  # unknown: left as it is, so the strict build reports it
+        return path
 
 
 def link(pkg: griffe.Module, obj: griffe.Object, match: re.Match) -> str:

@@ -1,0 +1,33 @@
+"""10.1: the unfolded LSTM of ``rnnlab train char-lm`` (the `make run` job) learning: validation
+bits per character against the training step.
+
+    python -m docs.figures --measure char_lm     # one default run, ~4-8 min on one thread
+"""
+
+from __future__ import annotations
+
+from . import curve, figure, load, machine, read_run, save_json, savefig, train
+
+NAME = "char_lm"
+ARGV = ["char-lm"]
+
+
+def measure(existing=None) -> None:
+    """One default run (or read ``existing``, a run directory made by the same command)."""
+    final, rows = read_run(existing) if existing else train(ARGV)[:2]
+    save_json(NAME, {"command": "rnnlab train " + " ".join(ARGV), "machine": machine(1),
+                     "final": final, "valid_bpc": curve(rows, "bpc"),
+                     "train_bpc": curve(rows, "bpc", "train")})
+
+
+def main() -> None:
+    r = load(NAME)
+    fig, ax = figure()
+    ax.plot(*zip(*r["train_bpc"]), lw=0.8, alpha=0.6, label="train (10-step means)")
+    ax.plot(*zip(*r["valid_bpc"]), "o-", label="validation")
+    ax.set_xlabel("training step (32 windows of 100 characters)")
+    ax.set_ylabel("bits per character")
+    ax.set_title(f"char-lm: LSTM unfolded over 100 steps (test {r['final']['test_bpc']:.2f} bpc)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    savefig(fig, NAME, f"{r['command']} -- {r['machine']}")
