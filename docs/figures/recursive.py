@@ -1,6 +1,6 @@
 """10.6: the Child-Sum Tree-LSTM over the parse trees of the Stanford Sentiment Treebank
 against the sequential bidirectional LSTM over the same sentences (fine-grained, 5 classes,
-1,000 steps each): validation root accuracy against step.
+500 steps each): validation root accuracy against step.
 
     python -m docs.figures --measure recursive   # needs ../shared/data/sst; ~5-10 min
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from . import DOCS, curve, figure, load, machine, read_run, save_json, savefig, train
 
 NAME = "recursive"
-STEPS = ["train.steps=1000", "train.eval_every=100", "train.checkpoint_every=1000"]
+STEPS = ["train.steps=500", "train.eval_every=100", "train.checkpoint_every=500"]
 RUNS = {"Tree-LSTM (tree-sentiment)": "tree-sentiment", "BiLSTM (sentiment)": "sentiment"}
 
 
