@@ -330,6 +330,20 @@ def test_model_options_train_a_step(toy_folder, options):
     assert (model.chars is None) == ("model.char_hidden=0" in options)
 
 
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_forward_only_tagger_does_not_see_later_words(toy_folder, bidirectional):
+    task = pos_task(toy_folder, f"model.bidirectional={str(bidirectional).lower()}")
+    model = task.build_model().eval()
+    batch = task.batch(torch.Generator().manual_seed(0), 2, "cpu")
+    T = int(batch.lengths.min())
+    assert T >= 2
+    changed = batch._replace(words=batch.words.clone())
+    changed.words[T - 1] = (changed.words[T - 1] + 1) % len(task.words)   # the last word
+    with torch.no_grad():
+        before, after = model(batch)[:T - 1], model(changed)[:T - 1]
+    assert torch.equal(before, after) == (not bidirectional)
+
+
 def test_evaluate_counts_every_token(toy_folder):
     task = pos_task(toy_folder, "data.eval_batch=7")
     model = task.build_model().eval()

@@ -131,7 +131,8 @@ class SkipCell(Cell):
     (its whole state with unit=False). The state keeps the last d states
     (:class:`SkipState`); the first d steps see zeros.
     Shapes: x (B, I) -> y (B, H) as the wrapped cell, which for unit=True must be built with
-    input size I + H (use :func:`parse_cell_name`, or ``SkipCell.build``).
+    input size I + H (use :func:`~rnnlab.cells.registry.make_cell` with ``skipD-CELL``, or
+    :meth:`SkipCell.build`).
     """
 
     def __init__(self, cell: Cell, delay: int, unit: bool = True):

@@ -78,12 +78,14 @@ class Tagger(nn.Module):
 
     ``char_hidden`` is C, the units of each direction of the char BiLSTM (``char_model=
     "lstm"``) or the channels of the char CNN (``"cnn"``); 0 = words only.
+    ``bidirectional=False`` runs the word stack forwards only (book 10.3: the tag of word t
+    then sees only words 1..t), the contrast that shows what the backward direction adds.
     """
 
     def __init__(self, n_words: int, n_chars: int, n_tags: int, cell: str = "lstm",
                  word_embed: int = 100, char_embed: int = 32, char_model: str = "lstm",
                  char_hidden: int = 64, hidden: int = 128, num_layers: int = 1,
-                 dropout: float = 0.33):
+                 dropout: float = 0.33, bidirectional: bool = True):
         super().__init__()
         self.word_embed = nn.Embedding(n_words, word_embed, padding_idx=PAD)
         self.chars: nn.Module | None = None
@@ -93,7 +95,8 @@ class Tagger(nn.Module):
             self.chars = CharCNN(n_chars, char_embed, char_hidden)
         size = word_embed + (self.chars.output_size if self.chars is not None else 0)
         self.drop = nn.Dropout(dropout)
-        self.rnn = Stack.build(cell, size, hidden, num_layers, dropout, bidirectional=True)
+        self.rnn = Stack.build(cell, size, hidden, num_layers, dropout,
+                               bidirectional=bidirectional)
         self.out = nn.Linear(self.rnn.output_size, n_tags)
 
     def forward(self, batch: TagBatch) -> Tensor:
@@ -102,5 +105,5 @@ class Tagger(nn.Module):
         if self.chars is not None:
             per_form = self.chars(batch.chars, batch.char_lengths)     # (U, 2C)
             xs = torch.cat([xs, per_form[batch.types]], dim=-1)        # (T, B, E + 2C)
-        ys, _ = self.rnn(self.drop(xs), lengths=batch.lengths)         # (T, B, 2H)
+        ys, _ = self.rnn(self.drop(xs), lengths=batch.lengths)         # (T, B, 2H or H)
         return self.out(self.drop(ys))                                 # (T, B, K)

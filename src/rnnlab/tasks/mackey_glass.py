@@ -33,7 +33,7 @@ reservoir), with no gradient steps (the fit is recorded at step ``train.steps`` 
 run is evaluated and ``model.safetensors`` written with the reservoir buffers and the
 ``W_out`` parameter, and the summary). ``model.readout=rls`` fits the same readout online by
 recursive least squares; ``model.readout=gradient`` trains ``W_out`` in the ordinary gradient
-loop on :meth:`loss` (set ``train.steps``): a contrast, not a competitor.
+loop on :meth:`MackeyGlass.loss` (set ``train.steps``): a contrast, not a competitor.
 
 The metric (Jaeger 2001; Jaeger & Haas 2004). For each of the ``data.trials`` windows of a
 split: teacher-force ``data.warmup`` steps, then run free (closed loop: the prediction is fed

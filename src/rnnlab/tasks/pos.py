@@ -77,6 +77,7 @@ class PosModel:
                                # 0 = words only
     hidden: int = 128          # H, units of each direction of the word BiLSTM
     num_layers: int = 1
+    bidirectional: bool = True  # False: the word LSTM reads forwards only (book 10.3's contrast)
     dropout: float = 0.33      # on the word features, between layers and before the softmax
 
 
@@ -302,7 +303,7 @@ class Pos(Task):
         m = self.cfg.model
         return Tagger(len(self.words), len(self.chars), len(self.tags), m.cell, m.word_embed,
                       m.char_embed, m.char_model, m.char_hidden, m.hidden, m.num_layers,
-                      m.dropout)
+                      m.dropout, m.bidirectional)
 
     @torch.no_grad()
     def predict(self, model, inputs, device):

@@ -1,0 +1,52 @@
+"""10.6: the Child-Sum Tree-LSTM over the parse trees of the Stanford Sentiment Treebank
+against the sequential bidirectional LSTM over the same sentences (fine-grained, 5 classes,
+500 steps each): validation root accuracy against step.
+
+    python -m docs.figures --measure recursive   # needs ../shared/data/sst; ~5-10 min
+"""
+
+from __future__ import annotations
+
+from . import DOCS, curve, figure, load, machine, read_run, save_json, savefig, train
+
+NAME = "recursive"
+STEPS = ["train.steps=500", "train.eval_every=100", "train.checkpoint_every=500"]
+RUNS = {"Tree-LSTM (tree-sentiment)": "tree-sentiment", "BiLSTM (sentiment)": "sentiment"}
+
+
+def argv(task: str) -> list[str]:
+    data = DOCS.parents[1] / "shared" / "data" / "sst"
+    if not data.is_dir():
+        raise FileNotFoundError(f"{NAME}: the Stanford Sentiment Treebank is expected in "
+                                f"../shared/data/sst beside the checkout")
+    return [task, "--data", str(data), "--set", *STEPS]
+
+
+def command(task: str) -> str:
+    return " ".join([f"rnnlab train {task} --data ../shared/data/sst --set", *STEPS])
+
+
+def measure(existing: dict | None = None) -> None:
+    runs = {}
+    for label, task in RUNS.items():
+        final, rows = read_run(existing[label]) if existing else train(argv(task))[:2]
+        runs[label] = {"command": command(task), "final": final,
+                       "valid_accuracy": curve(rows, "accuracy")}
+    save_json(NAME, {"machine": machine(1), "runs": runs})
+
+
+def main() -> None:
+    r = load(NAME)
+    fig, ax = figure()
+    for label, run in r["runs"].items():
+        points = [(s, 100 * a) for s, a in run["valid_accuracy"]]
+        ax.plot(*zip(*points), "o-", ms=3,
+                label=f"{label}: test {100 * run['final']['test_accuracy']:.1f} %")
+    ax.axhline(20, color="gray", ls=":", label="chance (5 classes)")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("validation root accuracy (%)")
+    ax.set_title("SST fine-grained sentiment: tree vs chain")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    savefig(fig, NAME, f"rnnlab train tree-sentiment|sentiment --data ../shared/data/sst --set "
+                       f"{' '.join(STEPS)} -- {r['machine']}")
