@@ -3,9 +3,11 @@ reference loop, and the names tasks use."""
 
 import pytest
 import torch
+from tolerances import F64
+from triangle import assert_fused_matches_reference
 
 from rnnlab import ElmanCell, Stack, make_cell, unroll
-from rnnlab.cells import LSTMCell
+from rnnlab.cells import LeakyCell, LSTMCell
 from rnnlab.cells.time import ClockworkCell, DeepOutputCell, DeepTransitionCell, SkipCell, SkipState
 from rnnlab.cli import main
 
@@ -115,3 +117,65 @@ def test_stack_skip_connections_feed_the_input_to_every_layer_and_concat_outputs
     y1, _ = stack.layers[1](torch.cat([y0, xs], -1))
     y2, _ = stack.layers[2](torch.cat([y1, xs], -1))
     torch.testing.assert_close(ys, torch.cat([y0, y1, y2], -1))
+
+
+# --- leaky units with one time constant per unit (book 10.9.2) -----------------------------
+
+
+def test_leaky_unit_with_alpha_near_one_holds_its_value_and_alpha_zero_point_five_forgets():
+    torch.manual_seed(0)
+    alpha = torch.tensor([0.5, 1 - 1e-7], dtype=torch.float64)
+    cell = LeakyCell(ElmanCell(3, 2, dtype=torch.float64), alpha)
+    h0 = torch.tensor([[0.8, 0.8]], dtype=torch.float64)
+    ys, state = unroll(cell, torch.randn(100, 1, 3, dtype=torch.float64), h0)
+    assert abs(state[0, 1] - 0.8) < 1e-4                     # τ = 10^7 steps: held
+    assert abs(state[0, 0] - 0.8) > 1e-2                     # τ = 2 steps: replaced
+
+
+def test_leaky_per_unit_alpha_is_the_running_average_unit_by_unit():
+    torch.manual_seed(1)
+    inner = ElmanCell(3, 4, dtype=torch.float64)
+    alpha = LeakyCell.time_constants(4, 100)
+    cell = LeakyCell(inner, alpha, learn_alpha=True)
+    torch.testing.assert_close(cell.alpha.detach(), alpha.to(torch.float64), **F64)
+    h, x = torch.randn(5, 4, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
+    new, _ = cell(h, x)
+    torch.testing.assert_close(new, alpha * h + (1 - alpha) * inner(h, x)[0], **F64)
+
+
+def test_time_constants_are_spread_geometrically_and_checked():
+    alpha = LeakyCell.time_constants(5, 10000)
+    tau = 1 / (1 - alpha)
+    torch.testing.assert_close(tau[[0, -1]], torch.tensor([2.0, 10000.0], dtype=torch.float64))
+    ratios = tau[1:] / tau[:-1]
+    torch.testing.assert_close(ratios, ratios[:1].expand(4))  # geometric
+    with pytest.raises(ValueError, match="1 < shortest <= longest"):
+        LeakyCell.time_constants(4, 1)
+    with pytest.raises(ValueError, match="one value or one per unit"):
+        LeakyCell(ElmanCell(2, 4), [0.5, 0.9])
+    with pytest.raises(ValueError, match=r"alpha must lie in \(0, 1\)"):
+        LeakyCell(ElmanCell(2, 2), [0.5, 1.0])
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_leaky_per_unit_alpha_fused_kernel_matches_reference(reverse):
+    torch.manual_seed(2)
+    cell = LeakyCell(ElmanCell(3, 4, dtype=torch.float64),
+                     LeakyCell.time_constants(4, 50), learn_alpha=True)
+    g = torch.Generator().manual_seed(3)
+    xs = torch.randn(7, 3, 3, dtype=torch.float64, generator=g).requires_grad_(True)
+    state = torch.randn(3, 4, dtype=torch.float64, generator=g).requires_grad_(True)
+    assert_fused_matches_reference(cell, xs, state, torch.tensor([7, 4, 0]), reverse, **F64)
+
+
+def test_leaky_names_set_time_constants_learned_or_fixed():
+    learned, fixed = make_cell("leaky300-rnn", 2, 6), make_cell("leakyfix300-rnn", 2, 6)
+    for cell in (learned, fixed):
+        assert isinstance(cell, LeakyCell) and isinstance(cell.cell, ElmanCell)
+        torch.testing.assert_close(1 / (1 - cell.alpha.detach()[[0, -1]]),
+                                   torch.tensor([2.0, 300.0]), rtol=1e-3, atol=0)
+    assert "rho" in dict(learned.named_parameters())
+    assert "rho" not in dict(fixed.named_parameters())
+    assert isinstance(make_cell("leakyfix20-lstm", 2, 4).cell, LSTMCell)
+    with pytest.raises(ValueError, match="at least 2 steps"):
+        make_cell("leaky1-rnn", 2, 4)

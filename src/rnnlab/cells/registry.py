@@ -17,6 +17,9 @@ and the wrapped forms, composable with every name above (``dt2-ln-lstm``, ``skip
     do-CELL, do2-CELL            DeepOutputCell
     skipD-CELL                   SkipCell(delay D), keeping the length-1 connection
     delayD-CELL                  SkipCell(delay D, unit=False): only length D
+    leakyN-CELL                  LeakyCell, α learned, initial time constants spread
+                                 geometrically from 2 to N steps (LeakyCell.time_constants)
+    leakyfixN-CELL               ... the same time constants, fixed
 
 This module sits on top of the cell families and imports them all; none imports it.
 """
@@ -55,7 +58,7 @@ _BASE: dict[str, Callable[..., Cell]] = {
 #: the base cell names (each also wraps: ``dt-NAME``, ``do-NAME``, ``skipD-NAME``, ...)
 CELL_NAMES = tuple(_BASE)
 
-_WRAPPED = re.compile(r"^(?:(dt|dts|do)(\d*)-|(skip|delay)(\d+)-)(.+)$")
+_WRAPPED = re.compile(r"^(?:(dt|dts|do)(\d*)-|(skip|delay)(\d+)-|(leaky|leakyfix)(\d+)-)(.+)$")
 
 
 def make_cell(name: str, input_size: int, hidden_size: int, **kwargs) -> Cell:
@@ -71,8 +74,17 @@ def make_cell(name: str, input_size: int, hidden_size: int, **kwargs) -> Cell:
         raise ValueError(f"unknown cell {name!r}; valid cells: {', '.join(CELL_NAMES)}, "
                          f"clockwork, and the wrapped forms dt-CELL, dts-CELL, do-CELL (deep "
                          f"transition / with shortcut / deep output; dt2-CELL for depth 2), "
-                         f"skipD-CELL and delayD-CELL (delay-D connections, e.g. skip10-rnn)")
-    deep, depth, skip, delay, inner = match.groups()
+                         f"skipD-CELL and delayD-CELL (delay-D connections, e.g. skip10-rnn), "
+                         f"leakyN-CELL and leakyfixN-CELL (leaky units with time constants 2..N "
+                         f"steps, learned / fixed, e.g. leaky200-rnn)")
+    deep, depth, skip, delay, leaky, longest, inner = match.groups()
+    if leaky:
+        if int(longest) < 2:
+            raise ValueError(f"{name!r}: the longest time constant N of leakyN-CELL must be "
+                             f"at least 2 steps")
+        return LeakyCell(make_cell(inner, input_size, hidden_size),
+                         LeakyCell.time_constants(hidden_size, int(longest)),
+                         learn_alpha=leaky == "leaky")
     if deep:
         cell = make_cell(inner, input_size, hidden_size)
         if deep == "do":

@@ -1,0 +1,142 @@
+"""10.9: multiple time scales. Reads ``docs/results/timescales.json`` (written by
+``benchmarks/timescales.py``, see docs/10.9-time-scales.md for the commands and their wall
+time) and draws
+
+    docs/img/timescales.png             success rate over seeds against T, per strategy
+    docs/img/timescales_flow.png        ‖∂L/∂h_t‖ against the distance back from the loss,
+                                        per strategy, untrained (rnnlab.diagnose.gradient_flow)
+    docs/img/timescales_clockwork.png   Koutník et al. 2014, 4.1: the generated signal of a
+                                        clockwork RNN, a tanh RNN and an LSTM of ~850-900
+                                        parameters against the target, and NMSE per model
+
+    python docs/figures/timescales.py        # a few seconds, no training
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parents[1]
+NAME = "timescales"
+COLOURS = {"tanh": "k", "leaky-fixed": "tab:blue", "leaky-learned": "tab:cyan",
+           "skip": "tab:green", "delay": "tab:olive", "clockwork": "tab:red",
+           "lstm": "tab:purple"}
+
+
+def _figure(width, height, **kwargs):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(width, height), **kwargs)
+
+
+def _save(fig, name: str, caption: str) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.text(0.01, 0.005, caption, fontsize=6, color="0.35", va="bottom")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    path = DOCS / "img" / f"{name}.png"
+    path.parent.mkdir(exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def success_table(runs: list[dict]) -> dict[tuple[str, str], dict[int, tuple[int, int]]]:
+    """{(task, strategy): {T: (successes, seeds)}}."""
+    table: dict = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    for r in runs:
+        cell = table[(r["task"], r["strategy"])][r["T"]]
+        cell[0] += bool(r["success"])
+        cell[1] += 1
+    return {k: {t: tuple(v) for t, v in sorted(d.items())} for k, d in table.items()}
+
+
+def main() -> list[Path]:
+    r = json.loads((DOCS / "results" / f"{NAME}.json").read_text(encoding="utf-8"))
+    where = f"{r['machine']['cpu']}, {r['machine']['threads']} thread"
+    paths = []
+
+    table = success_table(r["runs"])
+    tasks = sorted({task for task, _ in table})
+    fig, axes = _figure(4.6 * len(tasks), 3.4, ncols=len(tasks), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for (t, strategy), per_length in table.items():
+            if t != task:
+                continue
+            lengths = list(per_length)
+            rate = [per_length[n][0] / per_length[n][1] for n in lengths]
+            ax.plot(lengths, rate, "o-", color=COLOURS.get(strategy), label=strategy,
+                    alpha=0.8)
+        first = next(x for x in r["runs"] if x["task"] == task)
+        ax.set_xscale("log")
+        ax.set_xticks(sorted({x["T"] for x in r["runs"] if x["task"] == task}))
+        ax.set_xticklabels([str(t) for t in ax.get_xticks()])
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_xlabel("T (adding: sequence length; copy: delay)")
+        ax.set_ylabel("success rate over seeds")
+        crit = "test MSE < 0.01" if task == "adding" else "test accuracy ≥ 0.99"
+        ax.set_title(f"{task}: H = {first['hidden']}, {first['steps']} steps, lr "
+                     f"{first['lr']:g}; {crit}", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    paths.append(_save(fig, NAME, f"python benchmarks/timescales.py sweep -- {where}"))
+
+    if r.get("flow"):
+        groups = sorted({(f["task"], f["T"]) for f in r["flow"]})
+        fig, axes = _figure(4.6 * len(groups), 3.4, ncols=len(groups), squeeze=False)
+        for ax, (task, length) in zip(axes[0], groups):
+            for f in r["flow"]:
+                if (f["task"], f["T"]) != (task, length):
+                    continue
+                norms = f["norms"]
+                top = max(norms) or 1.0
+                back = list(range(len(norms)))[::-1]            # distance from the last step
+                ax.plot(back, [max(n / top, 1e-30) for n in norms],
+                        color=COLOURS.get(f["strategy"]), label=f["strategy"], lw=1)
+            ax.set_yscale("log")
+            ax.set_xlabel("steps back from the last step, T - t")
+            ax.set_ylabel("‖∂L/∂h_t‖ / max_t")
+            ax.set_title(f"{task}, T = {length}, untrained, H = {r['flow'][0]['hidden']}",
+                         fontsize=8)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        paths.append(_save(fig, f"{NAME}_flow",
+                           f"python benchmarks/timescales.py flow (rnnlab.diagnose."
+                           f"gradient_flow, batch 64, seed 0) -- {where}"))
+
+    if r.get("generation"):
+        gen = r["generation"]
+        shown = [g for g in gen if "output" in g]
+        fig, axes = _figure(9, 3.4, ncols=2, gridspec_kw={"width_ratios": [2, 1]})
+        ax = axes[0]
+        if shown:
+            ax.plot(shown[0]["target"], color="0.6", lw=3, label="target")
+        for g in shown:
+            ax.plot(g["output"], color=COLOURS.get(g["kind"]), lw=1,
+                    label=f"{g['kind']} ({g['params']} params): NMSE {g['nmse']:.3g}")
+        ax.set_xlabel("step")
+        ax.set_title("generated from no input (signal 0, seed 0)", fontsize=8)
+        ax.legend(fontsize=7)
+        ax = axes[1]
+        kinds = list(dict.fromkeys(g["kind"] for g in gen))
+        for i, kind in enumerate(kinds):
+            values = [g["nmse"] for g in gen if g["kind"] == kind]
+            ax.scatter([i] * len(values), values, color=COLOURS.get(kind), s=14)
+        ax.set_xticks(range(len(kinds)))
+        ax.set_xticklabels(kinds)
+        ax.set_yscale("log")
+        ax.set_ylabel("NMSE (every signal and seed)")
+        ax.grid(alpha=0.3)
+        paths.append(_save(fig, f"{NAME}_clockwork",
+                           f"python benchmarks/timescales.py generate -- {where}"))
+    return paths
+
+
+if __name__ == "__main__":
+    for path in main():
+        print(path.relative_to(DOCS.parent))
