@@ -22,7 +22,7 @@ from tolerances import F64
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 from torch.testing._internal.common_modules import ModuleErrorEnum, module_db
-from torch.utils._pytree import tree_flatten
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 import rnnlab
 
@@ -43,11 +43,12 @@ def samples(info, dtype=torch.float64, training=True, packed=True):
     return func(info, device="cpu", dtype=dtype, requires_grad=True, training=training)
 
 
-def cases(paths=("auto", "fused")):
-    """(info, sample index, path) for every sample of every entry, one pytest id each."""
+def cases(paths=("auto", "fused"), packed=True):
+    """(info, sample index, path) for every sample of every entry, one pytest id each
+    (``packed=False``: the samples of torch's test_modules.py, without the packed ones)."""
     out = []
     for info in INFOS:
-        for k in range(len(samples(info))):
+        for k in range(len(samples(info, packed=packed))):
             for path in (paths if info.module_cls in SEQUENCE else ("cell",)):
                 out.append(pytest.param(info, k, path,
                                         id=f"{info.module_cls.__name__}-{k}-{path}"))
@@ -102,6 +103,7 @@ def thin(params: list, every: int) -> list:
 
 
 ALL = cases()
+PLAIN = cases(packed=False)                      # test_modules.py's own samples
 
 
 @pytest.mark.parametrize("info, k, path", thin(ALL, 7))
@@ -128,29 +130,28 @@ def test_forward_matches_torch_nn(info, k, path, training):
 
 
 def gradcheck_inputs(info, k, path):
-    sample = samples(info, packed=False)[k] if k < len(samples(info, packed=False)) else None
-    if sample is None:
-        pytest.skip("packed samples: gradcheck runs on the plain-tensor samples")
+    sample = samples(info, packed=False)[k]
     mine = build(info, sample, path)
     args = forward_inputs(sample)
+    # as test_modules.py: the inputs and the module's own parameters, perturbed in place
     flat, spec = tree_flatten((args, tuple(mine.parameters())))
+    assert all(isinstance(f, torch.Tensor) and f.requires_grad for f in flat)
 
     def fn(*flat_inputs):
-        from torch.utils._pytree import tree_unflatten
         new_args, _ = tree_unflatten(list(flat_inputs), spec)
         return tuple(leaves(mine(*new_args)))
 
-    return fn, [f for f in flat if isinstance(f, torch.Tensor) and f.requires_grad]
+    return fn, flat
 
 
-@pytest.mark.parametrize("info, k, path", thin(ALL, 61))
+@pytest.mark.parametrize("info, k, path", thin(PLAIN, 61))
 def test_gradcheck(info, k, path):
     fn, inputs = gradcheck_inputs(info, k, path)
     assert torch.autograd.gradcheck(fn, inputs)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("info, k, path", ALL)
+@pytest.mark.parametrize("info, k, path", PLAIN)
 def test_gradgradcheck(info, k, path):
     """Double backward through every path (the fused kernels' double backward is the
     kernel half of issue 11)."""
