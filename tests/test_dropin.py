@@ -217,6 +217,31 @@ def test_change_dropout_after_construction(kind, path):
     torch.testing.assert_close(output(mine, x), base, **F64)
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_dropout_sits_between_layers(path):
+    """torch's test_RNN_dropout: all weights 1, a relu RNN of 2 layers; the first layer's
+    output is 10 everywhere and the second's is 10 * (number of kept units) / (1 - p)."""
+    for p in (0, 0.276, 0.731, 1):
+        for train in (True, False):
+            rnn = rnnlab.RNN(10, 100, 2, bias=False, dropout=p, nonlinearity="relu",
+                             dtype=torch.float64, path=path).train(train)
+            with torch.no_grad():
+                for w in rnn.parameters():
+                    w.fill_(1)
+            out, h = rnn(torch.ones(1, 1, 10, dtype=torch.float64),
+                         torch.zeros(2, 1, 100, dtype=torch.float64))
+            value = out[0, 0, 0].item()
+            assert out.min() == out.max() and h[0].min() == h[0].max() == 10
+            assert h[1, 0, 0].item() == value
+            if p == 0 or not train:
+                assert value == 1000
+            elif p == 1:
+                assert value == 0
+            else:
+                kept = value * (1 - p) / 10
+                assert abs(kept - round(kept)) < 1e-6 and 0 < kept < 100
+
+
 # -- pickling and whole-model saving ----------------------------------------------------------
 
 @pytest.mark.parametrize("kind, path", CASES)
