@@ -106,7 +106,7 @@ ALL = cases()
 PLAIN = cases(packed=False)                      # test_modules.py's own samples
 
 
-@pytest.mark.parametrize("info, k, path", thin(ALL, 7))
+@pytest.mark.parametrize("info, k, path", thin(ALL, 11))
 @pytest.mark.parametrize("training", [True, pytest.param(False, marks=pytest.mark.slow)],
                          ids=["train", "eval"])
 def test_forward_matches_torch_nn(info, k, path, training):
@@ -144,7 +144,7 @@ def gradcheck_inputs(info, k, path):
     return fn, flat
 
 
-@pytest.mark.parametrize("info, k, path", thin(PLAIN, 61))
+@pytest.mark.parametrize("info, k, path", thin(PLAIN, 83))
 def test_gradcheck(info, k, path):
     fn, inputs = gradcheck_inputs(info, k, path)
     assert torch.autograd.gradcheck(fn, inputs)
@@ -173,7 +173,7 @@ def test_gradgradcheck(info, k, path):
     assert torch.autograd.gradgradcheck(fn, inputs)
 
 
-@pytest.mark.parametrize("info, k, path", thin(ALL, 7))
+@pytest.mark.parametrize("info, k, path", thin(ALL, 11))
 def test_pickle(info, k, path):
     """test_modules.py's test_pickle: torch.save / torch.load of the module, then the same
     outputs; and pickle.dumps / loads."""

@@ -60,9 +60,10 @@ def output(module, x, seed: int = 5):
     return out
 
 
-# every kind on the fused path and every path on some kind in the default run; the rest of
-# the kinds x paths product with -m slow
-FAST = {(k, "fused") for k in KINDS} | {("lstm", "auto"), ("gru", "reference"), ("rnn", "torch")}
+# every kind and every path in some case of the default run; the rest of the kinds x paths
+# product with -m slow
+FAST = {("rnn", "torch"), ("lstm", "auto"), ("lstm-proj", "fused"), ("gru", "fused"),
+        ("gru", "reference")}
 CASES = [pytest.param(k, p, id=f"{k}-{p}", marks=() if (k, p) in FAST else pytest.mark.slow)
          for k in KINDS for p in PATHS if not (k == "lstm-proj" and p == "torch")]
 
@@ -217,7 +218,8 @@ def test_change_dropout_after_construction(kind, path):
     torch.testing.assert_close(output(mine, x), base, **F64)
 
 
-@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("path", [p if p in ("fused", "torch") else pytest.param(
+    p, marks=pytest.mark.slow) for p in PATHS])
 def test_dropout_sits_between_layers(path):
     """torch's test_RNN_dropout: all weights 1, a relu RNN of 2 layers; the first layer's
     output is 10 everywhere and the second's is 10 * (number of kept units) / (1 - p)."""
