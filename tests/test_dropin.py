@@ -575,3 +575,16 @@ def test_cells_errors_match_torch_nn(kind):
             bad(torch.randn(3, I))
         with pytest.raises(RuntimeError, match="Unknown nonlinearity"):
             mine(torch.randn(3, I))
+
+
+@pytest.mark.parametrize("kind, path", CASES)
+def test_backward_twice_with_retain_graph(kind, path):
+    """torch's test_rnn_retain_variables: a second backward through the same graph gives
+    the same gradients (no saved tensor is overwritten by the first)."""
+    _, mine = pair(kind, path, bidirectional=True)
+    x = inputs().requires_grad_()
+    out, _ = mine(x)
+    leaves = [x, *mine.parameters()]
+    first = torch.autograd.grad(out.sum(), leaves, retain_graph=True)
+    second = torch.autograd.grad(out.sum(), leaves)
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
