@@ -588,3 +588,13 @@ def test_backward_twice_with_retain_graph(kind, path):
     first = torch.autograd.grad(out.sum(), leaves, retain_graph=True)
     second = torch.autograd.grad(out.sum(), leaves)
     assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_data_parallel_replicas_bind_their_own_weights():
+    """nn.DataParallel's replicas share __dict__ entries; each gets its own weightless
+    layers, so replicas running in threads never bind into the same cells."""
+    _, mine = pair("gru", "fused")
+    replica = mine._replicate_for_data_parallel()
+    assert replica._stack is not mine._stack
+    x = inputs()
+    torch.testing.assert_close(replica(x)[0], mine(x)[0], rtol=0, atol=0)
