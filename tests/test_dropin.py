@@ -596,5 +596,6 @@ def test_data_parallel_replicas_bind_their_own_weights():
     _, mine = pair("gru", "fused")
     replica = mine._replicate_for_data_parallel()
     assert replica._stack is not mine._stack
+    replica._parameters.update(mine._parameters)        # what nn.parallel.replicate does
     x = inputs()
     torch.testing.assert_close(replica(x)[0], mine(x)[0], rtol=0, atol=0)
