@@ -60,9 +60,10 @@ def output(module, x, seed: int = 5):
     return out
 
 
-# every kind on the fused path and every path on some kind in the default run; the rest of
-# the kinds x paths product with -m slow
-FAST = {(k, "fused") for k in KINDS} | {("lstm", "auto"), ("gru", "reference"), ("rnn", "torch")}
+# every kind and every path in some case of the default run; the rest of the kinds x paths
+# product with -m slow
+FAST = {("rnn", "torch"), ("lstm", "auto"), ("lstm-proj", "fused"), ("gru", "fused"),
+        ("gru", "reference")}
 CASES = [pytest.param(k, p, id=f"{k}-{p}", marks=() if (k, p) in FAST else pytest.mark.slow)
          for k in KINDS for p in PATHS if not (k == "lstm-proj" and p == "torch")]
 
@@ -86,7 +87,9 @@ def test_rnnlab_modules_are_torch_nn_modules():
 def test_weight_norm(kind, path):
     """Old and new weight-norm APIs: outputs follow g, and gradients reach g and v."""
     x = inputs()
-    for apply in (lambda m: nn.utils.weight_norm(m, "weight_hh_l0"),
+    # torch's test_RNN_cudnn_weight_norm also normalises the projection of an LSTM
+    old_name = "weight_hr_l0" if kind == "lstm-proj" else "weight_hh_l0"
+    for apply in (lambda m: nn.utils.weight_norm(m, old_name),
                   lambda m: nn.utils.parametrizations.weight_norm(m, "weight_hh_l1")):
         ref, mine = (apply(m) for m in pair(kind, path))
         torch.testing.assert_close(output(mine, x), output(ref, x), **F64)
@@ -215,6 +218,32 @@ def test_change_dropout_after_construction(kind, path):
     assert not torch.allclose(output(mine, x), base)
     mine.eval()
     torch.testing.assert_close(output(mine, x), base, **F64)
+
+
+@pytest.mark.parametrize("path", [p if p in ("fused", "torch") else pytest.param(
+    p, marks=pytest.mark.slow) for p in PATHS])
+def test_dropout_sits_between_layers(path):
+    """torch's test_RNN_dropout: all weights 1, a relu RNN of 2 layers; the first layer's
+    output is 10 everywhere and the second's is 10 * (number of kept units) / (1 - p)."""
+    for p in (0, 0.276, 0.731, 1):
+        for train in (True, False):
+            rnn = rnnlab.RNN(10, 100, 2, bias=False, dropout=p, nonlinearity="relu",
+                             dtype=torch.float64, path=path).train(train)
+            with torch.no_grad():
+                for w in rnn.parameters():
+                    w.fill_(1)
+            out, h = rnn(torch.ones(1, 1, 10, dtype=torch.float64),
+                         torch.zeros(2, 1, 100, dtype=torch.float64))
+            value = out[0, 0, 0].item()
+            assert out.min() == out.max() and h[0].min() == h[0].max() == 10
+            assert h[1, 0, 0].item() == value
+            if p == 0 or not train:
+                assert value == 1000
+            elif p == 1:
+                assert value == 0
+            else:
+                kept = value * (1 - p) / 10
+                assert abs(kept - round(kept)) < 1e-6 and 0 < kept < 100
 
 
 # -- pickling and whole-model saving ----------------------------------------------------------
@@ -546,3 +575,27 @@ def test_cells_errors_match_torch_nn(kind):
             bad(torch.randn(3, I))
         with pytest.raises(RuntimeError, match="Unknown nonlinearity"):
             mine(torch.randn(3, I))
+
+
+@pytest.mark.parametrize("kind, path", CASES)
+def test_backward_twice_with_retain_graph(kind, path):
+    """torch's test_rnn_retain_variables: a second backward through the same graph gives
+    the same gradients (no saved tensor is overwritten by the first)."""
+    _, mine = pair(kind, path, bidirectional=True)
+    x = inputs().requires_grad_()
+    out, _ = mine(x)
+    leaves = [x, *mine.parameters()]
+    first = torch.autograd.grad(out.sum(), leaves, retain_graph=True)
+    second = torch.autograd.grad(out.sum(), leaves)
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_data_parallel_replicas_bind_their_own_weights():
+    """nn.DataParallel's replicas share __dict__ entries; each gets its own weightless
+    layers, so replicas running in threads never bind into the same cells."""
+    _, mine = pair("gru", "fused")
+    replica = mine._replicate_for_data_parallel()
+    assert replica._stack is not mine._stack
+    replica._parameters.update(mine._parameters)        # what nn.parallel.replicate does
+    x = inputs()
+    torch.testing.assert_close(replica(x)[0], mine(x)[0], rtol=0, atol=0)

@@ -22,7 +22,7 @@ FLOORS = [
     (4, ["rnnlab.unroll"]),
     (5, ["rnnlab.kernels", "rnnlab.fast"]),          # fast: any cell's traced step
     (6, ["rnnlab.layers"]),
-    (7, ["rnnlab.trace", "rnnlab.compat", "rnnlab.export"]),
+    (7, ["rnnlab.trace", "rnnlab.compat", "rnnlab.export"]),   # compat: rnn, cells, quantize
     (8, ["rnnlab.models"]),
     (9, ["rnnlab.training"]),
     (10, ["rnnlab.tasks"]),

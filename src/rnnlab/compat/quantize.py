@@ -23,8 +23,6 @@ import warnings
 
 import torch
 from torch import nn
-from torch.ao.quantization import quantization_mappings
-from torch.ao.quantization import quantize_dynamic as _torch_quantize_dynamic
 
 from .cells import TORCH_CELL_CLASSES, RNNCell
 from .rnn import LSTM, RNN, TORCH_CLASSES
@@ -84,6 +82,8 @@ class _FromRnnlab:
 def dynamic_quant_mapping(mapping: dict | None = None) -> dict:
     """``mapping`` (torch's default dynamic-quantization mapping when None) with every
     rnnlab drop-in mapped to what its torch.nn class maps to."""
+    from torch.ao.quantization import quantization_mappings  # on use: ~0.1 s to import
+
     mapping = dict(quantization_mappings.get_default_dynamic_quant_module_mappings()
                    if mapping is None else mapping)
     for ours, theirs in _TORCH_OF.items():
@@ -108,10 +108,12 @@ def quantize_dynamic(model: nn.Module, qconfig_spec=None, dtype=torch.qint8, map
                      inplace: bool = False) -> nn.Module:
     """``torch.ao.quantization.quantize_dynamic`` with rnnlab's drop-ins quantized as their
     torch.nn classes are: the same arguments, defaults and result."""
+    from torch.ao.quantization import quantize_dynamic as torch_quantize_dynamic
+
     if qconfig_spec is None and dtype in (torch.qint8, torch.float16):
         # torch's default spec for these dtypes: one qconfig for Linear, the RNNs and cells
         qconfig_spec = {nn.Linear, *_TORCH_OF.values()}
     if qconfig_spec is not None:
         qconfig_spec = _with_rnnlab(qconfig_spec)
-    return _torch_quantize_dynamic(model, qconfig_spec, dtype, dynamic_quant_mapping(mapping),
+    return torch_quantize_dynamic(model, qconfig_spec, dtype, dynamic_quant_mapping(mapping),
                                    inplace)

@@ -125,6 +125,10 @@ class _Drop:
             for (params, attr), placeholder in zip(slots, self._placeholders):
                 params[attr] = placeholder
 
+    def extra_repr(self) -> str:
+        extra = "".join(f", {k}={v!r}" for k, v in sorted(self._options.items()))
+        return super().extra_repr() + extra
+
     # -- pickling, deepcopy, DataParallel -------------------------------------------------
 
     def __getstate__(self):
