@@ -120,20 +120,20 @@ class LSTMSequence(Kernel):
     name = "lstm"
     schema = ("Tensor xs, Tensor h0, Tensor c0, Tensor W_xh, Tensor W_hh, Tensor? bias, "
               "Tensor? mask, bool reverse, Tensor? W_hr=None, Tensor? drop=None, "
-              "Tensor? zh=None, Tensor? zc=None, bool keep=True")
+              "Tensor? zh=None, Tensor? zc=None, bool keep=True, bool? keep_tanh_c=None")
     Saved = _Saved
     outputs = 3                                    # ys, h, c
     from_outputs = {"Y": 0}
 
     @staticmethod
     def fake(xs, h0, c0, W_xh, W_hh, bias, mask, reverse, W_hr=None, drop=None, zh=None,
-             zc=None, keep=True):
+             zc=None, keep=True, keep_tanh_c=None):
         T, B, P, H = xs.shape[0], xs.shape[1], h0.shape[1], c0.shape[1]
         Y = xs.new_empty(T, B, P)
         outs = (Y, h0.new_empty(h0.shape), c0.new_empty(c0.shape))
         if not keep:
             return outs, {}
-        keep_tc = B * H < _KEEP_TANH_C_MAX
+        keep_tc = _keeps_tanh_c(B, H, keep_tanh_c)
         per_step = xs.new_empty(T, B, H)
         return outs, {"G": xs.new_empty(T, B, 4 * H),
                       "M": None if W_hr is None else torch.empty_like(per_step),
@@ -145,7 +145,7 @@ class LSTMSequence(Kernel):
 
     @staticmethod
     def reference(xs, h0, c0, W_xh, W_hh, bias, mask, reverse, W_hr=None, drop=None, zh=None,
-                  zc=None, keep=True):
+                  zc=None, keep=True, keep_tanh_c=None):
         H = c0.shape[1]
         P = h0.shape[1] if W_hr is not None else 0
         cell = LSTMCell(xs.shape[2], H, proj_size=P, device="meta")
@@ -157,11 +157,12 @@ class LSTMSequence(Kernel):
 
     @staticmethod
     def forward(ctx, xs, h0, c0, W_xh, W_hh, bias, mask, reverse: bool, W_hr=None,
-                drop=None, zh=None, zc=None, keep: bool = True):
+                drop=None, zh=None, zc=None, keep: bool = True, keep_tanh_c=None):
         # W_hr (P, H) and the regularisers' masks come last so that plain calls keep their
         # signature; drop (B, P) recurrent dropout, zh (T, B, P) / zc (T, B, H) zoneout
         # (with zoneout the lengths are folded into zh, zc and mask is None); keep=False
-        # (inference): nothing is kept for a backward
+        # (inference): nothing is kept for a backward; keep_tanh_c: whether tanh(c(t)) is kept
+        # (None: by the block size, _KEEP_TANH_C_MAX)
         T, B, _ = xs.shape
         P, H = h0.shape[1], c0.shape[1]            # P = H without a projection
         # G = U x + b for all t, g block doubled (σ(2a) gives tanh(a)); activated in place
@@ -175,7 +176,7 @@ class LSTMSequence(Kernel):
         G_t, g_t = G.unbind(0), G[..., 3 * H:].unbind(0)
         i_t, f_t, o_t = (G[..., k * H:(k + 1) * H].unbind(0) for k in range(3))
         Ct = C if zc is None else xs.new_empty(T, B, H)   # c̃(t), before zoneout
-        keep_tc = keep and B * H < _KEEP_TANH_C_MAX
+        keep_tc = keep and _keeps_tanh_c(B, H, keep_tanh_c)
         TC = xs.new_empty(T, B, H) if keep_tc else None   # tanh(c̃(t)) for the backward
         tmp = xs.new_empty(B, H)
         Y_t, C_t = Y.unbind(0), C.unbind(0)      # views made once (each costs ~1 µs)
@@ -269,6 +270,12 @@ class LSTMSequence(Kernel):
                      W_hr=d_Whr)
 
 
+def _keeps_tanh_c(B, H: int, keep_tanh_c: bool | None) -> bool:
+    """Whether the forward keeps tanh(c(t)) for the backward: for small (B, H) blocks, unless
+    the caller decided (a compiled or exported graph does not branch on B)."""
+    return B * H < _KEEP_TANH_C_MAX if keep_tanh_c is None else keep_tanh_c
+
+
 def _needs_grad(*tensors) -> bool:
     """Whether autograd will want a backward through the kernel (else: nothing is kept)."""
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
@@ -284,7 +291,8 @@ def lstm_kernel(cell, xs: Tensor, state: LSTMState, mask: Tensor | None, reverse
     keep = _needs_grad(xs, *state, *cell.parameters())
     ys, h, c = run_zoned(lambda m, z: LSTMSequence.apply(
         xs, state[0], state[1], ifog(cell.W_xh, H), ifog(cell.W_hh, H), bias, m, reverse,
-        cell.W_hr, drop, *(z or (None, None)), keep), mask, zone)
+        cell.W_hr, drop, *(z or (None, None)), keep,
+        False if torch.compiler.is_compiling() else None), mask, zone)
     return ys, LSTMState(h, c)
 
 

@@ -238,8 +238,9 @@ def linear_scan(a: Tensor, b: Tensor, h0: Tensor, reverse: bool = False,
     if h0.shape != a.shape[1:]:
         raise ValueError(f"h0 must have shape {tuple(a.shape[1:])} (a's without T); got "
                          f"{tuple(h0.shape)}")
-    if method == "auto":
-        method = choose_method(a.shape[0], a[0].numel())
+    if method == "auto":              # (a compiled or exported graph does not branch on T, B)
+        method = ("chunked" if torch.compiler.is_compiling() else
+                  choose_method(a.shape[0], a[0].numel()))
     a, b, h0 = a.contiguous(), b.contiguous(), h0.contiguous()
     if method == "sequential":
         return SequentialScan.apply(a, b, h0, reverse)
