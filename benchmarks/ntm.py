@@ -12,9 +12,10 @@ defaults otherwise; ``--set`` adds overrides to every run of the chosen parts):
     lstm      rnnlab train ntm-copy --config lstm    the paper's baseline: 3 x 256 LSTM
     repeat    rnnlab train ntm-repeat-copy           NTM, lengths 1..5, repeats 1..5
 
-After training, every run is scored on fresh sequences (100 per point, a fixed seed) at
-lengths beyond training (copy: 10..120; repeat copy: a grid of lengths and repeats), and
-every kept checkpoint at length 40 (copy) for the learning curve. The runs go to
+After training, every run is scored on fresh sequences (a fixed seed): in range on every
+training length (10 sequences each; repeat copy: 4 of every length and repeat count), and
+beyond it, 100 sequences per point (copy: lengths 10..120; repeat copy: a grid of lengths
+and repeats); every kept checkpoint at length 40 (copy) for the learning curve. The runs go to
 ``--workdir`` (a temporary folder by default). The JSON keeps the curves against sequences
 seen (step x batch size), the scores, the wall time of each run, the command, the CPU and
 the thread count. Runs are single-threaded; ``--jobs`` of them run at once.
@@ -100,19 +101,24 @@ def score(part: str, run: Path) -> dict:
         g = torch.Generator().manual_seed(2014)
         return [make(g, POINTS // 2) for _ in range(2)]
 
+    g = torch.Generator().manual_seed(2015)     # in range: every training length (and repeat)
     if part == "repeat":
         d = cfg.data
         result["grid"] = [
             [L, R, round(task.evaluate_batches(model, points(
                 lambda g, n, L=L, R=R: repeat_copy_batch(g, n, L, R, d.bits, d.max_repeats)),
                 "cpu")["bit_error_rate"], 5)] for L, R in REPEAT_GRID]
-        result["in_range"] = task.evaluate(model, "valid", "cpu")["bit_error_rate"]
+        result["in_range"] = round(task.evaluate_batches(model, [
+            repeat_copy_batch(g, 4, L, R, d.bits, d.max_repeats) for L in range(1, d.max_len + 1)
+            for R in range(1, d.max_repeats + 1)], "cpu")["bit_error_rate"], 5)
         return result
     bits = cfg.data.bits
     result["lengths"] = {str(L): round(task.evaluate_batches(
         model, points(lambda g, n, L=L: copy_batch(g, n, L, bits)), "cpu")["bit_error_rate"], 5)
         for L in COPY_LENGTHS}
-    result["in_range"] = task.evaluate(model, "valid", "cpu")["bit_error_rate"]
+    result["in_range"] = round(task.evaluate_batches(model, [
+        copy_batch(g, 10, L, bits) for L in range(1, cfg.data.max_len + 1)], "cpu"
+    )["bit_error_rate"], 5)
     curve = []
     for path in checkpoints:
         model.load_state_dict(load_file(path))
@@ -133,13 +139,16 @@ def record(done: dict, part: str, seed: int, run: Path, wall, cmd) -> None:
         times = [float(line.split()[1]) for line in lines if line.startswith("time")]
         last = max((run / "checkpoints").glob("step-*.safetensors"))
         wall = times[0] if times else last.stat().st_mtime - (run / "config.json").stat().st_mtime
-    result.update(seed=seed, wall_seconds=round(wall, 1), command=shlex.join(cmd))
+    cpu_file = run / "cpu_seconds.txt"
+    cpu_seconds = float(cpu_file.read_text()) if cpu_file.is_file() else None
+    result.update(seed=seed, wall_seconds=round(wall, 1), cpu_seconds=cpu_seconds,
+                  command=shlex.join(cmd))
     done.setdefault(part, []).append(result)
     headline = (f"length 40 {result['lengths']['40']:.4f}" if "lengths" in result
                 else f"grid {[round(g[2], 4) for g in result['grid']]}")
     print(f"{part} seed {seed}: in range {result['in_range']:.4f}, {headline}, "
           f"{result['sequences']} sequences{'' if result['finished'] else ' (stopped)'}, "
-          f"{wall:.0f} s", flush=True)
+          f"{wall:.0f} s wall, {cpu_seconds} s CPU", flush=True)
 
 
 def main(argv=None) -> int:
@@ -153,8 +162,10 @@ def main(argv=None) -> int:
                    help="stop the runs still going after this long and score each from its "
                         "last checkpoint (its sequences seen are then that checkpoint's)")
     p.add_argument("--score-existing", action="store_true",
-                   help="train nothing: score the runs already in --workdir (those still "
-                        "going or stopped, from their last checkpoint)")
+                   help="train nothing: score the runs already in --workdir (finished, or "
+                        "stopped, from their last checkpoint; a run's CPU time is read from "
+                        "its cpu_seconds.txt, which this script writes for the runs it "
+                        "launches)")
     p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
@@ -171,14 +182,15 @@ def main(argv=None) -> int:
         if late:
             todo = []
             for item in running:
-                if item[2].poll() is None:
-                    item[2].terminate()
-                    item[2].wait()
+                item[2].terminate()
         time.sleep(5)
         for item in list(running):
             part, seed, proc, run, cmd, start, log = item
-            if proc.poll() is None:
+            pid, status, usage = os.wait4(proc.pid, 0 if late else os.WNOHANG)
+            if pid == 0:
                 continue
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            (run / "cpu_seconds.txt").write_text(f"{usage.ru_utime + usage.ru_stime:.1f}\n")
             running.remove(item)
             log.close()
             wall = time.perf_counter() - start

@@ -7,6 +7,7 @@
                                    training
 
     python docs/figures/ntm.py     (or python -m docs.figures ntm)
+    python docs/figures/ntm.py --table     prints the page's tables (markdown)
 """
 
 from __future__ import annotations
@@ -86,6 +87,35 @@ def _save(fig, name: str, plt) -> Path:
     return path
 
 
+def tables(data: dict) -> str:
+    """The page's tables (markdown) from the results: copy per seed and median, and the
+    repeat-copy grid."""
+    out = []
+    if "copy" in data:
+        shown = ["20", "40", "60", "80", "100", "120"]
+        out.append("| model | seed | sequences | wall (min) | lengths 1-20 | "
+                   + " | ".join(f"length {k}" for k in shown) + " |")
+        out.append("|---" * (5 + len(shown)) + "|")
+        for part in ("copy", "lstm"):
+            for run in data.get(part, {}).get("runs", []):
+                out.append(f"| {LABELS[part]} | {run['seed']} | {run['sequences']:,} | "
+                           f"{run['wall_seconds'] / 60:.0f} | {run['in_range']:.4f} | "
+                           + " | ".join(f"{run['lengths'][k]:.4f}" for k in shown) + " |")
+            if part in data and len(data[part]["runs"]) > 1:
+                med = data[part]["median"]
+                out.append(f"| {LABELS[part]} | **median** | | | **{med['in_range']:.4f}** | "
+                           + " | ".join(f"**{med['lengths'][k]:.4f}**" for k in shown) + " |")
+    if "repeat" in data:
+        runs = data["repeat"]["runs"]
+        out += ["", "| seed | sequences | lengths 1-5, repeats 1-5 | "
+                + " | ".join(f"L={L}, R={R}" for L, R, _ in runs[0]["grid"]) + " |",
+                "|---" * (3 + len(runs[0]["grid"])) + "|"]
+        for run in runs:
+            out.append(f"| {run['seed']} | {run['sequences']:,} | {run['in_range']:.4f} | "
+                       + " | ".join(f"{g[2]:.4f}" for g in run["grid"]) + " |")
+    return "\n".join(out)
+
+
 def main() -> None:
     data = json.loads(RESULTS.read_text(encoding="utf-8"))
     plt = _pyplot()
@@ -96,4 +126,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if "--table" in sys.argv[1:]:
+        print(tables(json.loads(RESULTS.read_text(encoding="utf-8"))))
+    else:
+        main()

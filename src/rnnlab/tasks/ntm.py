@@ -99,8 +99,10 @@ class _MemoryTask(Task):
                        "test": self._fixed(d.seed + 1, d.test_size, test=True)}
 
     def _fixed(self, seed, size, test):
-        g = torch.Generator().manual_seed(seed)
-        return [self._draw(g, min(50, size - i), test) for i in range(0, size, 50)]
+        """A fixed split: batches of 50 at the test length, or of 10 in the training range
+        (each batch draws its own length, so 200 valid sequences cover about 20 of them)."""
+        g, chunk = torch.Generator().manual_seed(seed), 50 if test else 10
+        return [self._draw(g, min(chunk, size - i), test) for i in range(0, size, chunk)]
 
     def build_model(self):
         m = self.cfg.model
