@@ -47,7 +47,7 @@ class NTMModel:
 @dataclass
 class CopyData:
     bits: int = 8
-    max_len: int = 10               # training lengths 1..max_len (paper: 20)
+    max_len: int = 20               # training lengths 1..max_len (the paper's)
     test_len: int = 0               # test length; 0 = 2 * max_len (beyond training)
     valid_size: int = 200
     test_size: int = 200
@@ -99,8 +99,10 @@ class _MemoryTask(Task):
                        "test": self._fixed(d.seed + 1, d.test_size, test=True)}
 
     def _fixed(self, seed, size, test):
-        g = torch.Generator().manual_seed(seed)
-        return [self._draw(g, min(50, size - i), test) for i in range(0, size, 50)]
+        """A fixed split: batches of 50 at the test length, or of 10 in the training range
+        (each batch draws its own length, so 200 valid sequences cover about 20 of them)."""
+        g, chunk = torch.Generator().manual_seed(seed), 50 if test else 10
+        return [self._draw(g, min(chunk, size - i), test) for i in range(0, size, chunk)]
 
     def build_model(self):
         m = self.cfg.model
@@ -124,8 +126,15 @@ class _MemoryTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model, split, device):
+        return self.evaluate_batches(model, self.splits[split], device)
+
+    @torch.no_grad()
+    def evaluate_batches(self, model, batches, device):
+        """Loss per bit, bit error rate and wrong bits per sequence over ``batches`` of
+        ``(inputs, targets, mask)`` (e.g. made by :mod:`rnnlab.data.ntm` at lengths of
+        one's choosing)."""
         total = wrong = bits = sequences = 0.0
-        for batch in self.splits[split]:
+        for batch in batches:
             loss, w, b, n = self._score(model, tuple(t.to(device) for t in batch))
             total, wrong, bits, sequences = (total + loss.item(), wrong + w.item(),
                                              bits + b.item(), sequences + n)
@@ -138,6 +147,8 @@ class NTMCopy(_MemoryTask):
     description = ("NTM copy (Graves et al. 2014): reproduce random 8-bit vectors; bit error "
                    "rate at test lengths beyond training; model.arch=lstm for the baseline")
     DataConfig = CopyData
+    train_defaults = {**_MemoryTask.train_defaults, "steps": 2500, "eval_every": 250,
+                      "checkpoint_every": 250}
 
     def _check_data(self, d):
         if d.bits < 1 or d.max_len < 1 or d.test_len < 0:
@@ -157,6 +168,8 @@ class NTMRepeatCopy(_MemoryTask):
     description = ("NTM repeat copy: output the sequence n times then an end marker; bit "
                    "error rate at longer test sequences")
     DataConfig = RepeatCopyData
+    train_defaults = {**_MemoryTask.train_defaults, "steps": 3000, "eval_every": 250,
+                      "checkpoint_every": 250}
 
     def _check_data(self, d):
         if d.bits < 1 or d.max_len < 1 or d.max_repeats < 1:
