@@ -29,7 +29,8 @@ loss, best of N runs), so this task trains itself (:meth:`MemNet.train`, :func:`
   10; median 13.5 %), with 20 epochs 10.4 % (median 10.8 %);
 - random noise (RN, ``data.random_noise``): in training, 10 % empty memories are inserted at
   random among a story's statements: each statement's temporal index skips them, so T_A and
-  T_C learn time invariance (the authors' code draws 0..⌈0.1 n⌉ − 1 blanks per story);
+  T_C learn time invariance (0..⌈0.1 n⌉ blanks per story of n statements, as the authors'
+  code draws them);
 - the paper repeats training 10 times from different random initialisations and keeps the
   run with the lowest training error: ``data.runs`` runs train together, vectorised over runs
   (one :class:`MemN2N` with ``runs=R``; each run its own initialisation, batch order and
@@ -344,16 +345,17 @@ def best_run(result: RunsResult) -> int:
 def noisy_times(counts: Tensor, slots: int, memory: int, noise: float,
                 generator: torch.Generator) -> Tensor:
     """Temporal indices (..., slots) for stories of ``counts`` statements with random noise:
-    per story, b ~ U{0, ..., ⌈noise·n⌉ − 1} empty memories are inserted at random among its
-    n statements (slot 0 = the most recent), so slot i gets index i + (blanks before it);
-    indices are capped at ``memory − 1``. ``noise`` 0: slot i gets index i."""
+    per story, b ~ U{0, ..., ⌈noise·n⌉} empty memories are inserted at random among its n
+    statements (slot 0 = the most recent), so slot i gets index i + (blanks before it);
+    indices are capped at ``memory − 1`` (the authors' code: ``randi([0, ceil(n·0.1)])``
+    blanks, indices capped at the memory size). ``noise`` 0: slot i gets index i."""
     base = torch.arange(slots).expand(*counts.shape, slots)
     if noise == 0:
         return base.clone()
-    extra = max(1, math.ceil(noise * slots))
-    ceil = torch.ceil(noise * counts.double()).long().clamp(min=1)
+    extra = math.ceil(noise * slots)
+    ceil = torch.ceil(noise * counts.double()).long()
     blanks = (torch.rand(counts.shape, generator=generator, dtype=torch.float64)
-              * ceil).long()                                         # U{0..ceil-1}
+              * (ceil + 1)).long()                                   # U{0..ceil}
     L = slots + extra
     pos = torch.arange(L)
     valid = pos < (counts + blanks).unsqueeze(-1)                    # (..., L)
