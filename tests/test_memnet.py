@@ -226,14 +226,14 @@ def test_model_matches_the_equations_slot_by_slot(linear):
                                              9)
     got = model(stories, questions, times, linear)
     want = reference(model, stories, questions, times, linear)
-    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10)
     ga = torch.autograd.grad(got.sin().sum(), [model.A, model.T])
     wa = torch.autograd.grad(want.sin().sum(), [model.A, model.T])
     # the null word (id 0) has no embedding and no answer logit: its row gets no gradient
     # (the reference's answer layer still differentiates its logit u · 0)
     assert ga[0][:, 0].abs().max() == 0
-    torch.testing.assert_close(ga[0][:, 1:], wa[0][:, 1:], rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(ga[1], wa[1], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(ga[0][:, 1:], wa[0][:, 1:], rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(ga[1], wa[1], rtol=1e-8, atol=1e-10)
     att = model.last_attention                                   # (K, B, S)
     assert att.shape == (3, 3, 7) and att[:, 0, 3:].abs().max() == 0   # empty slots
 
