@@ -20,11 +20,19 @@ from torch.nn import functional as F
 __all__ = ["MemN2N", "distinct_rows", "position_encoding"]
 
 
-def position_encoding(J: int, d: int) -> Tensor:
-    """l_kj = (1 − j/J) − (k/d)(1 − 2j/J), j = 1..J, k = 1..d: (J, d)."""
+def position_encoding(J: int, d: int, form: str = "paper") -> Tensor:
+    """(J, d), j = 1..J, k = 1..d: the paper's l_kj = (1 − j/J) − (k/d)(1 − 2j/J)
+    (``form="paper"``, their section 4.1), or the authors' code's (MemN2N-babi-matlab)
+    l_kj = 1 + 4 (k − (d+1)/2)(j − (J+1)/2) / (d J) (``form="code"``). Centred, the paper's is
+    1/2 + 2 a b and the code's 1 + 4 a b (a, b: k/d and j/J less 1/2): the same shape at twice
+    the scale, which on bAbI trains to a much lower error (docs/10.12-memory.md)."""
     j = torch.arange(1, J + 1, dtype=torch.float32).unsqueeze(1)
     k = torch.arange(1, d + 1, dtype=torch.float32).unsqueeze(0)
-    return (1 - j / J) - (k / d) * (1 - 2 * j / J)
+    if form == "paper":
+        return (1 - j / J) - (k / d) * (1 - 2 * j / J)
+    if form == "code":
+        return 1 + 4 * (k - (d + 1) / 2) * (j - (J + 1) / 2) / (d * J)
+    raise ValueError(f"position encoding form must be 'paper' or 'code', got {form!r}")
 
 
 def distinct_rows(rows: Tensor, base: int) -> tuple[Tensor, Tensor]:
@@ -61,17 +69,19 @@ class MemN2N(nn.Module):
     attention. Slot i of a story is matched with row ``times[..., i]`` of the temporal
     matrices T_A, T_C (default: row i; the task puts the most recent sentence in slot 0, as
     the authors' code does). Sentences are padded to J = ``max_words`` words and position-
-    encoded with that J, as the authors' code does.
+    encoded with that J, as the authors' code does (the paper: J words of each sentence).
 
     **Weights**: ``A`` (K + 1, V, d): A^1 = B, C^k = A^{k+1} (adjacent tying), C^K = Wᵀ;
     ``T`` (K + 1, M, d): T_A^1, T_C^k = T_A^{k+1}; all drawn from N(0, 0.1²) (section 4.2).
 
     **Arguments**: ``vocab_size`` V, ``embed`` d, ``hops`` K, ``memory_size`` M (rows of T_A,
-    T_C: the most memory slots), ``max_words`` J, ``runs`` R (None: one network).
+    T_C: the most memory slots), ``max_words`` J, ``runs`` R (None: one network),
+    ``position``: the form of :func:`position_encoding` ("code", the authors' code's: default;
+    or "paper").
     """
 
     def __init__(self, vocab_size: int, embed: int, hops: int, memory_size: int,
-                 max_words: int, runs: int | None = None):
+                 max_words: int, runs: int | None = None, position: str = "code"):
         super().__init__()
         lead = () if runs is None else (runs,)
         self.A = nn.Parameter(torch.randn(*lead, hops + 1, vocab_size, embed) * 0.1)
@@ -81,7 +91,7 @@ class MemN2N(nn.Module):
         keep = torch.ones(vocab_size, 1)
         keep[0] = 0.0
         self.register_buffer("keep", keep)                              # (V, 1)
-        self.register_buffer("l", position_encoding(max_words, embed))  # (J, d)
+        self.register_buffer("l", position_encoding(max_words, embed, position))  # (J, d)
         self.hops, self.runs = hops, runs
         self.last_attention = None
 
