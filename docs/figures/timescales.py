@@ -22,7 +22,7 @@ DOCS = Path(__file__).resolve().parents[1]
 NAME = "timescales"
 COLOURS = {"tanh": "k", "leaky-fixed": "tab:blue", "leaky-learned": "tab:cyan",
            "skip": "tab:green", "delay": "tab:olive", "clockwork": "tab:red",
-           "lstm": "tab:purple"}
+           "lstm": "tab:purple", "tanh-2layer": "0.55"}
 
 
 def _figure(width, height, **kwargs):
@@ -56,6 +56,30 @@ def success_table(runs: list[dict]) -> dict[tuple[str, str], dict[int, tuple[int
     return {k: {t: tuple(v) for t, v in sorted(d.items())} for k, d in table.items()}
 
 
+def markdown(runs: list[dict], task: str) -> str:
+    """The success table of ``task`` as markdown: strategy x T, "successes/seeds (median
+    test metric)"."""
+    table = success_table(runs)
+    lengths = sorted({r["T"] for r in runs if r["task"] == task})
+    order = [s for s in COLOURS if (task, s) in table]
+    lines = ["| strategy | cells | params | " + " | ".join(f"T = {n}" for n in lengths) + " |",
+             "|---|---|---|" + "---|" * len(lengths)]
+    for strategy in order:
+        example = next(r for r in runs if (r["task"], r["strategy"]) == (task, strategy))
+        cells = []
+        for n in lengths:
+            tests = sorted(r["test"] for r in runs
+                           if (r["task"], r["strategy"], r["T"]) == (task, strategy, n))
+            if not tests:
+                cells.append("–")
+                continue
+            ok, seeds = table[(task, strategy)][n]
+            cells.append(f"{ok}/{seeds} ({tests[len(tests) // 2]:.3g})")
+        lines.append(f"| {strategy} | `{', '.join(example['cells'])}` | {example['params']} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> list[Path]:
     r = json.loads((DOCS / "results" / f"{NAME}.json").read_text(encoding="utf-8"))
     where = f"{r['machine']['cpu']}, {r['machine']['threads']} thread"
@@ -63,7 +87,7 @@ def main() -> list[Path]:
 
     table = success_table(r["runs"])
     tasks = sorted({task for task, _ in table})
-    fig, axes = _figure(4.6 * len(tasks), 3.4, ncols=len(tasks), squeeze=False)
+    fig, axes = _figure(max(6.4, 4.6 * len(tasks)), 3.6, ncols=len(tasks), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         for (t, strategy), per_length in table.items():
             if t != task:
@@ -88,19 +112,21 @@ def main() -> list[Path]:
 
     if r.get("flow"):
         groups = sorted({(f["task"], f["T"]) for f in r["flow"]})
-        fig, axes = _figure(4.6 * len(groups), 3.4, ncols=len(groups), squeeze=False)
+        fig, axes = _figure(max(6.4, 4.6 * len(groups)), 3.6, ncols=len(groups), squeeze=False)
         for ax, (task, length) in zip(axes[0], groups):
             for f in r["flow"]:
                 if (f["task"], f["T"]) != (task, length):
                     continue
-                norms = f["norms"]
-                top = max(norms) or 1.0
-                back = list(range(len(norms)))[::-1]            # distance from the last step
-                ax.plot(back, [max(n / top, 1e-30) for n in norms],
+                # t = 1 .. T-1 against T - t, relative to t = T - 1: a wrapper's state at
+                # t = T gets no gradient when its output is not the state tensor itself
+                norms = f["norms"][:-1]
+                ref = norms[-1] or 1.0
+                back = list(range(len(norms), 0, -1))
+                ax.plot(back, [max(n / ref, 1e-30) for n in norms],
                         color=COLOURS.get(f["strategy"]), label=f["strategy"], lw=1)
             ax.set_yscale("log")
-            ax.set_xlabel("steps back from the last step, T - t")
-            ax.set_ylabel("‖∂L/∂h_t‖ / max_t")
+            ax.set_xlabel("steps back from the loss, T - t")
+            ax.set_ylabel("‖∂L/∂h_t‖ / ‖∂L/∂h_(T-1)‖")
             ax.set_title(f"{task}, T = {length}, untrained, H = {r['flow'][0]['hidden']}",
                          fontsize=8)
             ax.grid(alpha=0.3)
@@ -140,3 +166,7 @@ def main() -> list[Path]:
 if __name__ == "__main__":
     for path in main():
         print(path.relative_to(DOCS.parent))
+    results = json.loads((DOCS / "results" / f"{NAME}.json").read_text(encoding="utf-8"))
+    for task in sorted({r["task"] for r in results["runs"]}):
+        print(f"\n{task}: successes/seeds (median test metric)\n" +
+              markdown(results["runs"], task))
