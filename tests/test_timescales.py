@@ -44,7 +44,8 @@ def test_strategies_are_the_named_cells(timescales):
     names = timescales.cell_names
     assert names("leaky-fixed", 10, 1000) == ["leakyfix1000-rnn"]
     assert names("leaky-learned", 10, 1000) == ["leaky1000-rnn"]
-    assert names("skip", 7, 0) == ["skip7-rnn"] and names("delay", 7, 0) == ["delay7-rnn", "rnn"]
+    assert names("skip", 7, 0) == ["skip7-rnn"]
+    assert names("delay", 7, 0, chains=3) == ["delay3-rnn", "rnn"]
     model = timescales.Readout(names("leaky-fixed", 10, 100), 3, 4, 2)
     alpha = model.rnn.layers[0].cell.alpha
     torch.testing.assert_close(1 / (1 - alpha[[0, -1]]), torch.tensor([2.0, 100.0]),
