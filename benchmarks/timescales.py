@@ -96,9 +96,16 @@ class _Adding(Adding):
 
 
 class _Copy(Copy):
-    """The copy-memory task with the model of one strategy."""
+    """The copy-memory task with the model of one strategy; ``offset`` blanks before the
+    symbols move them from t = 0 (where every clockwork module updates) to t = offset."""
 
     names: list[str] = ["rnn"]
+    offset: int = 0
+
+    def _draw(self, generator, batch_size):
+        tokens, targets = super()._draw(generator, batch_size)
+        blank = torch.full((self.offset, batch_size), self.cfg.data.alphabet)
+        return torch.cat([blank, tokens]), targets
 
     def build_model(self) -> nn.Module:
         d = self.cfg.data
@@ -108,9 +115,10 @@ class _Copy(Copy):
 def run(strategy: str, length: int, seed: int, *, task: str = "adding", hidden: int = 32,
         steps: int = 1500, lr: float = 1e-3, batch_size: int = 64, d: int = 10,
         longest: int = 1000, eval_every: int = 100, valid_size: int = 500,
-        symbols: int = 1, chains: int = 5) -> dict:
+        symbols: int = 1, chains: int = 5, offset: int = 0) -> dict:
     """Train one strategy on the adding problem of length ``length`` (``task="adding"``) or
-    on copy memory with ``symbols`` symbols and a delay of ``length`` steps; its figures."""
+    on copy memory with ``symbols`` symbols and a delay of ``length`` steps, after
+    ``offset`` blanks; its figures."""
     torch.set_num_threads(1)
     kind = {"adding": _Adding, "copy": _Copy}[task]
     cfg = kind.default_config()
@@ -120,6 +128,7 @@ def run(strategy: str, length: int, seed: int, *, task: str = "adding", hidden: 
         cfg.data.length = length
     else:
         cfg.data.delay, cfg.data.symbols = length, symbols
+        kind = type("_Copy", (_Copy,), {"offset": offset})
     t = cfg.train
     t.steps, t.lr, t.batch_size, t.seed, t.eval_every = steps, lr, batch_size, seed, eval_every
     t.checkpoint_every, t.keep_checkpoints, t.threads, t.device = steps, False, 1, "cpu"
@@ -137,7 +146,8 @@ def run(strategy: str, length: int, seed: int, *, task: str = "adding", hidden: 
     wall = time.perf_counter() - start
     test = job.evaluate(model, "test", torch.device("cpu"))[job.main_metric]
     success = test < SUCCESS_MSE if task == "adding" else test >= SUCCESS_ACCURACY
-    return {"task": kind.name, "strategy": strategy, "T": length, "seed": seed,
+    return {"task": kind.name + (f"+{offset}" if offset else ""), "strategy": strategy,
+            "T": length, "seed": seed,
             "hidden": hidden, "steps": steps, "lr": lr, "batch_size": batch_size,
             "cells": job.names,
             "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
@@ -302,6 +312,7 @@ def main(argv=None) -> int:
     p.add_argument("mode", choices=["sweep", "pilot", "generate", "flow"])
     p.add_argument("--task", choices=["adding", "copy"], default="adding")
     p.add_argument("--symbols", type=int, default=1, help="copy: symbols to recall")
+    p.add_argument("--offset", type=int, default=0, help="copy: blanks before the symbols")
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
     p.add_argument("--lengths", nargs="+", type=int, default=[50, 100, 200, 400])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -328,7 +339,7 @@ def main(argv=None) -> int:
             for strategy in a.strategies:
                 r = run(strategy, length, seed, task=a.task, hidden=a.hidden, steps=a.steps,
                         lr=a.lr, d=a.delay, longest=a.longest, symbols=a.symbols,
-                        chains=a.chains)
+                        chains=a.chains, offset=a.offset)
                 print(f"{a.task} {strategy:14} T={length:4} seed={seed} lr={a.lr:g} test "
                       f"{r['test']:.4f} {'ok' if r['success'] else '--'} "
                       f"({r['wall_s']:.0f} s)", flush=True)
