@@ -18,6 +18,8 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 DOCS = Path(__file__).resolve().parents[1]
 NAME = "timescales"
 COLOURS = {"tanh": "k", "leaky-fixed": "tab:blue", "leaky-learned": "tab:cyan",
@@ -86,29 +88,32 @@ def main() -> list[Path]:
     paths = []
 
     table = success_table(r["runs"])
-    tasks = sorted({task for task, _ in table})
-    fig, axes = _figure(max(6.4, 4.6 * len(tasks)), 3.6, ncols=len(tasks), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        for (t, strategy), per_length in table.items():
-            if t != task:
-                continue
-            lengths = list(per_length)
-            rate = [per_length[n][0] / per_length[n][1] for n in lengths]
-            ax.plot(lengths, rate, "o-", color=COLOURS.get(strategy), label=strategy,
-                    alpha=0.8)
-        first = next(x for x in r["runs"] if x["task"] == task)
-        ax.set_xscale("log")
-        ax.set_xticks(sorted({x["T"] for x in r["runs"] if x["task"] == task}))
-        ax.set_xticklabels([str(t) for t in ax.get_xticks()])
-        ax.set_ylim(-0.05, 1.05)
-        ax.set_xlabel("T (adding: sequence length; copy: delay)")
-        ax.set_ylabel("success rate over seeds")
-        crit = "test MSE < 0.01" if task == "adding" else "test accuracy ≥ 0.99"
-        ax.set_title(f"{task}: H = {first['hidden']}, {first['steps']} steps, lr "
-                     f"{first['lr']:g}; {crit}", fontsize=8)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    paths.append(_save(fig, NAME, f"python benchmarks/timescales.py sweep -- {where}"))
+    rows = sorted(table, key=lambda k: (k[0], list(COLOURS).index(k[1])
+                                        if k[1] in COLOURS else 99))
+    lengths = sorted({x["T"] for x in r["runs"]})
+    fig, ax = _figure(6.4, 1.2 + 0.33 * len(rows))
+    rate = np.full((len(rows), len(lengths)), np.nan)
+    for i, key in enumerate(rows):
+        for j, n in enumerate(lengths):
+            if n in table[key]:
+                ok, seeds = table[key][n]
+                rate[i, j] = ok / seeds
+                ax.text(j, i, f"{ok}/{seeds}", ha="center", va="center", fontsize=8,
+                        color="k")
+            else:
+                ax.text(j, i, "–", ha="center", va="center", fontsize=8, color="0.5")
+    ax.imshow(np.ma.masked_invalid(rate), cmap="RdYlGn", vmin=-0.4, vmax=1.4,
+              aspect="auto")
+    ax.set_xticks(range(len(lengths)))
+    ax.set_xticklabels([f"T = {n}" for n in lengths])
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([s if t == "copy" else f"{s} ({t})" for t, s in rows], fontsize=8)
+    first = r["runs"][0]
+    ax.set_title(f"copy memory, 1 symbol, delay T: successes / seeds (test accuracy ≥ 0.99)\n"
+                 f"H = {first['hidden']}, {first['steps']} steps of {first['batch_size']}, Adam "
+                 f"lr {first['lr']:g}", fontsize=8)
+    paths.append(_save(fig, NAME, f"python benchmarks/timescales.py sweep --task copy -- "
+                                  f"{where}"))
 
     if r.get("flow"):
         groups = sorted({(f["task"], f["T"]) for f in r["flow"]})
