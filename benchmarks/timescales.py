@@ -1,28 +1,39 @@
 """Multiple time scales (book 10.9), demonstrated: success rate over seeds against the
-sequence length T of the adding problem, per strategy, at one size and one budget.
+length T of a dependency, per strategy, at one size and one budget; the gradient that
+reaches back T steps, per strategy; and Koutník et al.'s (2014) sequence generation, where a
+clockwork RNN beats a tanh RNN and an LSTM of about the same number of parameters.
 
-    PYTHONPATH=src python benchmarks/timescales.py sweep --out docs/results/timescales.json
-    PYTHONPATH=src python benchmarks/timescales.py pilot            # one seed, a few settings
+    python benchmarks/timescales.py sweep --task copy --lengths 25 50 100 200 --seeds 0 1 2
+    python benchmarks/timescales.py flow --task copy --lengths 100
+    python benchmarks/timescales.py generate --signals 0 1 --seeds 0
+    python benchmarks/timescales.py pilot --task adding --lengths 100   # one seed
 
-Every run trains a one-output read-out over one recurrent layer of H tanh units (the
-strategies change only how the units are connected through time) on the adding problem
-(:class:`rnnlab.tasks.synthetic.Adding`, Hochreiter & Schmidhuber 1997) with the library's
-training loop: Adam, batch 64, gradient-norm clipping at 1, the same steps and learning rate
-for every strategy. A run *succeeds* when its test MSE (1000 fixed sequences) is below
-0.01, 6 % of the mean predictor's 0.167. The strategies:
+(``PYTHONPATH=src`` or an installed rnnlab; ``--out FILE.json`` collects the figures,
+``docs/figures/timescales.py`` draws them; docs/10.9-time-scales.md has the results.)
+
+Every sweep run trains a linear read-out over recurrent layers of H = 32 tanh units (the
+strategies change only how the units are connected through time) with the library's
+training loop (:func:`rnnlab.training.train`): Adam, batch 64, gradient-norm clipping at 1,
+the same steps and learning rate for every strategy, one thread. The tasks
+(:mod:`rnnlab.tasks.synthetic`):
+
+- ``copy``: copy memory with one symbol of 8 and a delay of T blanks: the symbol comes at
+  t = 0 and must be named at t = T + 1, the go marker's step. Success: test accuracy ≥ 0.99
+  on 1000 fixed sequences (memoryless: 1/8).
+- ``adding``: the adding problem of length T (Hochreiter & Schmidhuber 1997). Success: test
+  MSE < 0.01, 6 % of the mean predictor's 0.167.
+
+The strategies and their cells (``--set model.cell=NAME`` in ``rnnlab train``):
 
     tanh            ElmanCell, the baseline                                   rnn
-    leaky fixed     leaky units, time constants 2..N steps, fixed            leakyfixN-rnn
-    leaky learned   the same, α learned                                       leakyN-rnn
+    leaky-fixed     leaky units, time constants 2..N steps, fixed            leakyfixN-rnn
+    leaky-learned   the same, α learned                                       leakyN-rnn
     skip            + recurrent connections of delay d (book 10.9.1)          skipD-rnn
-    delay           length-one connections removed (book 10.9.3): d interleaved chains of
-                    delay d, read by a second tanh layer (the chains alone never mix, so the
-                    last step would see 1/d of the inputs)                    delayD-rnn, rnn
-    clockwork       Koutník et al. 2014                                       clockwork
-
-Each run is one process-free call of :func:`run`; the sweep writes a small JSON (per run:
-strategy, T, seed, test MSE, valid curve, wall time) that ``docs/figures/timescales.py``
-draws. Runs use one thread (``torch.set_num_threads(1)``).
+    delay           length-one connections removed (book 10.9.3): d interleaved chains
+                    of delay d, read by a second tanh layer (the chains never mix, so
+                    alone the last step would see 1/d of the inputs)          delayD-rnn, rnn
+    tanh-2layer     the baseline for ``delay``: two tanh layers               rnn, rnn
+    clockwork       Koutník et al. 2014, periods 1, 2, ..., 128               clockwork
 """
 
 from __future__ import annotations
@@ -47,15 +58,15 @@ SUCCESS_ACCURACY = 0.99
 MEAN_PREDICTOR_MSE = 0.167        # Var(sum of two U[0, 1]) = 1/6
 
 
-def cell_names(strategy: str, d: int, longest: int) -> list[str]:
+def cell_names(strategy: str, d: int, longest: int, chains: int = 5) -> list[str]:
     """The cell name of each layer of ``strategy`` (see the module docstring)."""
     return {"tanh": ["rnn"], "leaky-fixed": [f"leakyfix{longest}-rnn"],
             "leaky-learned": [f"leaky{longest}-rnn"], "skip": [f"skip{d}-rnn"],
-            "delay": [f"delay{d}-rnn", "rnn"], "tanh-2layer": ["rnn", "rnn"],
+            "delay": [f"delay{chains}-rnn", "rnn"], "tanh-2layer": ["rnn", "rnn"],
             "clockwork": ["clockwork"], "lstm": ["lstm"]}[strategy]
 
 
-STRATEGIES = ("tanh", "leaky-fixed", "leaky-learned", "skip", "delay", "clockwork")
+STRATEGIES = ("tanh", "leaky-fixed", "leaky-learned", "skip", "delay", "tanh-2layer", "clockwork")
 
 
 class Readout(nn.Module):
@@ -85,9 +96,16 @@ class _Adding(Adding):
 
 
 class _Copy(Copy):
-    """The copy-memory task with the model of one strategy."""
+    """The copy-memory task with the model of one strategy; ``offset`` blanks before the
+    symbols move them from t = 0 (where every clockwork module updates) to t = offset."""
 
     names: list[str] = ["rnn"]
+    offset: int = 0
+
+    def _draw(self, generator, batch_size):
+        tokens, targets = super()._draw(generator, batch_size)
+        blank = torch.full((self.offset, batch_size), self.cfg.data.alphabet)
+        return torch.cat([blank, tokens]), targets
 
     def build_model(self) -> nn.Module:
         d = self.cfg.data
@@ -97,9 +115,10 @@ class _Copy(Copy):
 def run(strategy: str, length: int, seed: int, *, task: str = "adding", hidden: int = 32,
         steps: int = 1500, lr: float = 1e-3, batch_size: int = 64, d: int = 10,
         longest: int = 1000, eval_every: int = 100, valid_size: int = 500,
-        symbols: int = 1) -> dict:
+        symbols: int = 1, chains: int = 5, offset: int = 0) -> dict:
     """Train one strategy on the adding problem of length ``length`` (``task="adding"``) or
-    on copy memory with ``symbols`` symbols and a delay of ``length`` steps; its figures."""
+    on copy memory with ``symbols`` symbols and a delay of ``length`` steps, after
+    ``offset`` blanks; its figures."""
     torch.set_num_threads(1)
     kind = {"adding": _Adding, "copy": _Copy}[task]
     cfg = kind.default_config()
@@ -109,11 +128,12 @@ def run(strategy: str, length: int, seed: int, *, task: str = "adding", hidden: 
         cfg.data.length = length
     else:
         cfg.data.delay, cfg.data.symbols = length, symbols
+        kind = type("_Copy", (_Copy,), {"offset": offset})
     t = cfg.train
     t.steps, t.lr, t.batch_size, t.seed, t.eval_every = steps, lr, batch_size, seed, eval_every
     t.checkpoint_every, t.keep_checkpoints, t.threads, t.device = steps, False, 1, "cpu"
     job = kind(cfg)
-    job.names = cell_names(strategy, d, longest)
+    job.names = cell_names(strategy, d, longest, chains)
     curve: list[tuple[int, float]] = []
 
     def log(line: str) -> None:
@@ -126,7 +146,8 @@ def run(strategy: str, length: int, seed: int, *, task: str = "adding", hidden: 
     wall = time.perf_counter() - start
     test = job.evaluate(model, "test", torch.device("cpu"))[job.main_metric]
     success = test < SUCCESS_MSE if task == "adding" else test >= SUCCESS_ACCURACY
-    return {"task": kind.name, "strategy": strategy, "T": length, "seed": seed,
+    return {"task": kind.name + (f"+{offset}" if offset else ""), "strategy": strategy,
+            "T": length, "seed": seed,
             "hidden": hidden, "steps": steps, "lr": lr, "batch_size": batch_size,
             "cells": job.names,
             "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
@@ -244,17 +265,18 @@ def _flow_all(a) -> int:
     for length in a.lengths:
         for strategy in a.strategies:
             norms = flow(strategy, length, task=a.task, hidden=a.hidden, d=a.delay,
-                         longest=a.longest, symbols=a.symbols)
+                         longest=a.longest, symbols=a.symbols, chains=a.chains)
             results["flow"].append({"task": a.task, "strategy": strategy, "T": length,
                                     "hidden": a.hidden, "norms": norms})
-            print(f"flow {strategy:14} T={length}: |dL/dh_1| / |dL/dh_T| = "
-                  f"{norms[0] / norms[-1]:.3g}", flush=True)
+            print(f"flow {strategy:14} T={length}: |dL/dh_1| / |dL/dh_(T-1)| = "
+                  f"{norms[0] / norms[-2]:.3g}", flush=True)
             _save(a.out, results)
     return 0
 
 
 def flow(strategy: str, length: int, *, task: str = "adding", hidden: int = 32, d: int = 10,
-         longest: int = 1000, symbols: int = 1, seed: int = 0, batch: int = 64) -> list[float]:
+         longest: int = 1000, symbols: int = 1, seed: int = 0, batch: int = 64,
+         chains: int = 5) -> list[float]:
     """‖∂L/∂h_t‖, t = 1..T, of the untrained model of ``strategy`` (seed ``seed``) on one
     batch, by :func:`rnnlab.diagnose.gradient_flow` (what ``rnnlab diagnose`` plots), for the
     first recurrent layer."""
@@ -267,7 +289,7 @@ def flow(strategy: str, length: int, *, task: str = "adding", hidden: int = 32, 
     else:
         cfg.data.delay, cfg.data.symbols = length, symbols
     job = kind(cfg)
-    job.names = cell_names(strategy, d, longest)
+    job.names = cell_names(strategy, d, longest, chains)
     torch.manual_seed(seed)
     model = job.build_model()
     data = job.batch(torch.Generator().manual_seed(seed), batch, "cpu")
@@ -290,13 +312,15 @@ def main(argv=None) -> int:
     p.add_argument("mode", choices=["sweep", "pilot", "generate", "flow"])
     p.add_argument("--task", choices=["adding", "copy"], default="adding")
     p.add_argument("--symbols", type=int, default=1, help="copy: symbols to recall")
+    p.add_argument("--offset", type=int, default=0, help="copy: blanks before the symbols")
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
     p.add_argument("--lengths", nargs="+", type=int, default=[50, 100, 200, 400])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--delay", type=int, default=10)
+    p.add_argument("--delay", type=int, default=10, help="skip: the delay d")
+    p.add_argument("--chains", type=int, default=5, help="delay: the delay (chains) d")
     p.add_argument("--longest", type=int, default=1000)
     p.add_argument("--out", type=Path, default=None, help="JSON to write (appends runs)")
     p.add_argument("--kinds", nargs="+", default=list(GEN_HIDDEN), help="generate: models")
@@ -314,7 +338,8 @@ def main(argv=None) -> int:
         for length in a.lengths:
             for strategy in a.strategies:
                 r = run(strategy, length, seed, task=a.task, hidden=a.hidden, steps=a.steps,
-                        lr=a.lr, d=a.delay, longest=a.longest, symbols=a.symbols)
+                        lr=a.lr, d=a.delay, longest=a.longest, symbols=a.symbols,
+                        chains=a.chains, offset=a.offset)
                 print(f"{a.task} {strategy:14} T={length:4} seed={seed} lr={a.lr:g} test "
                       f"{r['test']:.4f} {'ok' if r['success'] else '--'} "
                       f"({r['wall_s']:.0f} s)", flush=True)

@@ -44,7 +44,8 @@ def test_strategies_are_the_named_cells(timescales):
     names = timescales.cell_names
     assert names("leaky-fixed", 10, 1000) == ["leakyfix1000-rnn"]
     assert names("leaky-learned", 10, 1000) == ["leaky1000-rnn"]
-    assert names("skip", 7, 0) == ["skip7-rnn"] and names("delay", 7, 0) == ["delay7-rnn", "rnn"]
+    assert names("skip", 7, 0) == ["skip7-rnn"]
+    assert names("delay", 7, 0, chains=3) == ["delay3-rnn", "rnn"]
     model = timescales.Readout(names("leaky-fixed", 10, 100), 3, 4, 2)
     alpha = model.rnn.layers[0].cell.alpha
     torch.testing.assert_close(1 / (1 - alpha[[0, -1]]), torch.tensor([2.0, 100.0]),
@@ -108,3 +109,18 @@ def test_leaky_units_recall_a_symbol_100_steps_back_where_tanh_stays_at_chance(t
         shutil.rmtree(out)
     assert accuracy["leakyfix1000-rnn"]["test_accuracy"] >= 0.99, accuracy
     assert accuracy["rnn"]["test_accuracy"] < 0.3, accuracy
+
+
+def test_copy_offset_moves_the_symbol_off_the_step_where_every_clockwork_module_updates(
+        timescales):
+    kind = type("_Copy", (timescales._Copy,), {"offset": 2})
+    cfg = kind.default_config()
+    cfg.data.symbols, cfg.data.delay, cfg.data.valid_size, cfg.data.test_size = 1, 3, 2, 2
+    tokens, targets = kind(cfg).batch(torch.Generator().manual_seed(0), 5, "cpu")
+    blank, go = cfg.data.alphabet, cfg.data.alphabet + 1
+    assert tokens.shape == (2 + 1 + 3 + 1, 5)
+    assert (tokens[:2] == blank).all() and torch.equal(tokens[2], targets[0])
+    assert (tokens[-1] == go).all()
+    r = timescales.run("clockwork", 4, 0, task="copy", hidden=8, steps=1, valid_size=4,
+                       offset=1)
+    assert r["task"] == "copy+1"

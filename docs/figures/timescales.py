@@ -18,11 +18,13 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 DOCS = Path(__file__).resolve().parents[1]
 NAME = "timescales"
 COLOURS = {"tanh": "k", "leaky-fixed": "tab:blue", "leaky-learned": "tab:cyan",
            "skip": "tab:green", "delay": "tab:olive", "clockwork": "tab:red",
-           "lstm": "tab:purple"}
+           "lstm": "tab:purple", "tanh-2layer": "0.55"}
 
 
 def _figure(width, height, **kwargs):
@@ -56,51 +58,80 @@ def success_table(runs: list[dict]) -> dict[tuple[str, str], dict[int, tuple[int
     return {k: {t: tuple(v) for t, v in sorted(d.items())} for k, d in table.items()}
 
 
+def markdown(runs: list[dict], task: str) -> str:
+    """The success table of ``task`` as markdown: strategy x T, "successes/seeds (median
+    test metric)"."""
+    table = success_table(runs)
+    lengths = sorted({r["T"] for r in runs if r["task"] == task})
+    order = [s for s in COLOURS if (task, s) in table]
+    lines = ["| strategy | cells | params | " + " | ".join(f"T = {n}" for n in lengths) + " |",
+             "|---|---|---|" + "---|" * len(lengths)]
+    for strategy in order:
+        example = next(r for r in runs if (r["task"], r["strategy"]) == (task, strategy))
+        cells = []
+        for n in lengths:
+            tests = sorted(r["test"] for r in runs
+                           if (r["task"], r["strategy"], r["T"]) == (task, strategy, n))
+            if not tests:
+                cells.append("–")
+                continue
+            ok, seeds = table[(task, strategy)][n]
+            cells.append(f"{ok}/{seeds} ({tests[len(tests) // 2]:.3g})")
+        lines.append(f"| {strategy} | `{', '.join(example['cells'])}` | {example['params']} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> list[Path]:
     r = json.loads((DOCS / "results" / f"{NAME}.json").read_text(encoding="utf-8"))
     where = f"{r['machine']['cpu']}, {r['machine']['threads']} thread"
     paths = []
 
     table = success_table(r["runs"])
-    tasks = sorted({task for task, _ in table})
-    fig, axes = _figure(4.6 * len(tasks), 3.4, ncols=len(tasks), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        for (t, strategy), per_length in table.items():
-            if t != task:
-                continue
-            lengths = list(per_length)
-            rate = [per_length[n][0] / per_length[n][1] for n in lengths]
-            ax.plot(lengths, rate, "o-", color=COLOURS.get(strategy), label=strategy,
-                    alpha=0.8)
-        first = next(x for x in r["runs"] if x["task"] == task)
-        ax.set_xscale("log")
-        ax.set_xticks(sorted({x["T"] for x in r["runs"] if x["task"] == task}))
-        ax.set_xticklabels([str(t) for t in ax.get_xticks()])
-        ax.set_ylim(-0.05, 1.05)
-        ax.set_xlabel("T (adding: sequence length; copy: delay)")
-        ax.set_ylabel("success rate over seeds")
-        crit = "test MSE < 0.01" if task == "adding" else "test accuracy ≥ 0.99"
-        ax.set_title(f"{task}: H = {first['hidden']}, {first['steps']} steps, lr "
-                     f"{first['lr']:g}; {crit}", fontsize=8)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    paths.append(_save(fig, NAME, f"python benchmarks/timescales.py sweep -- {where}"))
+    rows = sorted(table, key=lambda k: (k[0], list(COLOURS).index(k[1])
+                                        if k[1] in COLOURS else 99))
+    lengths = sorted({x["T"] for x in r["runs"]})
+    fig, ax = _figure(6.4, 1.2 + 0.33 * len(rows))
+    rate = np.full((len(rows), len(lengths)), np.nan)
+    for i, key in enumerate(rows):
+        for j, n in enumerate(lengths):
+            if n in table[key]:
+                ok, seeds = table[key][n]
+                rate[i, j] = ok / seeds
+                ax.text(j, i, f"{ok}/{seeds}", ha="center", va="center", fontsize=8,
+                        color="k")
+            else:
+                ax.text(j, i, "–", ha="center", va="center", fontsize=8, color="0.5")
+    ax.imshow(np.ma.masked_invalid(rate), cmap="RdYlGn", vmin=-0.4, vmax=1.4,
+              aspect="auto")
+    ax.set_xticks(range(len(lengths)))
+    ax.set_xticklabels([f"T = {n}" for n in lengths])
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([s if t == "copy" else f"{s} ({t})" for t, s in rows], fontsize=8)
+    first = r["runs"][0]
+    ax.set_title(f"copy memory, 1 symbol, delay T: successes / seeds (test accuracy ≥ 0.99)\n"
+                 f"H = {first['hidden']}, {first['steps']} steps of {first['batch_size']}, Adam "
+                 f"lr {first['lr']:g}", fontsize=8)
+    paths.append(_save(fig, NAME, f"python benchmarks/timescales.py sweep --task copy -- "
+                                  f"{where}"))
 
     if r.get("flow"):
         groups = sorted({(f["task"], f["T"]) for f in r["flow"]})
-        fig, axes = _figure(4.6 * len(groups), 3.4, ncols=len(groups), squeeze=False)
+        fig, axes = _figure(max(6.4, 4.6 * len(groups)), 3.6, ncols=len(groups), squeeze=False)
         for ax, (task, length) in zip(axes[0], groups):
             for f in r["flow"]:
                 if (f["task"], f["T"]) != (task, length):
                     continue
-                norms = f["norms"]
-                top = max(norms) or 1.0
-                back = list(range(len(norms)))[::-1]            # distance from the last step
-                ax.plot(back, [max(n / top, 1e-30) for n in norms],
+                # t = 1 .. T-1 against T - t, relative to t = T - 1: a wrapper's state at
+                # t = T gets no gradient when its output is not the state tensor itself
+                norms = f["norms"][:-1]
+                ref = norms[-1] or 1.0
+                back = list(range(len(norms), 0, -1))
+                ax.plot(back, [max(n / ref, 1e-30) for n in norms],
                         color=COLOURS.get(f["strategy"]), label=f["strategy"], lw=1)
             ax.set_yscale("log")
-            ax.set_xlabel("steps back from the last step, T - t")
-            ax.set_ylabel("‖∂L/∂h_t‖ / max_t")
+            ax.set_xlabel("steps back from the loss, T - t")
+            ax.set_ylabel("‖∂L/∂h_t‖ / ‖∂L/∂h_(T-1)‖")
             ax.set_title(f"{task}, T = {length}, untrained, H = {r['flow'][0]['hidden']}",
                          fontsize=8)
             ax.grid(alpha=0.3)
@@ -140,3 +171,7 @@ def main() -> list[Path]:
 if __name__ == "__main__":
     for path in main():
         print(path.relative_to(DOCS.parent))
+    results = json.loads((DOCS / "results" / f"{NAME}.json").read_text(encoding="utf-8"))
+    for task in sorted({r["task"] for r in results["runs"]}):
+        print(f"\n{task}: successes/seeds (median test metric)\n" +
+              markdown(results["runs"], task))
