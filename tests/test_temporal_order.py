@@ -89,13 +89,17 @@ def test_trains_with_and_without_omega(tmp_path, pascanu):
 
 @pytest.mark.slow
 def test_pascanu_experiment_reaches_the_documented_figure(tmp_path):
-    """The command of docs/10.11-optimization.md at its documented setting, one seed: the
-    ratio r_k with Ω ends nearer 1 than without it (the figure's right panel)."""
+    """The command of docs/10.11-optimization.md at its documented setting, seed 0, for the
+    first 3 000 updates (about 10 minutes): with Ω the ratio r_k ends nearer 1 than without
+    it (the figure's right panel) and the error has left chance while SGD-C's has not (the
+    left panel; measured there at 3 000 updates: 0.48 against 0.75)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import pascanu
     out = tmp_path / "p.json"
-    pascanu.main(["--length", "50", "--seeds", "0", "--max-steps", "3000", "--jobs", "2",
-                  "--out", str(out)])
+    pascanu.main(["--length", "50", "--seeds", "0", "--max-steps", "3000",
+                  "--eval-every", "250", "--jobs", "2", "--out", str(out)])
     runs = {r["pascanu"]: r for r in json.loads(out.read_text())["runs"]}
     with_omega, without = runs[2.0]["ratio"]["ratio"][-1], runs[0.0]["ratio"]["ratio"][-1]
     assert abs(with_omega - 1) < abs(without - 1)
+    errors = {w: r["curve"]["error"][-1] for w, r in runs.items()}
+    assert errors[0.0] > 0.7 and errors[2.0] < 0.6
