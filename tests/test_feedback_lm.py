@@ -1,7 +1,9 @@
 """char-lm with ``model.cell=feedback``: the output-to-hidden recurrence of book Fig. 10.4,
 trained by teacher forcing and scored free-running, against explicit step-by-step loops."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -99,3 +101,12 @@ def test_cli_trains_the_feedback_model(tmp_path):
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     valid = [r for r in lines if r["split"] == "valid"][-1]
     assert valid["bpc"] > 0 and valid["tf_bpc"] > 0
+
+
+def test_the_figure_script_draws_the_committed_results(tmp_path):
+    path = Path(__file__).resolve().parents[1] / "docs" / "figures" / "feedback_lm.py"
+    spec = importlib.util.spec_from_file_location("feedback_lm_figure", path)
+    figure = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(figure)
+    out = figure.main(out=tmp_path / "f.png")
+    assert out.stat().st_size > 10_000

@@ -2,8 +2,8 @@
 initialisations, the task trained with and without Ω, and (slow) the SGD-C / SGD-CR
 comparison of docs/10.11-optimization.md."""
 
+import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,14 @@ from rnnlab.tasks import TASKS, TemporalOrder
 from rnnlab.tasks.temporal_order import pascanu_init_
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(path: Path, name: str):
+    """A script of the repository (benchmarks/, docs/figures/) as a module."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_batch_places_two_relevant_symbols_and_labels_their_order():
@@ -89,13 +97,25 @@ def test_trains_with_and_without_omega(tmp_path, pascanu):
 
 @pytest.mark.slow
 def test_pascanu_experiment_reaches_the_documented_figure(tmp_path):
-    """The command of docs/10.11-optimization.md at its documented setting, one seed: the
-    ratio r_k with Ω ends nearer 1 than without it (the figure's right panel)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import pascanu
+    """The command of docs/10.11-optimization.md at its documented setting, seed 0, for the
+    first 3 000 updates (about 10 minutes): with Ω the ratio r_k ends nearer 1 than without
+    it (the figure's right panel) and the error has left chance while SGD-C's has not (the
+    left panel; measured there at 3 000 updates: 0.48 against 0.75)."""
+    experiment = load(ROOT / "benchmarks" / "pascanu.py", "pascanu_experiment")
     out = tmp_path / "p.json"
-    pascanu.main(["--length", "50", "--seeds", "0", "--max-steps", "3000", "--jobs", "2",
-                  "--out", str(out)])
+    experiment.main(["--length", "50", "--seeds", "0", "--max-steps", "3000",
+                  "--eval-every", "250", "--jobs", "2", "--out", str(out)])
     runs = {r["pascanu"]: r for r in json.loads(out.read_text())["runs"]}
     with_omega, without = runs[2.0]["ratio"]["ratio"][-1], runs[0.0]["ratio"]["ratio"][-1]
     assert abs(with_omega - 1) < abs(without - 1)
+    errors = {w: r["curve"]["error"][-1] for w, r in runs.items()}
+    assert errors[0.0] > 0.7 and errors[2.0] < 0.6
+
+
+def test_the_figure_script_draws_the_committed_results(tmp_path):
+    figure = load(ROOT / "docs" / "figures" / "pascanu.py", "pascanu_figure")
+    data = json.loads((ROOT / "docs" / "results" / "pascanu.json").read_text())
+    assert {r["pascanu"] for r in data["runs"]} == {0.0, 2.0}
+    assert len({r["seed"] for r in data["runs"]}) >= 5
+    out = figure.main(out=tmp_path / "p.png")
+    assert out.stat().st_size > 10_000
