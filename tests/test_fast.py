@@ -212,3 +212,17 @@ def test_every_cell_of_the_chapter_on_the_generic_path(name, monkeypatch):
         for reverse in (False, True):
             assert_fused_matches_reference(cell, xs, state, lengths, reverse, **F64,
                                            allow_none=name == "ntm-ff")
+
+
+def test_no_compiler_is_needed(monkeypatch, tmp_path):
+    """The generic path runs ATen graphs as traced: it needs no C++ toolchain. With none on
+    PATH (and inductor pointed at a compiler that does not exist) a new cell still trains on
+    it, without a warning (pytest turns warnings into errors)."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    cell = _cell(lambda: MyCell(I, H))
+    layer = rnnlab.Recurrent(cell)
+    xs, _ = _inputs(cell)
+    ys, _ = layer(xs, lengths=RAGGED)
+    ys.sum().backward()
+    assert layer.path == "generic" and cell in fast._PROGRAMS
