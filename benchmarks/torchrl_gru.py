@@ -27,6 +27,7 @@ import torch
 from torchrl.modules import GRU as TorchRLGRU
 
 import rnnlab
+from rnnlab import fast
 from rnnlab.bench import machine
 from rnnlab.cells import GRUCell
 from rnnlab.cells.examples import HandGRU
@@ -99,6 +100,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    fast.WARMUP = 0              # the generic path from the first training call (the check)
     worst = check()
     models = build()
     xs, dys = torch.randn(T, B, I), torch.randn(T, B, H)

@@ -31,6 +31,12 @@ T, B, I, H = 5, 4, 3, 4
 RAGGED = torch.tensor([5, 2, 0, 3])
 
 
+@pytest.fixture(autouse=True)
+def _no_warmup(monkeypatch):
+    """The generic path from a cell's first training call (by default from its second)."""
+    monkeypatch.setattr(fast, "WARMUP", 0)
+
+
 def _cell(make, dtype=torch.float64, seed=0):
     torch.manual_seed(seed)
     return make().to(dtype)
@@ -143,6 +149,16 @@ def test_inference_takes_the_reference_loop_without_tracing():
     with torch.no_grad():
         rnnlab.Recurrent(cell)(torch.randn(T, B, I))
     assert cell not in fast._PROGRAMS
+
+
+def test_the_first_training_calls_run_the_reference_loop(monkeypatch):
+    monkeypatch.setattr(fast, "WARMUP", 1)
+    cell = MyCell(I, H)
+    layer = rnnlab.Recurrent(cell)
+    layer(torch.randn(T, B, I))[0].sum().backward()
+    assert cell not in fast._PROGRAMS                  # one call: nothing traced
+    layer(torch.randn(T, B, I))[0].sum().backward()
+    assert cell in fast._PROGRAMS
 
 
 class _Branchy(rnnlab.Cell):

@@ -37,11 +37,14 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from .cells.base import state_fields
 
 __all__ = ["StepProgram", "step_program", "fast_unroll", "Unsupported", "supports",
-           "wants_grad", "ENABLED"]
+           "engage", "ENABLED", "WARMUP"]
 
 #: the switch of the generic path (:class:`rnnlab.Recurrent` then runs the reference loop
 #: for cells without a kernel); the environment variable RNNLAB_GENERIC=0 turns it off
 ENABLED = os.environ.get("RNNLAB_GENERIC", "1") != "0"
+#: training calls of a cell that run the reference loop before its step is traced: a
+#: one-off call (a test, a diagnostic) does not pay for the trace, a training loop does once
+WARMUP = 1
 
 
 class Unsupported(Exception):
@@ -511,13 +514,23 @@ def supports(cell) -> bool:
     return ENABLED and cell not in _UNSUPPORTED
 
 
-def wants_grad(cell, xs: Tensor, state) -> bool:
-    """Whether a call needs gradients (else the reference loop is as fast: the generic
-    path's gain is a backward without autograd's tape)."""
+_CALLS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def engage(cell, xs: Tensor, state) -> bool:
+    """Whether this call of ``cell`` takes the generic path: it needs gradients (without
+    them the reference loop is as fast: the generic path's gain is a backward without
+    autograd's tape) and the cell has had :data:`WARMUP` such calls before."""
     if not torch.is_grad_enabled():
         return False
-    return xs.requires_grad or any(p.requires_grad for p in cell.parameters()) or \
-        (state is not None and any(f.requires_grad for f in state_fields(state)))
+    if not (xs.requires_grad or any(p.requires_grad for p in cell.parameters()) or
+            (state is not None and any(f.requires_grad for f in state_fields(state)))):
+        return False
+    calls = _CALLS.get(cell, 0)
+    if calls < WARMUP:
+        _CALLS[cell] = calls + 1
+        return False
+    return True
 
 
 def fast_unroll(cell, xs: Tensor, state, mask: Tensor | None = None, reverse: bool = False,
