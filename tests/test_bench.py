@@ -19,7 +19,7 @@ def test_bench_json_rows_and_checks(capsys):
     assert set(rows) == {"rnn", "mgu"}
     for cell, row in rows.items():
         assert row["config"] == "tiny" and row["threads"] == 1
-        assert row["path"] in ("fused", "reference")
+        assert row["path"] in ("fused", "generic", "reference")
         assert row["check"]["ok"], (cell, row["check"])
         assert row["check"]["vs_reference"]["ok"]
         assert {"loop", "rnnlab"} <= row["ms"].keys()
@@ -29,7 +29,8 @@ def test_bench_json_rows_and_checks(capsys):
 
 
 def test_every_cell_family_is_benchmarked_and_tiny_is_hidden():
-    assert set(CELL_NAMES) | {"lstm-proj", "feedback", *bench.REGULARIZED} == set(bench.CELLS)
+    assert set(CELL_NAMES) | {"lstm-proj", "feedback", *bench.REGULARIZED, *bench.CUSTOM_CELLS,
+                              *bench.GENERIC} == set(bench.CELLS)
 
 
 @pytest.mark.parametrize("cell", ["lstm+rd", "gru+zo"])
