@@ -54,3 +54,13 @@ def test_tables_leave_missing_baselines_empty():
                      "vs_torch": None, "compat_vs_torch": None})
     line = bench.tables([row], 1).splitlines()[-1]
     assert line.startswith("| mgu | tiny | reference |  | 2.000 ms | 1.000 ms |  | 2.00× |")
+
+
+@pytest.mark.parametrize("cell", ["hand-gru", "lstm+zo@generic"])
+def test_generic_rows_check_the_generic_path_against_the_reference(cell):
+    models, _, _ = bench.build(cell, bench.CONFIGS["tiny"])
+    assert models["rnnlab"].path == "generic"
+    assert ("kernel" in models) == (cell == "hand-gru") and ("lstm" in models) != (cell ==
+                                                                                   "hand-gru")
+    result = bench.check_float64(cell, bench.CONFIGS["tiny"])
+    assert result["ok"] and result["vs_reference"]["worst_rel_err"] < 1e-10
