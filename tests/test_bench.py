@@ -19,7 +19,7 @@ def test_bench_json_rows_and_checks(capsys):
     assert set(rows) == {"rnn", "mgu"}
     for cell, row in rows.items():
         assert row["config"] == "tiny" and row["threads"] == 1
-        assert row["path"] in ("fused", "reference")
+        assert row["path"] in ("fused", "generic", "reference")
         assert row["check"]["ok"], (cell, row["check"])
         assert row["check"]["vs_reference"]["ok"]
         assert {"loop", "rnnlab"} <= row["ms"].keys()
@@ -29,7 +29,8 @@ def test_bench_json_rows_and_checks(capsys):
 
 
 def test_every_cell_family_is_benchmarked_and_tiny_is_hidden():
-    assert set(CELL_NAMES) | {"lstm-proj", "feedback", *bench.REGULARIZED} == set(bench.CELLS)
+    assert set(CELL_NAMES) | {"lstm-proj", "feedback", *bench.REGULARIZED, *bench.CUSTOM_CELLS,
+                              *bench.GENERIC} == set(bench.CELLS)
 
 
 @pytest.mark.parametrize("cell", ["lstm+rd", "gru+zo"])
@@ -53,3 +54,13 @@ def test_tables_leave_missing_baselines_empty():
                      "vs_torch": None, "compat_vs_torch": None})
     line = bench.tables([row], 1).splitlines()[-1]
     assert line.startswith("| mgu | tiny | reference |  | 2.000 ms | 1.000 ms |  | 2.00× |")
+
+
+@pytest.mark.parametrize("cell", ["hand-gru", "lstm+zo@generic"])
+def test_generic_rows_check_the_generic_path_against_the_reference(cell):
+    models, _, _ = bench.build(cell, bench.CONFIGS["tiny"])
+    assert models["rnnlab"].path == "generic"
+    assert ("kernel" in models) == (cell == "hand-gru") and ("lstm" in models) != (cell ==
+                                                                                   "hand-gru")
+    result = bench.check_float64(cell, bench.CONFIGS["tiny"])
+    assert result["ok"] and result["vs_reference"]["worst_rel_err"] < 1e-10

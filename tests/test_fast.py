@@ -31,6 +31,12 @@ T, B, I, H = 5, 4, 3, 4
 RAGGED = torch.tensor([5, 2, 0, 3])
 
 
+@pytest.fixture(autouse=True)
+def _no_warmup(monkeypatch):
+    """The generic path from a cell's first training call (by default from its second)."""
+    monkeypatch.setattr(fast, "WARMUP", 0)
+
+
 def _cell(make, dtype=torch.float64, seed=0):
     torch.manual_seed(seed)
     return make().to(dtype)
@@ -145,6 +151,16 @@ def test_inference_takes_the_reference_loop_without_tracing():
     assert cell not in fast._PROGRAMS
 
 
+def test_the_first_training_calls_run_the_reference_loop(monkeypatch):
+    monkeypatch.setattr(fast, "WARMUP", 1)
+    cell = MyCell(I, H)
+    layer = rnnlab.Recurrent(cell)
+    layer(torch.randn(T, B, I))[0].sum().backward()
+    assert cell not in fast._PROGRAMS                  # one call: nothing traced
+    layer(torch.randn(T, B, I))[0].sum().backward()
+    assert cell in fast._PROGRAMS
+
+
 class _Branchy(rnnlab.Cell):
     """A step whose Python control flow reads a value: no fixed graph exists."""
 
@@ -212,3 +228,17 @@ def test_every_cell_of_the_chapter_on_the_generic_path(name, monkeypatch):
         for reverse in (False, True):
             assert_fused_matches_reference(cell, xs, state, lengths, reverse, **F64,
                                            allow_none=name == "ntm-ff")
+
+
+def test_no_compiler_is_needed(monkeypatch, tmp_path):
+    """The generic path runs ATen graphs as traced: it needs no C++ toolchain. With none on
+    PATH (and inductor pointed at a compiler that does not exist) a new cell still trains on
+    it, without a warning (pytest turns warnings into errors)."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    cell = _cell(lambda: MyCell(I, H))
+    layer = rnnlab.Recurrent(cell)
+    xs, _ = _inputs(cell)
+    ys, _ = layer(xs, lengths=RAGGED)
+    ys.sum().backward()
+    assert layer.path == "generic" and cell in fast._PROGRAMS

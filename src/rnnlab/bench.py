@@ -44,7 +44,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 
-from .cells import CELL_NAMES, OutputFeedbackCell, make_cell
+from . import fast
+from .cells import CELL_NAMES, Cell, GRUCell, OutputFeedbackCell, make_cell
+from .cells.examples import HandGRU, IndRNNCell, MyCell, PeepholeLSTM
 from .compat import GRU, LSTM, RNN
 from .layers import Recurrent
 
@@ -84,7 +86,17 @@ EXTRA_CELLS = {"feedback": lambda I, H: OutputFeedbackCell(I, H, H)}
 # torch.nn nor its cells have these; the loop column is rnnlab's reference loop with them.
 REGULARIZERS = {"rd": {"recurrent_dropout": 0.25}, "zo": {"zoneout": 0.1}}
 REGULARIZED = ("rnn+rd", "lstm+rd", "lstm+zo", "gru+rd", "gru+zo")
-CELLS = (*CELL_NAMES, "lstm-proj", *EXTRA_CELLS, *REGULARIZED)
+# Custom cells, written as a user writes one (rnnlab.cells.examples): no kernel, so
+# Recurrent runs them on the generic path (rnnlab.fast). "hand-gru" is also timed against
+# the gru kernel on the same weights ("kernel" column).
+CUSTOM_CELLS = {"my-cell": MyCell, "hand-gru": HandGRU, "peephole-lstm": PeepholeLSTM,
+                "indrnn": IndRNNCell}
+# "CELL@generic": a cell that has a kernel, run on the generic path instead (wrapped in a cell
+# find_kernel does not know); the LSTM variants are also timed against nn.LSTM ("nn.LSTM"
+# column, same B, T, I, H), the target of issue 14.
+GENERIC = ("ln-lstm@generic", "lstm+rd@generic", "lstm+zo@generic", "lstm-proj@generic",
+           "min-gru@generic", "min-lstm@generic")
+CELLS = (*CELL_NAMES, "lstm-proj", *EXTRA_CELLS, *REGULARIZED, *CUSTOM_CELLS, *GENERIC)
 
 
 @dataclass(frozen=True)
@@ -112,7 +124,7 @@ TORCH = {
 # rnnlab cell parameter -> torch.nn's name for it in a one-layer module
 TORCH_NAMES = {"W_xh": "weight_ih_l0", "W_hh": "weight_hh_l0", "b_xh": "bias_ih_l0",
                "b_hh": "bias_hh_l0", "W_hr": "weight_hr_l0"}
-IMPLS = ("torch", "loop", "rnnlab", "compat")    # timed, in this order
+IMPLS = ("torch", "loop", "rnnlab", "compat", "kernel", "lstm")    # timed, in this order
 MEMORY_IMPLS = ("torch", "loop", "rnnlab")
 RTOL, ATOL = 1e-7, 1e-9          # float64 (check_float64)
 CHECK_STEPS = 100               # the correctness check runs the first steps, in float64
@@ -138,6 +150,23 @@ class UnbindLoop(nn.Module):
         return torch.stack(ys), None
 
 
+class NoKernel(Cell):
+    """``cell`` under another name, so that :func:`rnnlab.find_kernel` finds no kernel and
+    :class:`Recurrent` runs it on the generic path (the ``@generic`` rows)."""
+
+    def __init__(self, cell: Cell):
+        super().__init__()
+        self.cell = cell
+        self.input_size, self.hidden_size = cell.input_size, cell.hidden_size
+        self.output_size, self.regularizable = cell.output_size, cell.regularizable
+
+    def init_state(self, batch_size: int, device=None, dtype=None):
+        return self.cell.init_state(batch_size, device, dtype)
+
+    def forward(self, state, x: Tensor, **drop):
+        return self.cell(state, x, **drop)
+
+
 def build(cell: str, cfg: Config, T: int | None = None, seed: int = 0):
     """The implementations of ``cell`` with the same weights, an input and an upstream grad.
 
@@ -150,9 +179,27 @@ def build(cell: str, cfg: Config, T: int | None = None, seed: int = 0):
     T = cfg.T if T is None else T
     torch.manual_seed(seed)
     models: dict[str, nn.Module] = {}
-    spec = TORCH.get(cell)
+    cell, generic, rest = cell.partition("@")
+    if generic and rest != "generic":
+        raise ValueError(f"unknown path suffix {'@' + rest!r}; valid: @generic")
+    spec = TORCH.get(cell) if not generic else None
     base, _, reg = cell.partition("+")
-    if reg:
+    if generic:
+        opts = REGULARIZERS[reg] if reg else {}
+        inner = make_cell(spec_cell(base, cfg), cfg.I, cfg.H, **spec_options(base, cfg))
+        models["rnnlab"] = Recurrent(NoKernel(inner), **opts)
+        models["reference"] = Recurrent(copy.deepcopy(models["rnnlab"].cell), use_kernel=False,
+                                        **opts)
+        models["loop"] = models["reference"]
+        if base.startswith("lstm") or base == "ln-lstm":
+            models["lstm"] = nn.LSTM(cfg.I, cfg.H, **spec_options(base, cfg))
+    elif cell in CUSTOM_CELLS:
+        models["rnnlab"] = Recurrent(CUSTOM_CELLS[cell](cfg.I, cfg.H))
+        if cell == "hand-gru":
+            kernel = GRUCell(cfg.I, cfg.H)
+            kernel.load_state_dict(models["rnnlab"].cell.state_dict())
+            models["kernel"] = Recurrent(kernel)
+    elif reg:
         if reg not in REGULARIZERS:
             raise ValueError(f"unknown regulariser suffix {reg!r} in {cell!r}; valid: "
                              f"{', '.join('+' + k for k in REGULARIZERS)}")
@@ -187,6 +234,16 @@ def build(cell: str, cfg: Config, T: int | None = None, seed: int = 0):
     xs = torch.randn(T, cfg.B, cfg.I)                          # (T, B, I)
     d_ys = torch.randn(T, cfg.B, models["rnnlab"].output_size)   # upstream grad on all outputs
     return models, xs, d_ys
+
+
+def spec_cell(base: str, cfg: Config) -> str:
+    """The make_cell name of a benchmark cell name (``lstm-proj`` is the LSTM with
+    ``proj_size`` = H/2)."""
+    return "lstm" if base == "lstm-proj" else base
+
+
+def spec_options(base: str, cfg: Config) -> dict:
+    return {"proj_size": cfg.H // 2} if base == "lstm-proj" else {}
 
 
 def train_step(module: nn.Module, xs: Tensor, d_ys: Tensor) -> None:
@@ -279,7 +336,11 @@ def check_float64(cell: str, cfg: Config) -> dict:
     models, xs, d_ys = build(cell, cfg, T=min(cfg.T, CHECK_STEPS))
     for m in models.values():
         m.double()
-    return check(models, xs.double(), d_ys.double())
+    warmup, fast.WARMUP = fast.WARMUP, 0     # the generic path on the checked call itself
+    try:
+        return check(models, xs.double(), d_ys.double())
+    finally:
+        fast.WARMUP = warmup
 
 
 def time_alternating(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
@@ -326,7 +387,14 @@ def rss_mb() -> float:
 
 def worker_time(cell: str, config: str, repeats: int) -> dict:
     cfg = CONFIGS[config]
-    result = {"check": check_float64(cell, cfg)}
+    first = build(cell, cfg, T=1)[0]["rnnlab"]
+    trace = None
+    if first.path == "generic":
+        # the generic path traces a cell's step on its first training call: the first call
+        # of this (new) process, imports included, and then a new cell in the warm process
+        trace = {"cold": _first_call(first, cfg)}
+        trace["warm"] = _first_call(build(cell, cfg, T=1, seed=1)[0]["rnnlab"], cfg)
+    result = {"check": check_float64(cell, cfg), "trace_s": trace}
     models, xs, d_ys = build(cell, cfg)
     result["path"] = models["rnnlab"].path
     steps = {impl: make_step(models[impl], xs, d_ys, cfg.mode)
@@ -339,6 +407,14 @@ def worker_time(cell: str, config: str, repeats: int) -> dict:
         result["gemm_gflops"] = (gemm_flops(models["rnnlab"], cfg)
                                  / result["seconds"]["rnnlab"] / 1e9)
     return result
+
+
+def _first_call(layer: Recurrent, cfg: Config) -> float:
+    """Seconds of a layer's first training step at T = 1."""
+    t0 = time.perf_counter()
+    train_step(layer, torch.randn(1, cfg.B, cfg.I, requires_grad=True),
+               torch.randn(1, cfg.B, layer.output_size))
+    return time.perf_counter() - t0
 
 
 def worker_memory(cell: str, config: str, impl: str) -> dict:
@@ -358,6 +434,7 @@ def worker(argv: list[str]) -> None:
     CONFIG IMPL``; prints one JSON line."""
     kind, threads, *rest = argv
     torch.set_num_threads(int(threads))
+    fast.WARMUP = 0        # the generic path from the first training call: the check runs it
     if kind == "time":
         out = worker_time(rest[0], rest[1], int(rest[2]))
     else:
@@ -381,13 +458,14 @@ class Row:
     cell: str
     config: str
     threads: int
-    path: str                    # rnnlab's path: "fused" or "reference"
+    path: str                    # rnnlab's path: "fused", "generic" or "reference"
     ms: dict                     # impl -> ms per training step (µs per step for stream)
     act_mb: dict                 # impl -> MB, train configs (not smoke)
     peak_gflops: float | None    # 2048³ matmul in the same process, train configs (not smoke)
     gemm_pct: float | None
     check: dict
     note: str = ""
+    trace_s: dict | None = None  # generic path: first training call, cold and warm process
 
 
 def measure(cell: str, config: str, threads: int, repeats: int,
@@ -409,7 +487,8 @@ def measure(cell: str, config: str, threads: int, repeats: int,
                   for impl in MEMORY_IMPLS if impl in ms}
     gemm, peak = timed.get("gemm_gflops"), timed.get("peak_gflops")
     return Row(cell, config, threads, timed["path"], ms, act_mb, peak,
-               None if gemm is None else 100 * gemm / peak, timed["check"], note)
+               None if gemm is None else 100 * gemm / peak, timed["check"], note,
+               timed.get("trace_s"))
 
 
 def run(cells, configs, threads, repeats: int, log: Callable[[str], None] | None = None):
@@ -462,8 +541,9 @@ def tables(rows: list[Row], threads: int) -> str:
     lines = [f"### {threads} thread{'s' if threads > 1 else ''}{peak}", "",
              "| cell | config | rnnlab path | torch.nn | autograd loop | rnnlab | "
              "rnnlab / torch.nn | speedup vs loop | rnnlab.X / torch.nn | act. MB torch.nn | "
-             "act. MB loop | act. MB rnnlab | MB ratio | GEMM eff. | correct |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "act. MB loop | act. MB rnnlab | MB ratio | GEMM eff. | correct | "
+             "rnnlab / kernel | rnnlab / nn.LSTM | first call s (new / warm process) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cfg = CONFIGS[r.config]
         unit = " ms" if cfg.mode == "train" else " µs/step"
@@ -482,7 +562,10 @@ def tables(rows: list[Row], threads: int) -> str:
             f"{_num(mem.get('rnnlab'), '.1f', missing='—')} | "
             f"{_num(ratio, '.2f', '×', missing=measured)} | "
             f"{_num(r.gemm_pct, '.0f', '%', missing='—')} | "
-            f"{_correct(r.check)}{' ' + r.note if r.note else ''} |")
+            f"{_correct(r.check)}{' ' + r.note if r.note else ''} | "
+            f"{_num(ms['rnnlab'] / ms['kernel'] if 'kernel' in ms else None, '.2f', '×')} | "
+            f"{_num(ms['rnnlab'] / ms['lstm'] if 'lstm' in ms else None, '.2f', '×')} | "
+            + (f"{r.trace_s['cold']:.1f} / {r.trace_s['warm']:.1f} |" if r.trace_s else " |"))
     return "\n".join(lines)
 
 

@@ -1,25 +1,30 @@
-"""A fast path for any cell: its step traced once into a forward and a backward graph, run
-in one time loop inside one ``torch.autograd.Function`` (BPTT for any cell, no hand code).
+"""The generic path: any cell's step traced once into ATen graphs and run in one time loop
+inside one ``torch.autograd.Function`` (BPTT for any cell, no hand code, no compiler).
 
 A cell that follows the contract (:mod:`rnnlab.cells.base`) is plain torch ops, so its step
-``(state, x) -> (state', y)`` can be traced to ATen ops (``make_fx``, symbolic batch size):
+``(state, x) -> (state', y)`` can be traced to ATen ops (``make_fx``, symbolic sizes: one
+trace serves every T and B):
 
-    joint(θ, s, x, ∂s', ∂y) = (s', y, ∂L/∂s)         the step and its vector-Jacobian
-                                                       product in s, traced once per cell
-    forward(θ, s, x) -> (s', y, residuals)            the nodes that do not read ∂s', ∂y
-    backward(residuals, ∂s', ∂y) -> ∂L/∂s             the rest (dead code dropped)
+    joint(θ, s, x, ∂s', ∂y) = (s', y, ∂s, ∂θ, ∂x)     the step and its vector-Jacobian product
+    prologue(θ, xs) -> per-step values                 the nodes that read only θ and x(t):
+                                                       once, over all T (one GEMM, not T)
+    forward(θ, s, x, values(t)) -> (s', y, saved)      the other nodes without a cotangent
+    loop(saved, ∂s', ∂y) -> (∂s, carried)              what ∂s needs: the sequential part
+    deferred(saved, carried over all T·B rows) -> (∂θ, ∂x)   the rest, once after the loop
 
-The layer's sequence then runs as (book 10.2.2: BPTT is the forward loop, then the same
-steps in reverse order):
+The sequence then runs as (book 10.2.2: BPTT is the forward loop, then the same steps in
+reverse order):
 
-    forward:   for t: s(t), y(t), r(t) = forward(θ, s(t-1), x(t))       no autograd tape
-    backward:  for t = T..1: ∂s(t-1) = backward(r(t), ∂s(t), ∂y(t))     only ∂s in the loop
-    then:      ∂θ, ∂x = vjp of the step vmapped over all T at (s(t-1), x(t)): the parameter
-               gradients as GEMMs over all T·B rows, as the hand kernels do
+    forward:   values = prologue(θ, xs); for t: s(t), y(t), saved(t) = forward(...)
+    backward:  for t = T..1: ∂s(t-1), carried(t) = loop(saved(t), ∂s(t), ∂y(t))
+               ∂θ, ∂x = deferred(every step's rows stacked): the parameter gradients as
+               GEMMs over all T·B rows, as the hand kernels do
 
-so a step costs its own ATen ops, without autograd's recording, graph walk or per-step
-parameter-gradient GEMMs. Lengths, reverse, recurrent dropout and zoneout are the loop's
-business, exactly as in :func:`rnnlab.unroll` (the reference this path is tested against).
+with no autograd tape in either loop. Lengths, reverse, recurrent dropout and zoneout are
+the loop's business, exactly as in :func:`rnnlab.unroll` (the reference this path is tested
+against). The deferred part treats the T·B rows of all steps as one batch, as the cell
+contract does (a step maps each row of the batch on its own; a step that mixes the rows of
+a batch, e.g. a batch norm inside the cell, must run with ``use_kernel=False``).
 """
 
 from __future__ import annotations
@@ -37,11 +42,14 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from .cells.base import state_fields
 
 __all__ = ["StepProgram", "step_program", "fast_unroll", "Unsupported", "supports",
-           "wants_grad", "ENABLED"]
+           "engage", "ENABLED", "WARMUP"]
 
 #: the switch of the generic path (:class:`rnnlab.Recurrent` then runs the reference loop
 #: for cells without a kernel); the environment variable RNNLAB_GENERIC=0 turns it off
 ENABLED = os.environ.get("RNNLAB_GENERIC", "1") != "0"
+#: training calls of a cell that run the reference loop before its step is traced: a
+#: one-off call (a test, a diagnostic) does not pay for the trace, a training loop does once
+WARMUP = 1
 
 
 class Unsupported(Exception):
@@ -511,13 +519,23 @@ def supports(cell) -> bool:
     return ENABLED and cell not in _UNSUPPORTED
 
 
-def wants_grad(cell, xs: Tensor, state) -> bool:
-    """Whether a call needs gradients (else the reference loop is as fast: the generic
-    path's gain is a backward without autograd's tape)."""
+_CALLS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def engage(cell, xs: Tensor, state) -> bool:
+    """Whether this call of ``cell`` takes the generic path: it needs gradients (without
+    them the reference loop is as fast: the generic path's gain is a backward without
+    autograd's tape) and the cell has had :data:`WARMUP` such calls before."""
     if not torch.is_grad_enabled():
         return False
-    return xs.requires_grad or any(p.requires_grad for p in cell.parameters()) or \
-        (state is not None and any(f.requires_grad for f in state_fields(state)))
+    if not (xs.requires_grad or any(p.requires_grad for p in cell.parameters()) or
+            (state is not None and any(f.requires_grad for f in state_fields(state)))):
+        return False
+    calls = _CALLS.get(cell, 0)
+    if calls < WARMUP:
+        _CALLS[cell] = calls + 1
+        return False
+    return True
 
 
 def fast_unroll(cell, xs: Tensor, state, mask: Tensor | None = None, reverse: bool = False,

@@ -93,9 +93,9 @@ class Recurrent(nn.Module):
         """``"traced"`` while :func:`rnnlab.trace.tracing` records the layer (the reference
         loop, every step kept); else ``"fused"`` when the cell family has a kernel
         (:func:`rnnlab.kernels.find_kernel`) and ``use_kernel`` is on; else ``"generic"``
-        (:func:`rnnlab.fast.fast_unroll`: the cell's traced step; it runs when gradients are
-        wanted, the reference loop being as fast without them) unless the step cannot be
-        traced (:func:`rnnlab.fast.supports`); else ``"reference"`` (:func:`rnnlab.unroll`).
+        (:func:`rnnlab.fast.fast_unroll`: the cell's traced step; it runs from a cell's second
+        training call on, :func:`rnnlab.fast.engage`) unless the step cannot be traced
+        (:func:`rnnlab.fast.supports`); else ``"reference"`` (:func:`rnnlab.unroll`).
         Every kernel of a ``regularizable`` cell takes the layer's recurrent dropout and
         zoneout masks."""
         if self.tracer is not None:
@@ -108,7 +108,7 @@ class Recurrent(nn.Module):
 
     def forward(self, xs: Tensor, state=None, lengths=None):
         path = self.path                                  # decided once per call
-        if path == "generic" and not fast.wants_grad(self.cell, xs, state):
+        if path == "generic" and not fast.engage(self.cell, xs, state):
             path = "reference"
         regularized = self.recurrent_dropout > 0 or any(self.zoneout)
         if path == "reference" and not regularized:
