@@ -1,6 +1,6 @@
 """10.4: the encoder-decoder with and without attention (Tatoeba English-French, the short
-settings of docs/results.md at 800 of their 1,500 steps, lr 2e-3 constant, dropout 0.2, context as the
-decoder's initial state): validation BLEU against step. Without attention the whole
+settings of docs/results.md at 800 of their 1,500 steps: lr 2e-3 constant, dropout 0.2,
+context as the decoder's initial state): validation BLEU against step. Without attention the whole
 sentence must pass through one fixed-size context C (book Fig. 10.12).
 
     python -m docs.figures --measure translate   # needs ../shared/data/tatoeba_eng_fra; ~6-12 min
