@@ -41,6 +41,8 @@ __all__ = ["NTMCell", "NTMState", "address"]
 
 
 class NTMState(NamedTuple):
+    """The state of :class:`NTMCell`: the controller's, the memory and the heads'."""
+
     h: Tensor            # (B, H) controller output
     c: Tensor            # (B, H) controller memory cell (zeros for a feed-forward controller)
     memory: Tensor       # (B, N * W)

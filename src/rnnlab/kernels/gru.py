@@ -208,6 +208,9 @@ def gru_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool,
 
 
 class GRUBeforeSequence(Kernel):
+    """The GRU with the reset gate applied before the product (Cho et al. 2014) over a whole
+    sequence, its hand-derived BPTT written out in backward."""
+
     @staticmethod
     def forward(ctx, xs, h0, W_xh, W_hh, bias, mask, reverse: bool, drop=None, zone=None):
         T, B, _ = xs.shape
