@@ -91,10 +91,11 @@ class Clock:
         self.cpu = time.process_time() - self.cpu
 
 
-def task_for(seed: int, size: int, noise: float) -> MackeyGlass:
+def task_for(seed: int, size: int, noise: float, extra: tuple[str, ...] = ()) -> MackeyGlass:
+    """The mackey-glass task with ``model.loop=input`` (and ``extra`` overrides)."""
     cfg = MackeyGlass.default_config()
     apply_overrides(cfg, [f"train.seed={seed}", f"model.size={size}", "model.loop=input",
-                          f"model.noise={noise}"])
+                          f"model.noise={noise}", *extra])
     return MackeyGlass(cfg)
 
 
