@@ -100,6 +100,7 @@ def train(argv: list[str], keep: Path | None = None) -> tuple[dict, list[dict], 
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     root = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="rnnlab-figures-"))
+    root.mkdir(parents=True, exist_ok=True)
     run = root / "run"
     with contextlib.redirect_stdout(io.StringIO()):
         code = cli.main(["train", *argv, "--out", str(run)])
