@@ -87,6 +87,10 @@ def test_api_reference_covers_every_module_and_public_name():
     assert not sorted(modules - directives), "modules missing from docs/api"
     top = (DOCS / "api" / "rnnlab.md").read_text(encoding="utf-8")
     assert [n for n in rnnlab.__all__ if f"`{n}`" not in top and f"rnnlab.{n}`" not in top] == []
+    # each top-level name links to where it is defined
+    for name, target in re.findall(r"\[`(\w+)`\]\[([\w.]+)\]", top):
+        obj = getattr(rnnlab, name)
+        assert target == f"{obj.__module__}.{obj.__qualname__}", name
 
 
 def test_roles_become_checked_references():
