@@ -3,6 +3,7 @@
 picture a page names exists and every picture is named by a page, and every module and
 public name is in the API reference."""
 
+import importlib
 import importlib.util
 import os
 import re
@@ -87,6 +88,10 @@ def test_api_reference_covers_every_module_and_public_name():
     assert not sorted(modules - directives), "modules missing from docs/api"
     top = (DOCS / "api" / "rnnlab.md").read_text(encoding="utf-8")
     assert [n for n in rnnlab.__all__ if f"`{n}`" not in top and f"rnnlab.{n}`" not in top] == []
+    # each top-level name links to where it is defined
+    for name, target in re.findall(r"\[`(\w+)`\]\[([\w.]+)\]", top):
+        obj = getattr(rnnlab, name)
+        assert target == f"{obj.__module__}.{obj.__qualname__}", name
 
 
 def test_roles_become_checked_references():
@@ -106,3 +111,16 @@ def test_roles_become_checked_references():
     assert link(":class:`ValueError`") == "`ValueError`"           # outside rnnlab: plain
     # a stale name stays a link to nowhere, which the strict build reports
     assert link(":func:`no_such_function`") == "[`no_such_function`][no_such_function]"
+
+
+def test_figure_runner_lists_the_scripts_and_rejects_unknown_names(capsys):
+    sys.path.insert(0, str(ROOT))
+    try:
+        runner = importlib.import_module("docs.figures.__main__")
+    finally:
+        sys.path.remove(str(ROOT))
+    assert "esn" in runner.scripts() and "__init__" not in runner.scripts()
+    with pytest.raises(SystemExit) as exit_:
+        runner.main(["no-such-figure"])
+    assert exit_.value.code == 2
+    assert "unknown figure script(s) no-such-figure; valid: " in capsys.readouterr().err

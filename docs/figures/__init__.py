@@ -59,8 +59,12 @@ def savefig(fig, name: str, caption: str | None = None) -> Path:
     import matplotlib.pyplot as plt
 
     if caption:
-        fig.text(0.01, 0.005, caption, fontsize=6, color="0.35", va="bottom")
-        fig.tight_layout(rect=(0, 0.04, 1, 1))
+        import textwrap
+
+        width = int(fig.get_size_inches()[0] * 24)           # characters of 6-point text
+        lines = textwrap.wrap(caption, width)
+        fig.text(0.01, 0.005, "\n".join(lines), fontsize=6, color="0.35", va="bottom")
+        fig.tight_layout(rect=(0, 0.03 + 0.025 * len(lines), 1, 1))
     else:
         fig.tight_layout()
     IMG.mkdir(exist_ok=True)
@@ -96,6 +100,7 @@ def train(argv: list[str], keep: Path | None = None) -> tuple[dict, list[dict], 
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     root = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="rnnlab-figures-"))
+    root.mkdir(parents=True, exist_ok=True)
     run = root / "run"
     with contextlib.redirect_stdout(io.StringIO()):
         code = cli.main(["train", *argv, "--out", str(run)])

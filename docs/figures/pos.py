@@ -1,7 +1,7 @@
 """10.3: the bidirectional tagger against the same tagger reading forwards only
-(``model.bidirectional=false``), UD English EWT, 500 steps each (an eighth of the default): validation accuracy
-against step. The tag of a word often depends on the words after it ("the old man the
-boats"); the forward-only tagger never sees them.
+(``model.bidirectional=false``), UD English EWT, 500 steps each (an eighth of the
+default): validation accuracy against step. The tag of a word often depends on the words
+after it ("the old man the boats"); the forward-only tagger never sees them.
 
     python -m docs.figures --measure pos      # needs ../shared/data/ud_english_ewt; ~10-20 min
 """

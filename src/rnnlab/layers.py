@@ -261,6 +261,8 @@ class Stack(nn.Module):
         return cls(layers, dropout, skip)
 
     def forward(self, xs: Tensor, state=None, lengths=None):
+        """xs (T, B, I), state (one entry per layer, or None), lengths (B,) -> ys (T, B, O)
+        and the list of final states; dropout between layers in training mode."""
         if state is not None and len(state) != len(self.layers):
             raise ValueError(f"state must have one entry per layer ({len(self.layers)}), "
                              f"got {len(state)}")

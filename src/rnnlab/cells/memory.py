@@ -50,6 +50,8 @@ PARAM_CLIP = 20.0      # the heads' raw parameters are clipped to ±PARAM_CLIP
 
 
 class NTMState(NamedTuple):
+    """The state of :class:`NTMCell`: the controller's, the memory and the heads'."""
+
     h: Tensor            # (B, H) controller output
     c: Tensor            # (B, H) controller memory cell (zeros for a feed-forward controller)
     memory: Tensor       # (B, N * W)

@@ -49,6 +49,7 @@ GRABS = ["picked up the", "grabbed the", "got the"]
 DROPS = ["dropped the", "put down the", "discarded the"]
 VOCAB = ["<pad>", "where", "is", "the", "?", "."] + ACTORS + PLACES + OBJECTS + sorted(
     {w for phrase in MOVES + GRABS + DROPS for w in phrase.split()} - {"the"})
+"""Every word the generated stories, questions and answers use, ``<pad>`` first."""
 
 
 class QA(NamedTuple):

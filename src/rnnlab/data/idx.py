@@ -27,7 +27,9 @@ from .text import DataError
 __all__ = ["read_idx", "read_mnist_pair", "find_mnist", "IMAGES_MAGIC", "LABELS_MAGIC"]
 
 IMAGES_MAGIC = 0x00000803     # 2051
+"""The magic number of an IDX file of unsigned-byte images, (N, rows, cols)."""
 LABELS_MAGIC = 0x00000801     # 2049
+"""The magic number of an IDX file of unsigned-byte labels, (N,)."""
 
 #: IDX type byte -> big-endian numpy dtype
 _TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}

@@ -32,7 +32,9 @@ class Vocab:
 
     def __init__(self, tokens: Iterable[str]):
         self.tokens: list[str] = list(tokens)
+        """The tokens in id order: ``tokens[i]`` is the token of id ``i``."""
         self.index: dict[str, int] = {t: i for i, t in enumerate(self.tokens)}
+        """Each token's id: ``index[tokens[i]] == i``."""
 
     @classmethod
     def build(cls, counts: Mapping[str, int], min_count: int = 1,

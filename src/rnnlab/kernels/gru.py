@@ -238,6 +238,8 @@ def gru_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool,
 
 
 class GRUBeforeSequence(Kernel):
+    """The GRU with the reset gate applied before the product (Cho et al. 2014) over a whole
+    sequence, its hand-derived BPTT written out in backward."""
     name = "gru_before"
     schema = ("Tensor xs, Tensor h0, Tensor W_xh, Tensor W_hh, Tensor? bias, Tensor? mask, "
               "bool reverse, Tensor? drop=None, Tensor? zone=None")

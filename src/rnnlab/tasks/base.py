@@ -85,6 +85,7 @@ class Task:
                          train=TrainConfig(**cls.train_defaults))
 
     def build_model(self) -> nn.Module:
+        """The task's model, built from ``self.cfg.model`` (and the data's sizes)."""
         raise NotImplementedError
 
     def train(self, run=None, **options):

@@ -68,6 +68,7 @@ class Session:
         self.batch_rng = torch.Generator().manual_seed(tc.seed + RANK_STRIDE * self.rank)
         self.model: nn.Module = task.build_model().to(self.device)
         self.saved = None
+        """The training state read from the run's checkpoint on resume (None otherwise)."""
         if resume:
             if run is None:
                 raise ValueError("resume=True needs the run directory")
