@@ -223,7 +223,7 @@ class GRUSequence(Kernel):
 
 def gru_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool,
                drop: Tensor | None = None, zone=None):
-    """Fused sequence for :class:`rnnlab.GRUCell` with ``reset="after"``. ``drop`` (B, H):
+    """Fused sequence for :class:`rnnlab.cells.GRUCell` with ``reset="after"``. ``drop`` (B, H):
     recurrent dropout mask; ``zone`` (z (T, B, H),): zoneout weights."""
     H = cell.hidden_size
     bias_x = b_hn = None
@@ -334,7 +334,7 @@ class GRUBeforeSequence(Kernel):
 
 def gru_before_kernel(cell, xs: Tensor, h0: Tensor, mask: Tensor | None, reverse: bool,
                       drop: Tensor | None = None, zone=None):
-    """Fused sequence for :class:`rnnlab.GRUCell` with ``reset="before"``. ``drop`` (B, H):
+    """Fused sequence for :class:`rnnlab.cells.GRUCell` with ``reset="before"``. ``drop`` (B, H):
     recurrent dropout mask; ``zone`` (z (T, B, H),): zoneout weights."""
     bias = sum_bias(cell.b_xh, cell.b_hh)    # every recurrent bias adds to the projection
     return run_zoned(lambda m, z: GRUBeforeSequence.apply(

@@ -283,7 +283,7 @@ def _needs_grad(*tensors) -> bool:
 
 def lstm_kernel(cell, xs: Tensor, state: LSTMState, mask: Tensor | None, reverse: bool,
                 drop: Tensor | None = None, zone=None):
-    """Fused sequence for :class:`rnnlab.LSTMCell`, with or without projection:
+    """Fused sequence for :class:`rnnlab.cells.LSTMCell`, with or without projection:
     (T, B, I) -> ((T, B, P or H), LSTMState(h (B, P or H), c (B, H))). ``drop`` (B, P):
     recurrent dropout mask; ``zone``: zoneout weights (z_h (T, B, P), z_c (T, B, H))."""
     H = cell.hidden_size
