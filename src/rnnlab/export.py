@@ -12,6 +12,11 @@ names and gate orders already agree, see :mod:`rnnlab.compat`); a reverse layer 
 input flipped in time. Other cells (MGU, leaky units, GRU reset-before, output feedback) have
 no ONNX operator and are refused with a clear error.
 
+Without the swap, ``torch.onnx.export(..., dynamo=False)`` of a model that runs the fused
+kernels (``rnnlab.RNN/GRU/LSTM``, a :class:`~rnnlab.layers.Recurrent` over an Elman, LSTM or
+GRU cell) also writes native ONNX RNN / GRU / LSTM nodes: importing this module registers
+symbolic functions for the kernels' operators (opset >= 14; end of this file).
+
 The graph takes the task's model input, time-major ``(T, B, ...)`` with T and B dynamic, and
 returns the model's first output (``(T, B, ...)`` logits or predictions) for full-length
 sequences. It is exported with torch's TorchScript-based ONNX exporter

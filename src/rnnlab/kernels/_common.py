@@ -3,8 +3,10 @@ before each step, and the skeleton of every backward.
 
 The skeleton, written once here and used by every kernel:
 
-- :class:`Kernel`, the ``torch.autograd.Function`` base: its subclass's ``Inputs`` is a
-  NamedTuple over the forward's arguments, by name;
+- :class:`Kernel`, the base of every kernel, written like a ``torch.autograd.Function``
+  (forward and backward with a ctx) and registered as two ``torch.library`` operators
+  (:func:`register`); its subclass's ``Inputs`` is a NamedTuple over the forward's
+  arguments, by name;
 - :class:`Options`, the per-call non-tensor options (direction, activation, ...) as one
   tuple on the context, and :func:`save` / :func:`unpack`: the saved tensors by name (a
   kernel's own NamedTuple), the options, and which inputs need a gradient, by name;
