@@ -245,3 +245,14 @@ def test_autocast_of_the_torch_nn_dropins(name, dtype):
     assert all(p.grad is not None for p in rnn.parameters())
     with torch.no_grad():
         torch.testing.assert_close(ys, rnn(x)[0], **F32)
+
+
+def test_lstm_kernel_with_one_projected_unit_leaves_its_weights_alone():
+    """W_hh (4H, 1) transposed is already contiguous: the kernel's doubled-g copy must still
+    be a copy (it was W_hh itself, doubled in place on every call)."""
+    import rnnlab
+
+    layer = rnnlab.Recurrent(rnnlab.cells.LSTMCell(2, 3, proj_size=1))
+    before = layer.cell.W_hh.detach().clone()
+    layer(torch.randn(4, 2, 2))
+    torch.testing.assert_close(layer.cell.W_hh.detach(), before, rtol=0, atol=0)
