@@ -123,7 +123,7 @@ class Kernel:
     @classmethod
     def apply(cls, *inputs):
         """The public outputs of the forward operator (the extra ones are for backward)."""
-        out = cls.op(*inputs)
+        out = cls.overload(*inputs)
         if cls.outputs == 1:
             return out[0] if isinstance(out, (tuple, list)) else out
         return tuple(out[:cls.outputs])
@@ -506,6 +506,7 @@ def register(cls) -> None:
     cls.op = torch.library.custom_op(qualname, forward_impl, mutates_args=(),
                                      schema=f"({cls.schema}) -> {returns}")
     cls.op.register_fake(forward_fake)
+    cls.overload = getattr(getattr(torch.ops, LIBRARY), cls.name).default   # the OpOverload
     cls.backward_op = torch.library.custom_op(qualname + "_backward", backward_impl,
                                               mutates_args=(), schema=_BACKWARD_SCHEMA)
     cls.backward_op.register_fake(backward_fake)
