@@ -29,7 +29,7 @@ def test_stacks_export_with_dynamic_length(tmp_path, cell, bidirectional):
     model = Stack.build(cell, 3, 6, num_layers=2, bidirectional=bidirectional).eval()
     path = tmp_path / "m.onnx"
     export_onnx(model, torch.randn(5, 2, 3), path)
-    for T, B in ((5, 2), (11, 3), (1, 1)):
+    for T, B in ((5, 2), (11, 3), (1, 1), (17, 3)):
         x = torch.randn(T, B, 3)
         with torch.no_grad():
             expected, _ = model(x)
@@ -95,3 +95,32 @@ def test_zoneout_layers_are_refused_and_recurrent_dropout_exports(tmp_path):
     layer = rnnlab.Recurrent(rnnlab.cells.GRUCell(3, 4), recurrent_dropout=0.5).eval()
     xs = torch.randn(5, 2, 3)
     torch.testing.assert_close(TorchRecurrent(layer)(xs)[0], layer(xs)[0])
+
+
+@pytest.mark.parametrize("name", ["RNN", "GRU", "LSTM"])
+def test_torch_onnx_export_of_the_dropins_writes_native_nodes(tmp_path, name):
+    """torch.onnx.export (TorchScript-based, opset 17) of rnnlab.RNN/GRU/LSTM on the fused
+    path: the kernels' operators become ONNX's RNN / GRU / LSTM nodes (the symbolics of
+    rnnlab.export), T and B stay dynamic; onnxruntime at three other lengths, two batch
+    sizes, two layers, both directions."""
+    import warnings
+
+    import onnx
+
+    import rnnlab
+
+    torch.manual_seed(0)
+    model = getattr(rnnlab, name)(3, 4, num_layers=2, bidirectional=True, path="fused").eval()
+    path = tmp_path / "m.onnx"
+    with warnings.catch_warnings(), torch.no_grad():   # the exporter's deprecation notice
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.randn(5, 2, 3),), str(path), dynamo=False,
+                          opset_version=17, input_names=["input"], output_names=["output"],
+                          dynamic_axes={"input": {0: "T", 1: "B"}, "output": {0: "T", 1: "B"}})
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ops.count(name) == 4, ops                  # 2 layers x 2 directions
+    for T, B in ((1, 1), (11, 3), (17, 1)):
+        x = torch.randn(T, B, 3)
+        with torch.no_grad():
+            expected = model(x)[0]
+        torch.testing.assert_close(run_onnx(path, x), expected, rtol=1e-4, atol=1e-5)

@@ -192,7 +192,7 @@ def test_first_order_backward_runs_the_fused_operator():
     _common._reference_grads = lambda *a: seen.append(1) or original(*a)
     try:
         ys, h = cls.apply(*args)
-        first = torch.autograd.grad(ys.sum(), args[2])
+        first = torch.autograd.grad(ys.sum(), args[2], retain_graph=True)
         assert not seen
         second = torch.autograd.grad(ys.sum(), args[2], create_graph=True)
         assert seen
@@ -245,3 +245,18 @@ def test_autocast_of_the_torch_nn_dropins(name, dtype):
     assert all(p.grad is not None for p in rnn.parameters())
     with torch.no_grad():
         torch.testing.assert_close(ys, rnn(x)[0], **F32)
+
+
+def test_lstm_kernel_with_one_projected_unit():
+    """W_hh (4H, 1) transposed is already contiguous: the kernel's doubled-g copy must still
+    be a copy (it was the input itself, doubled in place, and the backward read it)."""
+    import rnnlab
+
+    torch.manual_seed(0)
+    cell = rnnlab.cells.LSTMCell(2, 3, proj_size=1).double()
+    xs = torch.randn(4, 2, 2, dtype=torch.float64)
+    grads = []
+    for fused in (True, False):
+        ys, _ = rnnlab.Recurrent(cell, use_kernel=fused)(xs)
+        grads.append(torch.autograd.grad(ys.sum(), cell.W_hh)[0])
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-9, atol=1e-11)

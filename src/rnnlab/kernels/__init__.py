@@ -1,10 +1,19 @@
 """Fused sequence kernels with hand-derived back-propagation through time.
 
-A kernel runs a whole sequence for one cell family as a ``torch.autograd.Function``:
-the input projections of all steps are one GEMM, each step is one recurrent GEMM plus
-pointwise work into preallocated buffers, and the backward is the book's BPTT
-(eqs. 10.16-10.22 and their gated analogues) written out, with the parameter gradients
-as one GEMM over all T·B rows after the backward loop.
+A kernel runs a whole sequence for one cell family: the input projections of all steps
+are one GEMM, each step is one recurrent GEMM plus pointwise work into preallocated buffers,
+and the backward is the book's BPTT (eqs. 10.16-10.22 and their gated analogues) written
+out, with the parameter gradients as one GEMM over all T·B rows after the backward loop.
+
+Each kernel is a PyTorch operator, registered with ``torch.library``
+(:func:`._common.register`): ``torch.ops.rnnlab.<name>`` (elman, gru, gru_before, lstm, mgu,
+leaky, scan, chunked_scan, feedback, teacher_forced, ln_lstm, ln_gru) and its backward
+``torch.ops.rnnlab.<name>_backward``, with fake (meta) kernels, registered autograd, and
+autocast (the recurrence runs in float32). So ``torch.compile(fullgraph=True)``,
+``torch.export``, ``torch.jit.trace`` and ONNX export (:mod:`rnnlab.export`) see one opaque
+operator per layer and direction, not its time loop. Double backward (``create_graph=True``)
+differentiates the plain-ops reference (the cells' steps under :func:`rnnlab.unroll`); the
+first-order backward is always the hand-derived one.
 
 Kernels: Elman (tanh, relu), LSTM (with or without projection), GRU (reset gate after or
 before the product), MGU, leaky Elman (a LeakyCell around an ElmanCell), and the linear

@@ -3,8 +3,10 @@ before each step, and the skeleton of every backward.
 
 The skeleton, written once here and used by every kernel:
 
-- :class:`Kernel`, the ``torch.autograd.Function`` base: its subclass's ``Inputs`` is a
-  NamedTuple over the forward's arguments, by name;
+- :class:`Kernel`, the base of every kernel, written like a ``torch.autograd.Function``
+  (forward and backward with a ctx) and registered as two ``torch.library`` operators
+  (:func:`register`); its subclass's ``Inputs`` is a NamedTuple over the forward's
+  arguments, by name;
 - :class:`Options`, the per-call non-tensor options (direction, activation, ...) as one
   tuple on the context, and :func:`save` / :func:`unpack`: the saved tensors by name (a
   kernel's own NamedTuple), the options, and which inputs need a gradient, by name;
@@ -121,7 +123,7 @@ class Kernel:
     @classmethod
     def apply(cls, *inputs):
         """The public outputs of the forward operator (the extra ones are for backward)."""
-        out = cls.op(*inputs)
+        out = cls.overload(*inputs)
         if cls.outputs == 1:
             return out[0] if isinstance(out, (tuple, list)) else out
         return tuple(out[:cls.outputs])
@@ -504,6 +506,7 @@ def register(cls) -> None:
     cls.op = torch.library.custom_op(qualname, forward_impl, mutates_args=(),
                                      schema=f"({cls.schema}) -> {returns}")
     cls.op.register_fake(forward_fake)
+    cls.overload = getattr(getattr(torch.ops, LIBRARY), cls.name).default   # the OpOverload
     cls.backward_op = torch.library.custom_op(qualname + "_backward", backward_impl,
                                               mutates_args=(), schema=_BACKWARD_SCHEMA)
     cls.backward_op.register_fake(backward_fake)

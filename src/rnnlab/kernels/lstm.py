@@ -111,7 +111,7 @@ def _doubled_g(w: Tensor | None, H: int, rows_last: bool = False) -> Tensor | No
     gives σ(2 G_g), from which g = tanh(G_g) = 2σ(2 G_g) - 1 takes one more op."""
     if w is None:
         return None
-    w = w.clone() if not rows_last else w.t().contiguous()
+    w = w.clone() if not rows_last else w.t().clone(memory_format=torch.contiguous_format)
     (w[..., 3 * H:] if rows_last else w[3 * H:]).mul_(2.0)
     return w
 
