@@ -151,6 +151,25 @@ def test_inference_takes_the_reference_loop_without_tracing():
     assert cell not in fast._PROGRAMS
 
 
+def test_torch_func_transforms_see_the_reference_loop():
+    """torch.func.grad through a layer over a custom cell works as before (the generic
+    path's autograd.Function steps aside under functorch transforms)."""
+    cell = _cell(lambda: MyCell(I, H))
+    layer = rnnlab.Recurrent(cell)
+    xs, _ = _inputs(cell)
+    params = {k: v.detach() for k, v in layer.named_parameters()}
+
+    def loss(p):
+        return torch.func.functional_call(layer, p, (xs.detach(),))[0].sum()
+
+    grads = torch.func.grad(loss)(params)
+    ref = torch.autograd.grad(rnnlab.Recurrent(cell, use_kernel=False)(xs)[0].sum(),
+                              list(cell.parameters()))
+    for a, b in zip(grads.values(), ref):
+        torch.testing.assert_close(a, b, **F64)
+    assert cell not in fast._PROGRAMS
+
+
 def test_the_first_training_calls_run_the_reference_loop(monkeypatch):
     monkeypatch.setattr(fast, "WARMUP", 1)
     cell = MyCell(I, H)

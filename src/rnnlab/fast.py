@@ -525,9 +525,12 @@ _CALLS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def engage(cell, xs: Tensor, state) -> bool:
     """Whether this call of ``cell`` takes the generic path: it needs gradients (without
     them the reference loop is as fast: the generic path's gain is a backward without
-    autograd's tape) and the cell has had :data:`WARMUP` such calls before."""
-    if not torch.is_grad_enabled():
-        return False
+    autograd's tape), it is not being traced (``torch.compile``, ``torch.export``) nor
+    transformed (``torch.func``), which see the reference loop, and the cell has had
+    :data:`WARMUP` such calls before."""
+    if not torch.is_grad_enabled() or torch.compiler.is_compiling() or \
+            torch._C._functorch.peek_interpreter_stack() is not None:
+        return False                    # torch.compile / export and torch.func see the loop
     if not (xs.requires_grad or any(p.requires_grad for p in cell.parameters()) or
             (state is not None and any(f.requires_grad for f in state_fields(state)))):
         return False
