@@ -33,8 +33,10 @@ RAGGED = torch.tensor([5, 2, 0, 3])
 
 @pytest.fixture(autouse=True)
 def _no_warmup(monkeypatch):
-    """The generic path from a cell's first training call (by default from its second)."""
+    """The generic path from a cell's first training call (by default from its second) and
+    at the tiny sizes of these tests (by default from T = fast.MIN_STEPS)."""
     monkeypatch.setattr(fast, "WARMUP", 0)
+    monkeypatch.setattr(fast, "MIN_STEPS", 1)
 
 
 def _cell(make, dtype=torch.float64, seed=0):
@@ -167,6 +169,13 @@ def test_torch_func_transforms_see_the_reference_loop():
                               list(cell.parameters()))
     for a, b in zip(grads.values(), ref):
         torch.testing.assert_close(a, b, **F64)
+    assert cell not in fast._PROGRAMS
+
+
+def test_short_sequences_run_the_reference_loop(monkeypatch):
+    monkeypatch.setattr(fast, "MIN_STEPS", T + 1)
+    cell = MyCell(I, H)
+    rnnlab.Recurrent(cell)(torch.randn(T, B, I))[0].sum().backward()
     assert cell not in fast._PROGRAMS
 
 
