@@ -52,8 +52,9 @@ ENABLED = os.environ.get("RNNLAB_GENERIC", "1") != "0"
 WARMUP = 1
 #: shorter sequences run the reference loop: the generic path's fixed cost per call (the
 #: prologue, the deferred gradients) outweighs its per-step gain below about this many
-#: steps (measured at 1 thread, B = 4: 1.3 ms against 0.8 ms at T = 5, 2.2 against 2.7 at
-#: T = 20, 3.9 against 6.5 at T = 50)
+#: steps (a training step of a depth-2 deep-transition Elman cell, B 4, I 3, H 4, float64,
+#: 1 thread: 1.3 ms against 0.8 ms at T = 5, 2.2 against 2.7 at T = 20, 3.9 against 6.5 at
+#: T = 50)
 MIN_STEPS = 16
 
 
