@@ -33,8 +33,10 @@ RAGGED = torch.tensor([5, 2, 0, 3])
 
 @pytest.fixture(autouse=True)
 def _no_warmup(monkeypatch):
-    """The generic path from a cell's first training call (by default from its second)."""
+    """The generic path from a cell's first training call (by default from its second) and
+    at the tiny sizes of these tests (by default from T = fast.MIN_STEPS)."""
     monkeypatch.setattr(fast, "WARMUP", 0)
+    monkeypatch.setattr(fast, "MIN_STEPS", 1)
 
 
 def _cell(make, dtype=torch.float64, seed=0):
@@ -148,6 +150,32 @@ def test_inference_takes_the_reference_loop_without_tracing():
     cell = MyCell(I, H)
     with torch.no_grad():
         rnnlab.Recurrent(cell)(torch.randn(T, B, I))
+    assert cell not in fast._PROGRAMS
+
+
+def test_torch_func_transforms_see_the_reference_loop():
+    """torch.func.grad through a layer over a custom cell works as before (the generic
+    path's autograd.Function steps aside under functorch transforms)."""
+    cell = _cell(lambda: MyCell(I, H))
+    layer = rnnlab.Recurrent(cell)
+    xs, _ = _inputs(cell)
+    params = {k: v.detach() for k, v in layer.named_parameters()}
+
+    def loss(p):
+        return torch.func.functional_call(layer, p, (xs.detach(),))[0].sum()
+
+    grads = torch.func.grad(loss)(params)
+    ref = torch.autograd.grad(rnnlab.Recurrent(cell, use_kernel=False)(xs)[0].sum(),
+                              list(cell.parameters()))
+    for a, b in zip(grads.values(), ref):
+        torch.testing.assert_close(a, b, **F64)
+    assert cell not in fast._PROGRAMS
+
+
+def test_short_sequences_run_the_reference_loop(monkeypatch):
+    monkeypatch.setattr(fast, "MIN_STEPS", T + 1)
+    cell = MyCell(I, H)
+    rnnlab.Recurrent(cell)(torch.randn(T, B, I))[0].sum().backward()
     assert cell not in fast._PROGRAMS
 
 

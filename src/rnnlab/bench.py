@@ -336,11 +336,12 @@ def check_float64(cell: str, cfg: Config) -> dict:
     models, xs, d_ys = build(cell, cfg, T=min(cfg.T, CHECK_STEPS))
     for m in models.values():
         m.double()
-    warmup, fast.WARMUP = fast.WARMUP, 0     # the generic path on the checked call itself
+    saved = fast.WARMUP, fast.MIN_STEPS
+    fast.WARMUP = fast.MIN_STEPS = 0          # the generic path on the checked call itself
     try:
         return check(models, xs.double(), d_ys.double())
     finally:
-        fast.WARMUP = warmup
+        fast.WARMUP, fast.MIN_STEPS = saved
 
 
 def time_alternating(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
@@ -434,7 +435,7 @@ def worker(argv: list[str]) -> None:
     CONFIG IMPL``; prints one JSON line."""
     kind, threads, *rest = argv
     torch.set_num_threads(int(threads))
-    fast.WARMUP = 0        # the generic path from the first training call: the check runs it
+    fast.WARMUP = fast.MIN_STEPS = 0    # the generic path on every training call (checks, T = 1)
     if kind == "time":
         out = worker_time(rest[0], rest[1], int(rest[2]))
     else:
