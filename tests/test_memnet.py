@@ -187,18 +187,24 @@ def test_generated_answers_follow_from_the_story():
 
 def reference(model: MemN2N, stories, questions, times, linear=False):
     """The paper's equations slot by slot: m_i = Σ_j l_j ⊙ A x_ij + T_A(i), c_i likewise with
-    C, u¹ = Σ_j l_j ⊙ B q_j, p = softmax(u·m) over the non-empty slots, u += Σ p_i c_i."""
+    C, u¹ = Σ_j l_j ⊙ B q_j, p = softmax(u·m) over the non-empty slots (``attend_empty``:
+    over all, an empty slot's m_i = c_i = 0), u += Σ p_i c_i."""
     A, T, l = model.A, model.T, model.l
     out = []
     for b in range(stories.shape[0]):
         def enc(k, words):
-            return sum(l[j] * A[k, w] for j, w in enumerate(words.tolist()) if w != 0)
+            return sum((l[j] * A[k, w] for j, w in enumerate(words.tolist()) if w != 0),
+                       torch.zeros_like(A[0, 0]))
+
+        def slot(k, i):
+            empty = not stories[b, i].any()
+            return enc(k, stories[b, i]) + (0 if empty else T[k, times[b, i]])
         u = enc(0, questions[b])
-        slots = [i for i in range(stories.shape[1]) if stories[b, i].any()]
+        slots = [i for i in range(stories.shape[1])
+                 if model.attend_empty or stories[b, i].any()]
         for k in range(model.hops):
-            m = torch.stack([enc(k, stories[b, i]) + T[k, times[b, i]] for i in slots])
-            c = torch.stack([enc(k + 1, stories[b, i]) + T[k + 1, times[b, i]]
-                             for i in slots])
+            m = torch.stack([slot(k, i) for i in slots])
+            c = torch.stack([slot(k + 1, i) for i in slots])
             p = m @ u if linear else torch.softmax(m @ u, 0)
             u = u + p @ c
         out.append(u @ A[model.hops].T)
@@ -216,10 +222,11 @@ def random_batch(R, B, S, J, V, gen, M):
     return stories, questions, times
 
 
-@pytest.mark.parametrize("linear", [False, True])
-def test_model_matches_the_equations_slot_by_slot(linear):
+@pytest.mark.parametrize("linear, attend_empty", [(False, False), (True, False),
+                                                  (False, True)])
+def test_model_matches_the_equations_slot_by_slot(linear, attend_empty):
     torch.manual_seed(0)
-    model = MemN2N(13, 5, 3, 9, 6).double()
+    model = MemN2N(13, 5, 3, 9, 6, attend_empty=attend_empty).double()
     with torch.no_grad():
         model.A.mul_(5)                                          # sharper attention
     stories, questions, times = random_batch((), 3, 7, 6, 13, torch.Generator().manual_seed(1),
@@ -235,7 +242,8 @@ def test_model_matches_the_equations_slot_by_slot(linear):
     torch.testing.assert_close(ga[0][:, 1:], wa[0][:, 1:], rtol=1e-8, atol=1e-10)
     torch.testing.assert_close(ga[1], wa[1], rtol=1e-8, atol=1e-10)
     att = model.last_attention                                   # (K, B, S)
-    assert att.shape == (3, 3, 7) and att[:, 0, 3:].abs().max() == 0   # empty slots
+    assert att.shape == (3, 3, 7)
+    assert (att[:, 0, 3:].abs().max() == 0) != attend_empty      # empty slots
 
 
 def test_stacked_runs_are_independent_networks():

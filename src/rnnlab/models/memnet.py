@@ -65,11 +65,13 @@ class MemN2N(nn.Module):
     (R, B, S, J), questions (R, B, J), times (R, B, S), linear (R,) -> logits (R, B, V).
 
     Word id 0 is the null (padding) word: its embeddings are zero and stay zero (its row is
-    masked out of every lookup); a memory slot whose words are all 0 is empty and gets no
-    attention. Slot i of a story is matched with row ``times[..., i]`` of the temporal
-    matrices T_A, T_C (default: row i; the task puts the most recent sentence in slot 0, as
-    the authors' code does). Sentences are padded to J = ``max_words`` words and position-
-    encoded with that J, as the authors' code does (the paper: J words of each sentence).
+    masked out of every lookup); a memory slot whose words are all 0 is empty: it gets no
+    attention, or with ``attend_empty`` it takes part in the softmax with score 0 and value 0
+    (no temporal term), as the empty slots of the authors' code do. Slot i of a story is
+    matched with row ``times[..., i]`` of the temporal matrices T_A, T_C (default: row i;
+    the task puts the most recent sentence in slot 0, as the authors' code does). Sentences
+    are padded to J = ``max_words`` words and position-encoded with that J, as the authors'
+    code does (the paper: J words of each sentence).
 
     **Weights**: ``A`` (K + 1, V, d): A^1 = B, C^k = A^{k+1} (adjacent tying), C^K = Wᵀ;
     ``T`` (K + 1, M, d): T_A^1, T_C^k = T_A^{k+1}; all drawn from N(0, 0.1²) (section 4.2).
@@ -81,7 +83,8 @@ class MemN2N(nn.Module):
     """
 
     def __init__(self, vocab_size: int, embed: int, hops: int, memory_size: int,
-                 max_words: int, runs: int | None = None, position: str = "code"):
+                 max_words: int, runs: int | None = None, position: str = "code",
+                 attend_empty: bool = False):
         super().__init__()
         lead = () if runs is None else (runs,)
         self.A = nn.Parameter(torch.randn(*lead, hops + 1, vocab_size, embed) * 0.1)
@@ -92,7 +95,7 @@ class MemN2N(nn.Module):
         keep[0] = 0.0
         self.register_buffer("keep", keep)                              # (V, 1)
         self.register_buffer("l", position_encoding(max_words, embed, position))  # (J, d)
-        self.hops, self.runs = hops, runs
+        self.hops, self.runs, self.attend_empty = hops, runs, attend_empty
         self.last_attention = None
 
     def _encode(self, table: Tensor, words: Tensor) -> Tensor:
@@ -142,12 +145,16 @@ class MemN2N(nn.Module):
         attention = []
         for k in range(self.hops):
             scores = ((u @ enc[:, k].transpose(1, 2)).gather(2, which)   # u · A x_i
-                      + (u @ T[:, k].transpose(1, 2)).gather(2, times))  # u · T_A(i): (R, B, S)
-            soft = torch.softmax(scores.masked_fill(~present, -1e9), dim=-1)
-            p = torch.where(linear, scores * present, soft)
+                      + (u @ T[:, k].transpose(1, 2)).gather(2, times)   # u · T_A(i)
+                      * present)                                         # (R, B, S)
+            if self.attend_empty:           # empty slots: score 0, value 0 (the authors' code)
+                soft = torch.softmax(scores, dim=-1)
+            else:
+                soft = torch.softmax(scores.masked_fill(~present, -1e9), dim=-1)
+            p = torch.where(linear, scores, soft)
             attention.append(p)
             per_sentence = p.new_zeros(R, B, U).scatter_add(2, which, p)
-            per_time = p.new_zeros(R, B, T.shape[2]).scatter_add(2, times, p)
+            per_time = p.new_zeros(R, B, T.shape[2]).scatter_add(2, times, p * present)
             u = u + per_sentence @ enc[:, k + 1] + per_time @ T[:, k + 1]  # u^{k+1} = u^k + o^k
         logits = u @ W[:, self.hops].transpose(1, 2)                     # W = C^K ᵀ: (R, B, V)
         att = torch.stack(attention, 1).detach()                         # (R, K, B, S)

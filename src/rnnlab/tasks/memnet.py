@@ -29,7 +29,8 @@ loss, best of N runs), so this task trains itself (:meth:`MemNet.train`, :func:`
   validation loss, or ``data.ls_max_epochs``; the default (20 and 20) is the authors' code
   (MemN2N-babi-matlab: 20 linear epochs). On the 100 validation questions the loss is noisy:
   with patience 1 LS ended after 2 to 5 epochs and task 2 reached 13.5 % test error (best of
-  10; median 13.5 %), with 20 epochs 10.4 % (median 10.8 %);
+  10; median 13.5 %), with 20 epochs 10.4 % (median 10.8 %) (both measured with the paper's
+  PE formula and noise of 0..⌈0.1 n⌉ − 1 blanks);
 - random noise (RN, ``data.random_noise``): in training, 10 % empty memories are inserted at
   random among a story's statements: each statement's temporal index skips them, so T_A and
   T_C learn time invariance (0..⌈0.1 n⌉ blanks per story of n statements, as the authors'
@@ -85,6 +86,7 @@ class MemNetModel:
     memory: int = 50            # the most recent statements kept (rows of T_A, T_C)
     position: Literal["code", "paper"] = "code"   # PE formula: the authors' code's or the
                                                   # paper's (half the scale; see the docstring)
+    attend_empty: bool = False  # empty memory slots in the softmax (score 0), as the code's
 
 
 @dataclass
@@ -246,7 +248,7 @@ class MemNet(Task):
     def build_model(self):
         m = self.cfg.model
         return MemN2N(len(self.words), m.embed, m.hops, m.memory, self.max_words,
-                      position=m.position)
+                      position=m.position, attend_empty=m.attend_empty)
 
     # --- the Task interface (one model) ---
 
@@ -383,7 +385,7 @@ def train_runs(task: MemNet, runs: int, seed: int, device="cpu",
     data = {k: Encoded(*(t.to(device) for t in v)) for k, v in task._data().items()}
     torch.manual_seed(seed)
     model = MemN2N(len(task.words), m.embed, m.hops, m.memory, task.max_words,
-                   runs=runs, position=m.position).to(device)
+                   runs=runs, position=m.position, attend_empty=m.attend_empty).to(device)
     params = [model.A, model.T]
     g = torch.Generator().manual_seed(seed)
     R, tr = runs, data["train"]
