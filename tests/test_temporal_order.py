@@ -4,6 +4,7 @@ comparison of docs/10.11-optimization.md."""
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ def load(path: Path, name: str):
     """A script of the repository (benchmarks/, docs/figures/) as a module."""
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module                  # its functions pickle for worker processes
     spec.loader.exec_module(module)
     return module
 
