@@ -68,6 +68,9 @@ def test_basic_and_smart_initialisations():
     assert cell.W_xh.std().item() == pytest.approx(0.01, rel=0.2)
     with pytest.raises(ValueError, match="basic"):
         pascanu_init_(model, "orthogonal")
+    cfg.model.cell = "lstm"
+    with pytest.raises(ValueError, match="square W_hh"):
+        pascanu_init_(TemporalOrder(cfg).build_model(), "smart")
 
 
 def test_defaults_are_the_papers_and_the_length_is_checked():
