@@ -4,6 +4,7 @@ comparison of docs/10.11-optimization.md."""
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ def load(path: Path, name: str):
     """A script of the repository (benchmarks/, docs/figures/) as a module."""
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module                  # its functions pickle for worker processes
     spec.loader.exec_module(module)
     return module
 
@@ -66,6 +68,9 @@ def test_basic_and_smart_initialisations():
     assert cell.W_xh.std().item() == pytest.approx(0.01, rel=0.2)
     with pytest.raises(ValueError, match="basic"):
         pascanu_init_(model, "orthogonal")
+    cfg.model.cell = "lstm"
+    with pytest.raises(ValueError, match="square W_hh"):
+        pascanu_init_(TemporalOrder(cfg).build_model(), "smart")
 
 
 def test_defaults_are_the_papers_and_the_length_is_checked():

@@ -74,6 +74,10 @@ def pascanu_init_(model: nn.Module, scheme: str) -> None:
                 continue
             p.normal_(0.0, std)
             if scheme == "smart" and leaf == "W_hh":
+                if p.shape[0] != p.shape[1]:
+                    raise ValueError(f"the smart init sets W_hh's spectral radius, which needs "
+                                     f"a square W_hh (the tanh or relu RNN, model.cell=rnn); "
+                                     f"{name} is {tuple(p.shape)}")
                 H = p.shape[1]
                 keep = torch.rand(p.shape).argsort(dim=1) < min(15, H)   # 15 per row
                 p.mul_(keep)
