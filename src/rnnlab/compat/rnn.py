@@ -92,7 +92,7 @@ class _Drop:
 
     def _build_layers(self) -> None:
         """rnnlab's layers over cells on the meta device (no memory, no random draws), and
-        the slots ``(cell._parameters, attr)`` that each of ``_flat_weights_names`` binds."""
+        the stack's parameter names that ``_flat_weights_names`` bind, in order."""
         directions = 2 if self.bidirectional else 1
         out = self.proj_size or self.hidden_size
         use_kernel = self.path != "reference"
@@ -103,27 +103,29 @@ class _Drop:
             layers.append(Bidirectional.from_cells(*pair, use_kernel=use_kernel)
                           if self.bidirectional else Recurrent(pair[0], use_kernel=use_kernel))
             size = out * directions
-        slots = [(cell._parameters, _CELL_ATTR[name.split("_l")[0]])
+        stack = Stack(layers, self.dropout)
+        where = {id(module): name for name, module in stack.named_modules()}
+        # the stack's parameter name that each of ``_flat_weights_names`` binds, in order
+        slots = [f"{where[id(cell)]}.{_CELL_ATTR[name.split('_l')[0]]}"
                  for cell, names in zip(cells, self._all_weights) for name in names]
         # not submodules: parameters(), state_dict() and .to() see torch.nn's names only
-        object.__setattr__(self, "_stack", Stack(layers, self.dropout))
+        object.__setattr__(self, "_stack", stack)
         object.__setattr__(self, "_slots", slots)
-        object.__setattr__(self, "_placeholders", [params[a] for params, a in slots])
 
     def _make_cell(self, input_size: int):
         raise NotImplementedError
 
     def _run_layers(self, weights: list[Tensor], xs: Tensor, state, lengths):
         """The stack on ``weights`` (one per name of ``_flat_weights_names``)."""
-        stack, slots = self._stack, self._slots
-        for (params, attr), weight in zip(slots, weights):
-            params[attr] = weight
+        stack = self._stack
         stack.dropout, stack.training = self.dropout, self.training
-        try:
-            return stack(xs, state, lengths)
-        finally:                      # the cells keep no weights (nor graphs) between calls
-            for (params, attr), placeholder in zip(slots, self._placeholders):
-                params[attr] = placeholder
+        bound = dict(zip(self._slots, weights))
+        if torch.jit.is_tracing():   # functional_call refuses the tracer, which runs eagerly
+            return _swapped_call(stack, bound, (xs, state, lengths))
+        # the cells keep no weights (nor graphs) between calls; functional_call binds them
+        # for this call only, and torch.compile / torch.export trace it as such
+        return torch.func.functional_call(stack, bound, (xs, state, lengths),
+                                          tie_weights=False)
 
     def extra_repr(self) -> str:
         extra = "".join(f", {k}={v!r}" for k, v in sorted(self._options.items()))
@@ -133,7 +135,7 @@ class _Drop:
 
     def __getstate__(self):
         state = super().__getstate__()
-        for key in ("_stack", "_slots", "_placeholders"):
+        for key in ("_stack", "_slots"):
             state.pop(key, None)
         return state
 
@@ -253,6 +255,23 @@ class _Drop:
     def _join_state(self, states):
         per_cell = [s for layer in states for s in layer] if self.bidirectional else states
         return torch.stack(per_cell)
+
+
+def _swapped_call(module: nn.Module, tensors: dict[str, Tensor], args: tuple):
+    """``module(*args)`` with its parameters named in ``tensors`` swapped for those tensors
+    for the call only (what ``torch.func.functional_call`` does, for the jit tracer)."""
+    slots = []
+    for name in tensors:
+        owner, _, attr = name.rpartition(".")
+        params = module.get_submodule(owner)._parameters
+        slots.append((params, attr, params[attr]))
+    try:
+        for (params, attr, _), tensor in zip(slots, tensors.values()):
+            params[attr] = tensor
+        return module(*args)
+    finally:
+        for params, attr, original in slots:
+            params[attr] = original
 
 
 def _check_dtype(state: Tensor, input: Tensor, name: str) -> None:
