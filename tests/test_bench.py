@@ -57,7 +57,8 @@ def test_tables_leave_missing_baselines_empty():
 
 
 @pytest.mark.parametrize("cell", ["hand-gru", "lstm+zo@generic"])
-def test_generic_rows_check_the_generic_path_against_the_reference(cell):
+def test_generic_rows_check_the_generic_path_against_the_reference(cell, monkeypatch):
+    monkeypatch.setattr(bench.fast, "ENABLED", True)     # as the bench's workers turn it on
     models, _, _ = bench.build(cell, bench.CONFIGS["tiny"])
     assert models["rnnlab"].path == "generic"
     assert ("kernel" in models) == (cell == "hand-gru") and ("lstm" in models) != (cell ==

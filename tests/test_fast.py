@@ -33,8 +33,10 @@ RAGGED = torch.tensor([5, 2, 0, 3])
 
 @pytest.fixture(autouse=True)
 def _no_warmup(monkeypatch):
-    """The generic path from a cell's first training call (by default from its second) and
-    at the tiny sizes of these tests (by default from T = fast.MIN_STEPS)."""
+    """The generic path on (it is off by default), from a cell's first training call (by
+    default from its second) and at the tiny sizes of these tests (by default from
+    T = fast.MIN_STEPS)."""
+    monkeypatch.setattr(fast, "ENABLED", True)
     monkeypatch.setattr(fast, "WARMUP", 0)
     monkeypatch.setattr(fast, "MIN_STEPS", 1)
 

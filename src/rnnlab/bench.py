@@ -336,12 +336,12 @@ def check_float64(cell: str, cfg: Config) -> dict:
     models, xs, d_ys = build(cell, cfg, T=min(cfg.T, CHECK_STEPS))
     for m in models.values():
         m.double()
-    saved = fast.WARMUP, fast.MIN_STEPS
-    fast.WARMUP = fast.MIN_STEPS = 0          # the generic path on the checked call itself
+    saved = fast.ENABLED, fast.WARMUP, fast.MIN_STEPS
+    fast.ENABLED, fast.WARMUP, fast.MIN_STEPS = True, 0, 0   # generic on the checked call
     try:
         return check(models, xs.double(), d_ys.double())
     finally:
-        fast.WARMUP, fast.MIN_STEPS = saved
+        fast.ENABLED, fast.WARMUP, fast.MIN_STEPS = saved
 
 
 def time_alternating(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
@@ -435,7 +435,8 @@ def worker(argv: list[str]) -> None:
     CONFIG IMPL``; prints one JSON line."""
     kind, threads, *rest = argv
     torch.set_num_threads(int(threads))
-    fast.WARMUP = fast.MIN_STEPS = 0    # the generic path on every training call (checks, T = 1)
+    # the generic path (off by default) on every training call (checks, T = 1)
+    fast.ENABLED, fast.WARMUP, fast.MIN_STEPS = True, 0, 0
     if kind == "time":
         out = worker_time(rest[0], rest[1], int(rest[2]))
     else:

@@ -44,18 +44,20 @@ from .cells.base import state_fields
 __all__ = ["StepProgram", "step_program", "fast_unroll", "Unsupported", "supports",
            "engage", "ENABLED", "WARMUP", "MIN_STEPS"]
 
-#: the switch of the generic path (:class:`rnnlab.Recurrent` then runs the reference loop
-#: for cells without a kernel); the environment variable RNNLAB_GENERIC=0 turns it off
-ENABLED = os.environ.get("RNNLAB_GENERIC", "1") != "0"
-#: training calls of a cell that run the reference loop before its step is traced: a
-#: one-off call (a test, a diagnostic) does not pay for the trace, a training loop does once
+ENABLED = os.environ.get("RNNLAB_GENERIC", "0") == "1"
+"""The switch of the generic path, off by default (``RNNLAB_GENERIC=1`` in the environment,
+or ``rnnlab.fast.ENABLED = True``, turns it on): it is measured at 0.8-1.8x the autograd
+loop's speed, with 2-3x its activation memory (benchmarks/RESULTS-generic.md), not enough to
+change every custom cell's execution by default. Off, :class:`rnnlab.Recurrent` runs the
+reference loop for cells without a kernel."""
 WARMUP = 1
-#: shorter sequences run the reference loop: the generic path's fixed cost per call (the
-#: prologue, the deferred gradients) outweighs its per-step gain below about this many
-#: steps (a training step of a depth-2 deep-transition Elman cell, B 4, I 3, H 4, float64,
-#: 1 thread: 1.3 ms against 0.8 ms at T = 5, 2.2 against 2.7 at T = 20, 3.9 against 6.5 at
-#: T = 50)
+"""Training calls of a cell that run the reference loop before its step is traced: a
+one-off call (a test, a diagnostic) does not pay for the trace, a training loop does once."""
 MIN_STEPS = 16
+"""Shorter sequences run the reference loop: the generic path's fixed cost per call (the
+prologue, the deferred gradients) outweighs its per-step gain below about this many steps
+(a training step of a depth-2 deep-transition Elman cell, B 4, I 3, H 4, float64, 1 thread:
+1.3 ms against 0.8 ms at T = 5, 2.2 against 2.7 at T = 20, 3.9 against 6.5 at T = 50)."""
 
 
 class Unsupported(Exception):

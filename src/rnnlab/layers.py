@@ -94,7 +94,8 @@ class Recurrent(nn.Module):
         loop, every step kept); else ``"fused"`` when the cell family has a kernel
         (:func:`rnnlab.kernels.find_kernel`) and ``use_kernel`` is on; else ``"generic"``
         (:func:`rnnlab.fast.fast_unroll`: the cell's traced step; it runs from a cell's second
-        training call on, :func:`rnnlab.fast.engage`) unless the step cannot be traced
+        training call on, :func:`rnnlab.fast.engage`) when it is on (:data:`rnnlab.fast.ENABLED`,
+        off by default) and the step can be traced
         (:func:`rnnlab.fast.supports`); else ``"reference"`` (:func:`rnnlab.unroll`).
         Every kernel of a ``regularizable`` cell takes the layer's recurrent dropout and
         zoneout masks."""
