@@ -124,3 +124,9 @@ def test_the_figure_script_draws_the_committed_results(tmp_path):
     assert len({r["seed"] for r in data["runs"]}) >= 5
     out = figure.main(out=tmp_path / "p.png")
     assert out.stat().st_size > 10_000
+
+
+def test_the_long_budget_figure_script_draws_its_results(tmp_path):
+    figure = load(ROOT / "docs" / "figures" / "pascanu_long.py", "pascanu_long_figure")
+    out = figure.main(out=tmp_path / "p.png")
+    assert out.stat().st_size > 10_000
