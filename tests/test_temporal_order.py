@@ -103,7 +103,7 @@ def test_trains_with_and_without_omega(tmp_path, pascanu):
 @pytest.mark.slow
 def test_pascanu_experiment_reaches_the_documented_figure(tmp_path):
     """The command of docs/10.11-optimization.md at its documented setting, seed 0, for the
-    first 3 000 updates (about 10 minutes): with Ω the ratio r_k ends nearer 1 than without
+    first 3 000 updates (90 s on an idle core): with Ω the ratio r_k ends nearer 1 than without
     it (the figure's right panel) and the error has left chance while SGD-C's has not (the
     left panel; measured there at 3 000 updates: 0.48 against 0.75)."""
     experiment = load(ROOT / "benchmarks" / "pascanu.py", "pascanu_experiment")
