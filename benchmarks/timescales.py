@@ -185,7 +185,7 @@ GEN_PERIODS = [2 ** k for k in range(9)]
 class Generator(nn.Module):
     """No input (one channel of zeros), one hidden layer, one linear output."""
 
-    def __init__(self, kind: str, hidden: int):
+    def __init__(self, kind: str, hidden: int, gain: float | None = None):
         super().__init__()
         if kind == "clockwork":
             cell = ClockworkCell(1, hidden, GEN_PERIODS)
@@ -194,6 +194,11 @@ class Generator(nn.Module):
         else:
             cell = make_cell("rnn", 1, hidden)
         self.rnn, self.out = Recurrent(cell), nn.Linear(hidden, 1)
+        if gain is not None:                    # tanh only: W_hh orthogonal x gain
+            if kind != "tanh":
+                raise ValueError(f"gain applies to the tanh RNN only, not {kind!r}")
+            with torch.no_grad():
+                nn.init.orthogonal_(cell.W_hh, gain=gain)
 
     def forward(self, length: int) -> torch.Tensor:
         ys, _ = self.rnn(torch.zeros(length, 1, 1))
@@ -207,12 +212,12 @@ class Generator(nn.Module):
 
 
 def generate(kind: str, signal_seed: int, seed: int, *, steps: int = 2000,
-             lr: float = 3e-3) -> dict:
+             lr: float = 3e-3, gain: float | None = None) -> dict:
     """Fit ``kind`` to generate :func:`audio_signal` (``signal_seed``) from no input; NMSE."""
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     target = audio_signal(signal_seed)
-    model = Generator(kind, GEN_HIDDEN[kind])
+    model = Generator(kind, GEN_HIDDEN[kind], gain)
     optimizer = torch.optim.Adam(model.parameters(), lr)
     var = float(target.var(unbiased=False))
     curve, start = [], time.perf_counter()
@@ -228,7 +233,8 @@ def generate(kind: str, signal_seed: int, seed: int, *, steps: int = 2000,
         out = model(len(target))
     nmse = float(nn.functional.mse_loss(out, target)) / var
     return {"kind": kind, "signal": signal_seed, "seed": seed, "hidden": GEN_HIDDEN[kind],
-            "params": model.parameters_used(), "steps": steps, "lr": lr, "nmse": nmse,
+            "params": model.parameters_used(), "steps": steps, "lr": lr, "gain": gain,
+            "nmse": nmse,
             "curve": curve, "output": [round(float(v), 4) for v in out],
             "target": [round(float(v), 4) for v in target],
             "wall_s": round(time.perf_counter() - start, 1)}
@@ -252,7 +258,7 @@ def _generate_all(a) -> int:
     for signal in a.signals:
         for seed in a.seeds:
             for kind in a.kinds:
-                r = generate(kind, signal, seed, steps=a.steps, lr=a.lr)
+                r = generate(kind, signal, seed, steps=a.steps, lr=a.lr, gain=a.gain)
                 print(f"generate {kind:10} signal={signal} seed={seed} params={r['params']} "
                       f"NMSE {r['nmse']:.4f} ({r['wall_s']:.0f} s)", flush=True)
                 results["generation"].append(r)
@@ -324,6 +330,8 @@ def main(argv=None) -> int:
     p.add_argument("--longest", type=int, default=1000)
     p.add_argument("--out", type=Path, default=None, help="JSON to write (appends runs)")
     p.add_argument("--kinds", nargs="+", default=list(GEN_HIDDEN), help="generate: models")
+    p.add_argument("--gain", type=float, default=None,
+                   help="generate, tanh only: W_hh orthogonal with this gain")
     p.add_argument("--signals", nargs="+", type=int, default=[0, 1, 2],
                    help="generate: seeds of the target signals")
     a = p.parse_args(argv)

@@ -68,6 +68,11 @@ def test_clockwork_generation_setting(timescales):
     assert max(counts.values()) < 1.1 * min(counts.values())      # comparable sizes
     cw = timescales.Generator("clockwork", 36)
     assert sorted(set(cw.rnn.cell.period.tolist())) == timescales.GEN_PERIODS
+    tanh = timescales.Generator("tanh", 28, gain=1.5)
+    torch.testing.assert_close(torch.linalg.svdvals(tanh.rnn.cell.W_hh.detach()),
+                               torch.full((28,), 1.5))
+    with pytest.raises(ValueError, match="tanh RNN only"):
+        timescales.Generator("clockwork", 36, gain=1.5)
     r = timescales.generate("clockwork", 0, 0, steps=2)
     assert r["params"] == counts["clockwork"] and r["nmse"] > 0 and len(r["output"]) == 320
 
