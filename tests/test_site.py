@@ -51,17 +51,9 @@ def test_every_picture_a_page_names_exists_and_every_picture_is_named():
     assert not unnamed, f"pictures no page names: {unnamed}"
 
 
-# Pages whose pictures come from other branches of issue 13 (explicit memory, time scales,
-# Pascanu's regulariser); drop a section from this set once its pictures are merged.
-PICTURES_FROM_OTHER_BRANCHES = {"10.9", "10.11", "10.12"}
-
-
 @pytest.mark.parametrize("page", [p for p in PAGES if p.name.startswith("10.")],
                          ids=lambda p: p.name.split("-")[0])
 def test_every_tour_page_shows_a_picture(page):
-    section = page.name.split("-")[0]
-    if not pictures_named(page) and section in PICTURES_FROM_OTHER_BRANCHES:
-        pytest.skip(f"{section}: its pictures are being made on another branch")
     assert pictures_named(page), f"{page.name} shows no picture"
 
 
