@@ -148,21 +148,25 @@ def test_every_kernel_is_covered():
 
 
 def _double_backward_cases():
-    """Every kernel once (ragged and reverse where it takes lengths); the regularised
-    variants (recurrent dropout, zoneout) are slow."""
+    """Every kernel once (ragged and reverse where it takes lengths), with torch's fast
+    gradcheck (a random projection of the Jacobians) in the default run and the full one
+    behind the slow marker; the regularised variants (recurrent dropout, zoneout) are slow."""
     params = []
     for c in _cases((True, False)) + _cases((False, False)):
         name, ragged, regularized = c.values
         if not ragged and "ragged" in KERNELS[name]:
             continue
-        params.append(pytest.param(name, ragged, False, ragged, id=c.id))
+        params.append(pytest.param(name, ragged, False, ragged, True, id=c.id + "-fast"))
+        params.append(pytest.param(name, ragged, False, ragged, False, id=c.id,
+                                   marks=pytest.mark.slow))
     for c in _cases((False, True)):
-        params.append(pytest.param(*c.values, False, id=c.id, marks=pytest.mark.slow))
+        params.append(pytest.param(*c.values, False, False, id=c.id, marks=pytest.mark.slow))
     return params
 
 
-@pytest.mark.parametrize("kernel,ragged,regularized,reverse", _double_backward_cases())
-def test_double_backward(kernel, ragged, regularized, reverse):
+@pytest.mark.parametrize("kernel,ragged,regularized,reverse,fast_mode",
+                         _double_backward_cases())
+def test_double_backward(kernel, ragged, regularized, reverse, fast_mode):
     """gradgradcheck in float64: the backward is differentiable (with create_graph=True it
     runs the plain-ops reference, which autograd differentiates again)."""
     cls, args, diff = _inputs(kernel, torch.float64, ragged, reverse, regularized, "tiny")
@@ -176,8 +180,8 @@ def test_double_backward(kernel, ragged, regularized, reverse):
         return out if isinstance(out, tuple) else (out,)
 
     inputs = tuple(args[i].requires_grad_() for i in diff)
-    assert torch.autograd.gradcheck(f, inputs)
-    assert torch.autograd.gradgradcheck(f, inputs)
+    assert torch.autograd.gradcheck(f, inputs, fast_mode=fast_mode)
+    assert torch.autograd.gradgradcheck(f, inputs, fast_mode=fast_mode)
 
 
 def test_first_order_backward_runs_the_fused_operator():
