@@ -150,25 +150,13 @@ def test_gradcheck(info, k, path):
     assert torch.autograd.gradcheck(fn, inputs)
 
 
-def through_kernels(info, k, path) -> bool:
-    """Whether the sample runs rnnlab's fused kernels (not torch's op, not a cell step)."""
-    if path == "cell":
-        return False
-    proj = samples(info, packed=False)[k].constructor_input.kwargs.get("proj_size", 0)
-    return path == "fused" or not (info.module_cls is nn.LSTM and proj == 0)
-
-
-KERNEL_GRADGRAD = pytest.mark.xfail(
-    reason="double backward through the fused kernels: the kernel half of issue 11 "
-           "(torch.library ops with a differentiable backward)", strict=False)
-GRADGRAD = [pytest.param(*p.values, id=p.id, marks=(pytest.mark.slow,) + (
-    (KERNEL_GRADGRAD,) if through_kernels(*p.values) else ())) for p in PLAIN]
+GRADGRAD = [pytest.param(*p.values, id=p.id, marks=pytest.mark.slow) for p in PLAIN]
 
 
 @pytest.mark.parametrize("info, k, path", GRADGRAD)
 def test_gradgradcheck(info, k, path):
-    """Double backward: torch's op and the cells' reference steps now; the fused kernels
-    once their backward is differentiable (xfail until then, non-strict)."""
+    """Double backward through torch's op, the cells' reference steps and the fused kernels
+    (whose backward, with create_graph=True, differentiates the plain-ops reference)."""
     fn, inputs = gradcheck_inputs(info, k, path)
     assert torch.autograd.gradgradcheck(fn, inputs)
 
