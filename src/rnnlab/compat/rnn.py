@@ -153,8 +153,8 @@ class _Drop:
     def _uses_torch(self, input) -> bool:
         if self.path == "torch":
             return True
-        if self.path != "auto" or self._options:
-            return False
+        if self.path != "auto" or self._options or torch.compiler.is_compiling():
+            return False              # dynamo cannot compile torch's fused LSTM op on CPU
         data = input.data if isinstance(input, PackedSequence) else input
         cuda = isinstance(data, Tensor) and data.is_cuda
         return cuda or (self._lstm and self.proj_size == 0)
