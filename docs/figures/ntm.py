@@ -64,16 +64,17 @@ def copy_figure(data: dict, plt) -> Path:
 
 def repeat_figure(data: dict, plt) -> Path:
     runs = data["repeat"]["runs"]
-    grid = [tuple(g[:2]) for g in runs[0]["grid"]]
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    names = ["in range\nL 1-5, R 1-5"] + [f"L={g[0]}\nR={g[1]}" for g in runs[0]["grid"]]
+    fig, ax = plt.subplots(figsize=(7.2, 3.6))
     width = 0.8 / len(runs)
     for i, run in enumerate(runs):
-        ax.bar([k + i * width for k in range(len(grid))], [g[2] for g in run["grid"]],
-               width=width, label=f"seed {run['seed']}")
-    ax.set_xticks([k + 0.4 - width / 2 for k in range(len(grid))],
-                  [f"L={L}\nR={R}" for L, R in grid], fontsize=7)
+        ax.bar([k + i * width for k in range(len(names))],
+               [run["in_range"]] + [g[2] for g in run["grid"]], width=width,
+               label=f"seed {run['seed']}")
+    ax.set_xticks([k + 0.4 - width / 2 for k in range(len(names))], names, fontsize=7)
     ax.axhline(0.05, color="0.6", lw=0.5)
-    ax.set(ylabel="bit error rate", title="repeat copy (trained on L 1-5, R 1-5)")
+    ax.set(ylabel="bit error rate", ylim=(0, 0.55), title=f"NTM repeat copy after "
+           f"{runs[0]['sequences']:,} sequences (L = length, R = repeats)")
     ax.legend(fontsize=7)
     _caption(fig, data, "python benchmarks/ntm.py --parts repeat")
     return _save(fig, "ntm_repeat_copy", plt)
