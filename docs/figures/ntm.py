@@ -93,18 +93,22 @@ def tables(data: dict) -> str:
     repeat-copy grid."""
     out = []
     if "copy" in data:
-        shown = ["20", "40", "60", "80", "100", "120"]
-        out.append("| model | seed | sequences | wall (min) | lengths 1-20 | "
-                   + " | ".join(f"length {k}" for k in shown) + " |")
-        out.append("|---" * (5 + len(shown)) + "|")
+        shown = ["40", "60", "80", "100", "120"]
+        out.append("| model | seed | sequences trained | ≤ 5 % at length 40 after | CPU s | "
+                   "wall min | lengths 1-20 | " + " | ".join(f"length {k}" for k in shown)
+                   + " |")
+        out.append("|---" * (7 + len(shown)) + "|")
         for part in ("copy", "lstm"):
             for run in data.get(part, {}).get("runs", []):
+                reached = next((f"{n:,}" for n, e in run["len40_curve"] if e <= 0.05), "never")
+                cpu = "—" if run.get("cpu_seconds") is None else f"{run['cpu_seconds']:.0f}"
                 out.append(f"| {LABELS[part]} | {run['seed']} | {run['sequences']:,} | "
-                           f"{run['wall_seconds'] / 60:.0f} | {run['in_range']:.4f} | "
+                           f"{reached} | {cpu} | {run['wall_seconds'] / 60:.0f} | "
+                           f"{run['in_range']:.4f} | "
                            + " | ".join(f"{run['lengths'][k]:.4f}" for k in shown) + " |")
             if part in data and len(data[part]["runs"]) > 1:
                 med = data[part]["median"]
-                out.append(f"| {LABELS[part]} | **median** | | | **{med['in_range']:.4f}** | "
+                out.append(f"| {LABELS[part]} | **median** | | | | | **{med['in_range']:.4f}** | "
                            + " | ".join(f"**{med['lengths'][k]:.4f}**" for k in shown) + " |")
     if "repeat" in data:
         runs = data["repeat"]["runs"]
