@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))          # score with this checkout's rnnlab, as trained
 OUT = ROOT / "docs" / "results" / "ntm.json"
 COPY_LENGTHS = [10, 20, 30, 40, 50, 60, 80, 100, 120]
 REPEAT_GRID = [(5, 5), (10, 5), (15, 5), (20, 5), (5, 10), (10, 10), (5, 15), (5, 20)]

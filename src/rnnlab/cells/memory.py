@@ -23,8 +23,8 @@ reference loop).
 
 The state is :class:`NTMState`, flat tensors (B, ·) as the cell contract asks: controller
 h and c, the memory (B, N·W), the last read vectors (B, R·W) and every head's last
-weighting (B, (R+1)·N). What makes it train reliably is what Collier & Beel (2018,
-"Implementing Neural Turing Machines") found: the memory starts at a small constant
+weighting (B, (R+1)·N). It follows what Collier & Beel (2018, "Implementing Neural
+Turing Machines") found to train reliably: the memory starts at a small constant
 (``MEMORY_INIT``, not random, not learned), the read vectors before the first step are
 learned (``initial_reads``, through tanh), and the heads' raw parameters are clipped to
 ±``PARAM_CLIP``. The initial weightings focus on slot 0. Sharpening is computed as
