@@ -4,8 +4,8 @@
     python benchmarks/torch_suite.py --module-db
 
 The first form runs the RNN, LSTM, GRU and PackedSequence tests of PyTorch's
-``test/test_nn.py`` (tests whose names mention rnn, lstm, gru or pack; CUDA-only ones skip
-on a CPU machine) three times: with torch.nn's own classes, and with ``torch.nn.RNN``,
+``test/test_nn.py`` (tests whose names mention rnn, lstm, gru, pack or variable_sequence,
+an LSTM over packed sequences; CUDA-only ones skip on a CPU machine) three times: with torch.nn's own classes, and with ``torch.nn.RNN``,
 ``LSTM``, ``GRU``, ``RNNCell``, ``LSTMCell`` and ``GRUCell`` replaced by rnnlab's (the
 naive swap ``torch.nn.LSTM = rnnlab.LSTM``, before the test file is imported) on the
 default path and on the fused one. It prints the pass / fail / skip counts of each and
@@ -34,7 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 URL = "https://raw.githubusercontent.com/pytorch/pytorch/v{version}/test/test_nn.py"
-SELECT = "rnn or RNN or lstm or LSTM or gru or GRU or pack or Pack"
+SELECT = "rnn or RNN or lstm or LSTM or gru or GRU or pack or Pack or variable_sequence"
 VARIANTS = {"torch.nn": "", "rnnlab default": "auto", "rnnlab fused": "fused"}
 
 # the plugin that swaps torch.nn's classes for rnnlab's, loaded by pytest (``-p``) before

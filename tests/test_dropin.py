@@ -599,3 +599,20 @@ def test_data_parallel_replicas_bind_their_own_weights():
     replica._parameters.update(mine._parameters)        # what nn.parallel.replicate does
     x = inputs()
     torch.testing.assert_close(replica(x)[0], mine(x)[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kind", ["RNNCell", "GRUCell", "LSTMCell"])
+@pytest.mark.parametrize("sizes", [(10, 0), (0, 5)], ids=["hidden0", "input0"])
+def test_cells_with_a_zero_size_behave_as_torch_nn(kind, sizes):
+    """torch's test_RNN_cell_forward_zero_hidden_size: a zero hidden (or input) size is an
+    empty product for torch.nn's cells, not an error."""
+    torch.manual_seed(0)
+    ours = getattr(rnnlab, kind)(*sizes)
+    torch.manual_seed(0)
+    theirs = getattr(nn, kind)(*sizes)
+    x = torch.randn(3, sizes[0])
+    got, expected = ours(x), theirs(x)
+    for a, b in zip(got if isinstance(got, tuple) else (got,),
+                    expected if isinstance(expected, tuple) else (expected,)):
+        assert a.shape == b.shape == (3, sizes[1])
+        torch.testing.assert_close(a, b)

@@ -37,7 +37,13 @@ class _CellDrop:
     """What the three cells share; mixed in before the torch.nn class."""
 
     def _build_cell(self) -> None:
-        """rnnlab's cell on the meta device: the step's code, without weights."""
+        """rnnlab's cell on the meta device: the step's code, without weights. None for a
+        zero input or hidden size, which torch.nn's cells accept (an empty product) and
+        rnnlab's reject: those run torch.nn's own step."""
+        if self.input_size == 0 or self.hidden_size == 0:
+            object.__setattr__(self, "_cell", None)
+            object.__setattr__(self, "_names", [])
+            return
         cell = self._make_cell()
         names = [(n, a) for n, a in _NAMES if a in cell._parameters]
         object.__setattr__(self, "_cell", cell)
@@ -120,6 +126,8 @@ class RNNCell(_CellDrop, _TorchRNNCell):
         return ElmanCell(self.input_size, self.hidden_size, bias=self.bias, device="meta")
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        if self._cell is None:                  # a zero size: torch.nn's step
+            return super().forward(input, hx)
         batched, input, hx = self._one_state(input, hx)
         if self.nonlinearity not in ("tanh", "relu"):      # torch.nn checks it here too
             raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")
@@ -144,6 +152,8 @@ class GRUCell(_CellDrop, _TorchGRUCell):
         return _GRUCell(self.input_size, self.hidden_size, bias=self.bias, device="meta")
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        if self._cell is None:                  # a zero size: torch.nn's step
+            return super().forward(input, hx)
         batched, input, hx = self._one_state(input, hx)
         h, _ = self._step(hx, input)
         return h if batched else h.squeeze(0)
@@ -167,6 +177,8 @@ class LSTMCell(_CellDrop, _TorchLSTMCell):
 
     def forward(self, input: Tensor,
                 hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        if self._cell is None:                  # a zero size: torch.nn's step
+            return super().forward(input, hx)
         if input.dim() not in (1, 2):
             raise ValueError(f"LSTMCell: Expected input to be 1D or 2D, got {input.dim()}D "
                              f"instead")
