@@ -5,7 +5,8 @@
 
 The first form runs the RNN, LSTM, GRU and PackedSequence tests of PyTorch's
 ``test/test_nn.py`` (tests whose names mention rnn, lstm, gru, pack or variable_sequence,
-an LSTM over packed sequences; CUDA-only ones skip on a CPU machine) three times: with torch.nn's own classes, and with ``torch.nn.RNN``,
+an LSTM over packed sequences; CUDA-only ones skip on a CPU machine) three times: with
+torch.nn's own classes, and with ``torch.nn.RNN``,
 ``LSTM``, ``GRU``, ``RNNCell``, ``LSTMCell`` and ``GRUCell`` replaced by rnnlab's (the
 naive swap ``torch.nn.LSTM = rnnlab.LSTM``, before the test file is imported) on the
 default path and on the fused one. It prints the pass / fail / skip counts of each and
