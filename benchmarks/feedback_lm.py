@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from rnnlab.bench import machine
 from rnnlab.tasks import get_task
 from rnnlab.training.optim import clip_gradients, make_optimizer
 
@@ -110,7 +110,7 @@ def main(argv=None) -> None:
     if args.out is not None:
         meta = {"command": "PYTHONPATH=src python benchmarks/feedback_lm.py "
                            + " ".join(argv if argv is not None else sys.argv[1:]),
-                "cpu": _cpu(), "threads": 1, "torch": torch.__version__,
+                "cpu": machine()["cpu"], "threads": 1, "torch": torch.__version__,
                 "hidden": args.hidden, "steps": args.steps, "seed": args.seed,
                 "batch_size": arms["rnn"]["cfg"].train.batch_size,
                 "seq_len": arms["rnn"]["cfg"].data.seq_len,
@@ -131,14 +131,6 @@ def bigram_bpc(task) -> float:
     return -logp[test[:-1], test[1:]].mean().item()
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

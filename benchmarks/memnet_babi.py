@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
 import torch
 
+from rnnlab.bench import machine
 from rnnlab.config import apply_overrides
 from rnnlab.tasks.memnet import MemNet, best_run, evaluate_runs, train_runs
 
@@ -35,15 +34,6 @@ PAPER = {"PE LS RN": [0.0, 8.3, 40.3, 2.8, 13.1, 7.6, 17.3, 10.0, 13.2, 15.1, 0.
                             0.2, 6.9, 0.0, 2.7, 40.4, 9.4, 88.0, 0.0]}
 
 
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown"
 
 
 def run_task(data: str, task_id: int, runs: int, seed: int, overrides: list[str]) -> dict:
@@ -106,7 +96,7 @@ def main(argv=None) -> int:
     out = {"command": "python benchmarks/memnet_babi.py --data ../shared/data/babi_en_1k "
                       f"--runs {args.runs} --tasks {args.tasks} --seed {args.seed}"
                       + (f" --set {' '.join(args.set)}" if args.set else ""),
-           "cpu": cpu_model(), "threads": 1, "torch": torch.__version__,
+           "cpu": machine()["cpu"], "threads": 1, "torch": torch.__version__,
            "note": "one model per task; errors are fractions of the 1000 test questions",
            "paper": PAPER, "results": []}
     start = time.perf_counter()

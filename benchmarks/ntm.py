@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -36,6 +35,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from rnnlab.bench import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))          # score with this checkout's rnnlab, as trained
@@ -47,14 +48,6 @@ PARTS = {"copy": ("ntm-copy", []), "repeat": ("ntm-repeat-copy", []),
 POINTS = 100          # sequences per scored point
 
 
-def cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def command(part: str, seed: int, extra: list[str]) -> list[str]:
@@ -206,7 +199,7 @@ def main(argv=None) -> int:
             if (run / "model.safetensors").is_file():
                 record(done, part, seed, run, None, command(part, seed, extra))
     data = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    data.update({"cpu": cpu(), "threads": 1, "shared_machine": True,
+    data.update({"cpu": machine()["cpu"], "threads": 1, "shared_machine": True,
                  "copy_lengths": COPY_LENGTHS, "repeat_grid": REPEAT_GRID})
     for part, runs in done.items():
         runs.sort(key=lambda r: r["seed"])

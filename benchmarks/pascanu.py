@@ -24,13 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
+
+from rnnlab.bench import machine
 
 
 def run(length: int, seed: int, weight: float, init: str, max_steps: int, eval_every: int,
@@ -141,19 +142,11 @@ def main(argv=None) -> None:
             argv if argv is not None else sys.argv[1:])
         meta = {"commands": commands + [{"command": command,
                                          "wall_s": round(time.perf_counter() - start, 1)}],
-                "cpu": _cpu(), "threads": 1, "torch": torch.__version__}
+                "cpu": machine()["cpu"], "threads": 1, "torch": torch.__version__}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"meta": meta, "runs": runs}) + "\n")
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

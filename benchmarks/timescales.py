@@ -40,14 +40,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from rnnlab.bench import machine
 from rnnlab.cells import ClockworkCell, LSTMCell, make_cell
 from rnnlab.diagnose import gradient_flow
 from rnnlab.layers import Recurrent, Stack
@@ -248,7 +247,7 @@ def _save(path: Path | None, results: dict) -> None:
 
 def _load(path: Path | None, key: str) -> dict:
     results = json.loads(path.read_text()) if path is not None and path.exists() else {}
-    results["machine"] = machine()
+    results["machine"] = run_info()
     results.setdefault(key, [])
     return results
 
@@ -303,14 +302,11 @@ def flow(strategy: str, length: int, *, task: str = "adding", hidden: int = 32, 
     return [float(f"{n:.4g}") for n in next(iter(norms.values()))]
 
 
-def machine() -> dict:
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in
-                   subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-                   if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor() or "unknown"
-    return {"cpu": cpu, "threads": 1, "torch": torch.__version__}
+
+
+def run_info() -> dict:
+    """The machine of the results: CPU model (rnnlab.bench.machine), 1 thread per run."""
+    return {"cpu": machine()["cpu"], "threads": 1, "torch": torch.__version__}
 
 
 def main(argv=None) -> int:

@@ -83,7 +83,7 @@ def test_figures_draw_from_results(timescales, tmp_path, monkeypatch):
     runs = [timescales.run(s, 5, 0, task="copy", hidden=4, steps=1, valid_size=4, d=2,
                            longest=20) for s in ("tanh", "leaky-fixed")]
     gen = timescales.generate("tanh", 0, 0, steps=1)
-    data = {"machine": timescales.machine(), "runs": runs,
+    data = {"machine": timescales.run_info(), "runs": runs,
             "flow": [{"task": "copy", "strategy": "tanh", "T": 5, "hidden": 4,
                       "norms": timescales.flow("tanh", 5, task="copy", hidden=4, batch=2)}],
             "generation": [gen]}
