@@ -29,14 +29,12 @@ went (task 2, two supporting facts). :data:`VOCAB` is every word they use, ``<pa
 
 from __future__ import annotations
 
-import gzip
 import random
 import re
-import zlib
 from pathlib import Path
 from typing import NamedTuple
 
-from .text import DataError
+from .text import DataError, read_lines
 
 __all__ = ["ACTORS", "PLACES", "OBJECTS", "VOCAB", "QA", "generate_qa", "generate_story",
            "read_babi", "babi_task_files", "tokenize"]
@@ -70,31 +68,6 @@ def tokenize(text: str) -> list[str]:
     return [t for t in _TOKEN.findall(text.lower()) if t not in _DROPPED]
 
 
-def _lines(path: Path):
-    """(line number, raw bytes without the newline) of a plain or gzipped file; gzip and
-    I/O failures become :class:`DataError` naming the line where reading stopped."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    lineno = 0
-    try:
-        with opener(path, "rb") as f:
-            for lineno, raw in enumerate(f, start=1):
-                yield lineno, raw.rstrip(b"\r\n")
-    except FileNotFoundError:
-        raise DataError(f"data file {str(path)!r} does not exist") from None
-    except IsADirectoryError:
-        raise DataError(f"data path {str(path)!r} is a directory, not a bAbI file") from None
-    except EOFError:
-        raise DataError(f"{path}:{lineno + 1}: the gzip stream ends early (a truncated .gz "
-                        f"file?)") from None
-    except gzip.BadGzipFile as e:
-        raise DataError(f"{path}:{lineno + 1}: not a valid gzip file ({e}); a name ending "
-                        f"in .gz must be gzip-compressed") from None
-    except zlib.error as e:
-        raise DataError(f"{path}:{lineno + 1}: corrupt gzip data ({e})") from None
-    except OSError as e:
-        raise DataError(f"cannot read data file {str(path)!r}: {e.strerror or e}") from None
-
-
 def read_babi(path: str | Path) -> list[QA]:
     """The questions of a bAbI task file (``.gz``: gzip-compressed), each with its story.
 
@@ -108,7 +81,7 @@ def read_babi(path: str | Path) -> list[QA]:
     story: list[tuple[str, ...]] = []
     index: dict[int, int] = {}           # line ID -> index into story (statements only)
     last_id = 0
-    for lineno, raw in _lines(path):
+    for lineno, raw in read_lines(path, "a bAbI file"):
         where = f"{path}:{lineno}"
         try:
             line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")

@@ -22,13 +22,11 @@ order, an empty FORM or UPOS, bytes that are not UTF-8, a truncated or corrupt .
 
 from __future__ import annotations
 
-import gzip
 import re
-import zlib
 from pathlib import Path
 from typing import NamedTuple
 
-from .text import DataError
+from .text import DataError, read_lines
 
 __all__ = ["Sentence", "read_conllu", "ud_split_files", "COLUMNS"]
 
@@ -45,31 +43,6 @@ class Sentence(NamedTuple):
     tags: tuple[str, ...]
 
 
-def _lines(path: Path):
-    """(line number, raw bytes without the newline) of a plain or gzipped file; gzip and
-    I/O failures become :class:`DataError` naming the line where reading stopped."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    lineno = 0
-    try:
-        with opener(path, "rb") as f:
-            for lineno, raw in enumerate(f, start=1):
-                yield lineno, raw.rstrip(b"\r\n")
-    except FileNotFoundError:
-        raise DataError(f"data file {str(path)!r} does not exist") from None
-    except IsADirectoryError:
-        raise DataError(f"data path {str(path)!r} is a directory, not a CoNLL-U file") from None
-    except EOFError:
-        raise DataError(f"{path}:{lineno + 1}: the gzip stream ends early (a truncated .gz "
-                        f"file?); the lines before it were read") from None
-    except gzip.BadGzipFile as e:
-        raise DataError(f"{path}:{lineno + 1}: not a valid gzip file ({e}); a name ending "
-                        f"in .gz must be gzip-compressed CoNLL-U") from None
-    except zlib.error as e:
-        raise DataError(f"{path}:{lineno + 1}: corrupt gzip data ({e})") from None
-    except OSError as e:
-        raise DataError(f"cannot read data file {str(path)!r}: {e.strerror or e}") from None
-
-
 def read_conllu(path: str | Path) -> list[Sentence]:
     """The sentences of a CoNLL-U file (``.gz``: gzip-compressed), as words and UPOS tags.
 
@@ -80,7 +53,7 @@ def read_conllu(path: str | Path) -> list[Sentence]:
     sentences: list[Sentence] = []
     words: list[str] = []
     tags: list[str] = []
-    for lineno, raw in _lines(path):
+    for lineno, raw in read_lines(path, "a CoNLL-U file"):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as e:

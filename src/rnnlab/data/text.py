@@ -7,6 +7,8 @@ It needs no download and no data files in the project.
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from pathlib import Path
 
 __all__ = ["DataError", "read_text", "default_corpus"]
@@ -25,6 +27,33 @@ def read_bytes(path: Path, kind: str) -> bytes:
         raise DataError(f"data file {str(path)!r} does not exist") from None
     except IsADirectoryError:
         raise DataError(f"data path {str(path)!r} is a directory, not {kind}") from None
+    except OSError as e:
+        raise DataError(f"cannot read data file {str(path)!r}: {e.strerror or e}") from None
+
+
+def read_lines(path: Path, kind: str):
+    """(line number, raw bytes without the newline) of the plain or gzipped (``.gz``) data
+    file ``path``; :class:`DataError` for a missing or unreadable file, a directory where
+    ``kind`` (e.g. "a CoNLL-U file") was expected, or a gzip failure, naming the line where
+    reading stopped (the lines before it were read)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    lineno = 0
+    try:
+        with opener(path, "rb") as f:
+            for lineno, raw in enumerate(f, start=1):
+                yield lineno, raw.rstrip(b"\r\n")
+    except FileNotFoundError:
+        raise DataError(f"data file {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise DataError(f"data path {str(path)!r} is a directory, not {kind}") from None
+    except EOFError:
+        raise DataError(f"{path}:{lineno + 1}: the gzip stream ends early (a truncated .gz "
+                        f"file?); the lines before it were read") from None
+    except gzip.BadGzipFile as e:
+        raise DataError(f"{path}:{lineno + 1}: not a valid gzip file ({e}); a name ending "
+                        f"in .gz must be gzip-compressed") from None
+    except zlib.error as e:
+        raise DataError(f"{path}:{lineno + 1}: corrupt gzip data ({e})") from None
     except OSError as e:
         raise DataError(f"cannot read data file {str(path)!r}: {e.strerror or e}") from None
 
