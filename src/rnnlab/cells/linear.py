@@ -26,8 +26,39 @@ from .base import Cell, check_sizes, uniform_
 __all__ = ["MinGRUCell", "MinLSTMCell"]
 
 
+class _LinearRecurrence(Cell):
+    """What minGRU and minLSTM share: ``gates`` blocks of H rows in ``W_xh`` (I inputs),
+    the state h alone, and the step h = a ⊙ h + b from :meth:`coefficients`."""
+
+    gates: int
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+                 device=None, dtype=None):
+        super().__init__()
+        check_sizes(input_size, hidden_size)
+        kw = {"device": device, "dtype": dtype}
+        self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, hidden_size
+        self.W_xh = nn.Parameter(torch.empty(self.gates * hidden_size, input_size, **kw))
+        self.b_xh = nn.Parameter(torch.empty(self.gates * hidden_size, **kw)) if bias else None
+        uniform_(self.parameters(), hidden_size)
+
+    def init_state(self, batch_size: int, device=None, dtype=None) -> Tensor:
+        return self._zeros(batch_size, self.hidden_size, device, dtype)
+
+    def coefficients(self, xs: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        a, b = self.coefficients(x)                 # x (B, I) -> a, b (B, H)
+        h = a * h + b
+        return h, h
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}, bias={self.b_xh is not None}"
+
+
 @final
-class MinGRUCell(Cell):
+class MinGRUCell(_LinearRecurrence):
     """minGRU, Feng et al. 2024 (arXiv 2410.01201, section 3.1.3). Gate order z, h̃:
 
         z(t)  = σ(W_z x(t) + b_z)
@@ -40,18 +71,7 @@ class MinGRUCell(Cell):
     Shapes: x (B, I), h (B, H), y = h; ``W_xh`` (2H, I) = [W_z; W_h], ``b_xh`` (2H,).
     """
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
-                 device=None, dtype=None):
-        super().__init__()
-        check_sizes(input_size, hidden_size)
-        kw = {"device": device, "dtype": dtype}
-        self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, hidden_size
-        self.W_xh = nn.Parameter(torch.empty(2 * hidden_size, input_size, **kw))
-        self.b_xh = nn.Parameter(torch.empty(2 * hidden_size, **kw)) if bias else None
-        uniform_(self.parameters(), hidden_size)
-
-    def init_state(self, batch_size: int, device=None, dtype=None) -> Tensor:
-        return self._zeros(batch_size, self.hidden_size, device, dtype)
+    gates = 2
 
     def coefficients(self, xs: Tensor) -> tuple[Tensor, Tensor]:
         """(a, b) of h(t) = a(t) ⊙ h(t-1) + b(t) for every step: xs (T, B, I) -> two
@@ -60,17 +80,9 @@ class MinGRUCell(Cell):
         z = torch.sigmoid(z)
         return 1 - z, z * h_tilde
 
-    def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-        a, b = self.coefficients(x)                 # x (B, I) -> a, b (B, H)
-        h = a * h + b
-        return h, h
-
-    def extra_repr(self) -> str:
-        return f"{self.input_size}, {self.hidden_size}, bias={self.b_xh is not None}"
-
 
 @final
-class MinLSTMCell(Cell):
+class MinLSTMCell(_LinearRecurrence):
     """minLSTM, Feng et al. 2024 (arXiv 2410.01201, section 3.2.3). Gate order f, i, h̃:
 
         f(t)  = σ(W_f x(t) + b_f)
@@ -86,18 +98,7 @@ class MinLSTMCell(Cell):
     Shapes: x (B, I), h (B, H), y = h; ``W_xh`` (3H, I) = [W_f; W_i; W_h], ``b_xh`` (3H,).
     """
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
-                 device=None, dtype=None):
-        super().__init__()
-        check_sizes(input_size, hidden_size)
-        kw = {"device": device, "dtype": dtype}
-        self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, hidden_size
-        self.W_xh = nn.Parameter(torch.empty(3 * hidden_size, input_size, **kw))
-        self.b_xh = nn.Parameter(torch.empty(3 * hidden_size, **kw)) if bias else None
-        uniform_(self.parameters(), hidden_size)
-
-    def init_state(self, batch_size: int, device=None, dtype=None) -> Tensor:
-        return self._zeros(batch_size, self.hidden_size, device, dtype)
+    gates = 3
 
     def coefficients(self, xs: Tensor) -> tuple[Tensor, Tensor]:
         """(a, b) of h(t) = a(t) ⊙ h(t-1) + b(t) for every step: xs (T, B, I) -> two
@@ -106,11 +107,3 @@ class MinLSTMCell(Cell):
         f, i = torch.sigmoid(f), torch.sigmoid(i)
         total = f + i
         return f / total, i / total * h_tilde
-
-    def forward(self, h: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-        a, b = self.coefficients(x)                 # x (B, I) -> a, b (B, H)
-        h = a * h + b
-        return h, h
-
-    def extra_repr(self) -> str:
-        return f"{self.input_size}, {self.hidden_size}, bias={self.b_xh is not None}"
