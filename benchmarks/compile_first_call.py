@@ -4,16 +4,21 @@
 
 Each measurement runs in a fresh process with an empty inductor cache, at 1 thread: the
 first call (forward and backward, 2 layers, bidirectional, T 10, B 4, I 8, H 16) and the
-second. Three ways:
+second. Four ways:
 
 - ``torch.nn eager``: ``torch.compile(nn.X)``; dynamo refuses nn.RNN/LSTM/GRU, so the call
   breaks the graph and runs eagerly (what a torch.nn user gets by default);
+- ``rnnlab eager``: ``torch.compile(rnnlab.X)``, the same default: rnnlab's modules are
+  torch.nn's classes, so dynamo refuses them alike and the call runs eagerly;
 - ``torch.nn fullgraph``: ``torch.compile(nn.X, fullgraph=True)`` under
   ``torch._dynamo.config.allow_rnn = True`` (dynamo traces into torch's op; minutes);
 - ``rnnlab fullgraph``: ``torch.compile(rnnlab.X, fullgraph=True)`` under ``allow_rnn``
   (each layer and direction one rnnlab operator).
 
-``--skip-torch-fullgraph`` leaves out the slow middle one.
+The ratios compare like with like: rnnlab's default against torch.nn's default, and
+rnnlab's fullgraph against torch.nn's fullgraph.
+
+``--skip-torch-fullgraph`` leaves out the slow third one.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import sys
 import tempfile
 import time
 
-WAYS = ("torch.nn eager", "torch.nn fullgraph", "rnnlab fullgraph")
+WAYS = ("torch.nn eager", "rnnlab eager", "torch.nn fullgraph", "rnnlab fullgraph")
 
 
 def measure(kind: str, way: str, backend: str) -> dict:
@@ -65,8 +70,11 @@ def main(argv=None) -> None:
         print(json.dumps(measure(*args.worker)))
         return
     ways = [w for w in WAYS if not (args.skip_torch_fullgraph and w == "torch.nn fullgraph")]
-    print(f"| kind | {' | '.join(f'{w} first call' for w in ways)} | rnnlab ÷ torch.nn eager |")
-    print("|---" * (len(ways) + 2) + "|")
+    pairs = [(f"rnnlab ÷ torch.nn {mode}", f"rnnlab {mode}", f"torch.nn {mode}")
+             for mode in ("eager", "fullgraph") if f"torch.nn {mode}" in ways]
+    print(f"| kind | {' | '.join(f'{w} first call' for w in ways)} | "
+          f"{' | '.join(p[0] for p in pairs)} |")
+    print("|---" * (len(ways) + len(pairs) + 1) + "|")
     for kind in args.kinds:
         first = {}
         for way in ways:
@@ -81,10 +89,9 @@ def main(argv=None) -> None:
             else:
                 first[way] = json.loads(out.stdout.strip().splitlines()[-1])["first_s"]
         cells = [f"{first[w]:.2f} s" if first[w] is not None else "failed" for w in ways]
-        eager, ours = first.get("torch.nn eager"), first.get("rnnlab fullgraph")
-        ratio = f"{ours / eager:.1f}×" if eager and ours else "—"
-        print(f"| {kind} | {' | '.join(cells)} | {ratio} |")
-
+        ratios = [f"{first[a] / first[b]:.2f}×" if first[a] and first[b] else "—"
+                  for _, a, b in pairs]
+        print(f"| {kind} | {' | '.join(cells + ratios)} |")
 
 if __name__ == "__main__":
     main()

@@ -109,3 +109,49 @@ def test_compile_fullgraph_dropins(name):
 def test_compile_fullgraph_every_kernel(cell):
     torch.manual_seed(0)
     _compile_and_check(rnnlab.Recurrent(CELLS[cell]()), torch.randn(6, 2, 3))
+
+
+def _compiled_frames(model, x, **patch):
+    """(frames dynamo compiled, output) for a call of ``torch.compile(model)``, counted by
+    dynamo's test backend (no inductor: cheap)."""
+    from torch._dynamo.testing import CompileCounter
+
+    torch._dynamo.reset()
+    counter = CompileCounter()
+    with torch._dynamo.config.patch(**patch):
+        out = _first(torch.compile(model, backend=counter)(x))
+    return counter.frame_count, out
+
+
+@pytest.mark.parametrize("name", DROPINS)
+@pytest.mark.parametrize("nested", [False, True], ids=["alone", "in-sequential"])
+def test_compile_by_default_compiles_what_torch_nn_compiles(name, nested):
+    # dynamo refuses torch.nn's RNN classes unless allow_rnn is set, and then runs them
+    # eagerly; rnnlab's are such classes, and must cost no compiled frame more than
+    # torch.nn's (before: every Python frame of rnnlab's layers went through inductor)
+    torch.manual_seed(0)
+    ours = _dropin(name)
+    theirs = getattr(torch.nn, name)(3, 4, num_layers=2, bidirectional=True).eval()
+    theirs.load_state_dict(ours.state_dict())
+    if nested:
+        head = torch.nn.Linear(3, 3)
+        ours, theirs = torch.nn.Sequential(head, ours), torch.nn.Sequential(head, theirs)
+    x = torch.randn(6, 2, 3)
+    frames, got = _compiled_frames(ours, x)
+    torch_frames, expected = _compiled_frames(theirs, x)
+    assert frames == torch_frames
+    torch.testing.assert_close(got, expected, **F32)
+
+
+@pytest.mark.parametrize("name", DROPINS)
+def test_compile_with_allow_rnn_is_one_graph_of_operators(name):
+    from torch._dynamo.testing import CompileCounter
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), _dropin(name))
+    x = torch.randn(6, 2, 3)
+    torch._dynamo.reset()
+    counter = CompileCounter()
+    with torch._dynamo.config.patch(allow_rnn=True):
+        got = _first(torch.compile(model, backend=counter, fullgraph=True)(x))
+    assert counter.frame_count == 1
+    torch.testing.assert_close(got, _first(model(x)), **F32)

@@ -160,6 +160,11 @@ class _Drop:
         return cuda or (self._lstm and self.proj_size == 0)
 
     def forward(self, input, hx=None):
+        if torch.compiler.is_compiling() or _dynamo_allows_rnn():
+            return self._forward(input, hx)
+        return _forward_eagerly(self, input, hx)
+
+    def _forward(self, input, hx=None):
         if self._uses_torch(input):
             return super().forward(input, hx)
         packed = isinstance(input, PackedSequence)
@@ -379,3 +384,35 @@ class GRU(_Drop, _TorchGRU):
 
 #: rnnlab's class -> the torch.nn class it stands in for
 TORCH_CLASSES = {RNN: _TorchRNN, LSTM: _TorchLSTM, GRU: _TorchGRU}
+
+
+
+def _dynamo_allows_rnn() -> bool:
+    return torch._dynamo.config.allow_rnn
+
+
+def _forward_eagerly(module: _Drop, input, hx):
+    """``module._forward`` with dynamo off for it and everything it calls.
+
+    Dynamo refuses torch.nn's RNN classes (and so these, their subclasses) unless
+    ``torch._dynamo.config.allow_rnn`` is set: a compiled caller breaks its graph and calls
+    the module eagerly. torch.nn's forward is then skipped, being torch's own code, but
+    rnnlab's would be compiled frame by frame: seconds of inductor for nothing, the work
+    being rnnlab's operators. So outside a dynamo trace, and unless ``allow_rnn`` is set,
+    the forward runs here, eagerly as torch.nn's does. With ``allow_rnn``, or when dynamo
+    traces into ``forward`` from a compiled caller, ``_forward`` is compiled as before."""
+    return module._forward(input, hx)
+
+
+def _skip_frames() -> None:
+    from torch._dynamo.eval_frame import set_code_exec_strategy
+    from torch._dynamo.types import FrameAction, FrameExecStrategy
+
+    # forward itself never starts a compiled frame: it picks one of the two below
+    for code in (_Drop.forward.__code__, _dynamo_allows_rnn.__code__):
+        set_code_exec_strategy(code, FrameExecStrategy(FrameAction.SKIP, FrameAction.DEFAULT))
+    set_code_exec_strategy(_forward_eagerly.__code__,
+                           FrameExecStrategy(FrameAction.SKIP, FrameAction.SKIP))
+
+
+_skip_frames()
