@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parents[1]
@@ -65,7 +66,16 @@ def copy_figure(data: dict, plt) -> Path:
 def repeat_figure(data: dict, plt) -> Path:
     runs = data["repeat"]["runs"]
     names = ["in range\nL 1-5, R 1-5"] + [f"L={g[0]}\nR={g[1]}" for g in runs[0]["grid"]]
-    fig, ax = plt.subplots(figsize=(7.2, 3.6))
+    fig, (curve, ax) = plt.subplots(1, 2, figsize=(10.5, 3.8),
+                                    gridspec_kw={"width_ratios": [1, 1.6]})
+    for run in runs:
+        seen, error = zip(*run["valid_curve"])
+        curve.plot(seen, error, lw=1, label=f"seed {run['seed']}")
+    curve.axhline(0.05, color="0.6", lw=0.5)
+    curve.xaxis.set_major_formatter(lambda n, _: f"{n / 1000:.0f}k")
+    curve.set(xlabel="sequences seen", ylabel="bit error rate (lengths 1-5, repeats 1-5)",
+              ylim=(0, 0.6), title="learning curve (validation)")
+    curve.legend(fontsize=7)
     width = 0.8 / len(runs)
     for i, run in enumerate(runs):
         ax.bar([k + i * width for k in range(len(names))],
@@ -73,7 +83,7 @@ def repeat_figure(data: dict, plt) -> Path:
                label=f"seed {run['seed']}")
     ax.set_xticks([k + 0.4 - width / 2 for k in range(len(names))], names, fontsize=7)
     ax.axhline(0.05, color="0.6", lw=0.5)
-    ax.set(ylabel="bit error rate", ylim=(0, 0.55), title=f"NTM repeat copy after "
+    ax.set(ylabel="bit error rate", ylim=(0, 0.55), title=f"after "
            f"{runs[0]['sequences']:,} sequences (L = length, R = repeats)")
     ax.legend(fontsize=7)
     _caption(fig, data, "python benchmarks/ntm.py --parts repeat")
@@ -112,12 +122,21 @@ def tables(data: dict) -> str:
                            + " | ".join(f"**{med['lengths'][k]:.4f}**" for k in shown) + " |")
     if "repeat" in data:
         runs = data["repeat"]["runs"]
-        out += ["", "| seed | sequences | lengths 1-5, repeats 1-5 | "
+        out += ["", "| seed | sequences | ≤ 1 % in range after | CPU s | lengths 1-5, repeats 1-5 | "
                 + " | ".join(f"L={L}, R={R}" for L, R, _ in runs[0]["grid"]) + " |",
-                "|---" * (3 + len(runs[0]["grid"])) + "|"]
+                "|---" * (5 + len(runs[0]["grid"])) + "|"]
         for run in runs:
-            out.append(f"| {run['seed']} | {run['sequences']:,} | {run['in_range']:.4f} | "
+            reached = next((f"{n:,}" for n, e in run["valid_curve"] if n and e <= 0.01),
+                           "never")
+            cpu = "—" if run.get("cpu_seconds") is None else f"{run['cpu_seconds']:.0f}"
+            out.append(f"| {run['seed']} | {run['sequences']:,} | {reached} | {cpu} | "
+                       f"{run['in_range']:.4f} | "
                        + " | ".join(f"{g[2]:.4f}" for g in run["grid"]) + " |")
+        if len(runs) > 1:
+            med = [statistics.median(run["grid"][k][2] for run in runs)
+                   for k in range(len(runs[0]["grid"]))]
+            out.append(f"| **median** | | | | **{data['repeat']['median']['in_range']:.4f}** | "
+                       + " | ".join(f"**{m:.4f}**" for m in med) + " |")
     return "\n".join(out)
 
 
