@@ -122,7 +122,8 @@ def tables(data: dict) -> str:
                            + " | ".join(f"**{med['lengths'][k]:.4f}**" for k in shown) + " |")
     if "repeat" in data:
         runs = data["repeat"]["runs"]
-        out += ["", "| seed | sequences | ≤ 1 % in range after | CPU s | lengths 1-5, repeats 1-5 | "
+        out += ["", "| seed | sequences | ≤ 1 % in range after | CPU s | "
+                "lengths 1-5, repeats 1-5 | "
                 + " | ".join(f"L={L}, R={R}" for L, R, _ in runs[0]["grid"]) + " |",
                 "|---" * (5 + len(runs[0]["grid"])) + "|"]
         for run in runs:
