@@ -160,6 +160,7 @@ class _Drop:
         return cuda or (self._lstm and self.proj_size == 0)
 
     def forward(self, input, hx=None):
+        # under torch.compile, as torch.nn's module: eager unless dynamo may trace it
         if torch.compiler.is_compiling() or _dynamo_allows_rnn():
             return self._forward(input, hx)
         return _forward_eagerly(self, input, hx)
@@ -386,7 +387,6 @@ class GRU(_Drop, _TorchGRU):
 TORCH_CLASSES = {RNN: _TorchRNN, LSTM: _TorchLSTM, GRU: _TorchGRU}
 
 
-
 def _dynamo_allows_rnn() -> bool:
     return torch._dynamo.config.allow_rnn
 
@@ -405,8 +405,11 @@ def _forward_eagerly(module: _Drop, input, hx):
 
 
 def _skip_frames() -> None:
-    from torch._dynamo.eval_frame import set_code_exec_strategy
-    from torch._dynamo.types import FrameAction, FrameExecStrategy
+    try:                         # dynamo's per-code switch (private API)
+        from torch._dynamo.eval_frame import set_code_exec_strategy
+        from torch._dynamo.types import FrameAction, FrameExecStrategy
+    except ImportError:          # without it, a refused module's frames get compiled: slower
+        return                   # first calls, the same results
 
     # forward itself never starts a compiled frame: it picks one of the two below
     for code in (_Drop.forward.__code__, _dynamo_allows_rnn.__code__):
