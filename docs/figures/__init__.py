@@ -13,7 +13,7 @@ every JSON names the command, the CPU and the thread count it was measured with.
     make figures                           # the first line
 
 Helpers shared by the scripts: :func:`load`, :func:`save_json`, :func:`savefig`,
-:func:`train`, :func:`read_run`, :func:`curve`, :func:`machine`.
+:func:`train`, :func:`read_run`, :func:`curve`, :func:`machine`, :func:`corpus`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,18 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parents[1]
 RESULTS = DOCS / "results"
 IMG = DOCS / "img"
+
+
+def corpus(name: str) -> Path:
+    """The real corpus ``name`` (docs/data.md): ``data/<name>`` in the checkout, or, where
+    rnnlab's own tests and benchmarks find it, the ``shared/data`` folder beside it.
+    Commands written into results and pictures name it ``data/<name>``."""
+    root = DOCS.parent
+    for folder in (root / "data" / name, root.parent / "shared" / "data" / name):
+        if folder.exists():
+            return folder
+    raise FileNotFoundError(f"the corpus {name!r} is expected in data/{name} (docs/data.md "
+                            f"says where to download it)")
 
 
 def load(name: str) -> dict:

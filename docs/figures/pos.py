@@ -3,12 +3,12 @@
 default): validation accuracy against step. The tag of a word often depends on the words
 after it ("the old man the boats"); the forward-only tagger never sees them.
 
-    python -m docs.figures --measure pos      # needs ../shared/data/ud_english_ewt; ~10-20 min
+    python -m docs.figures --measure pos      # needs data/ud_english_ewt; ~10-20 min
 """
 
 from __future__ import annotations
 
-from . import DOCS, curve, figure, load, machine, read_run, save_json, savefig, train
+from . import corpus, curve, figure, load, machine, read_run, save_json, savefig, train
 
 NAME = "pos"
 STEPS = ["train.steps=500", "train.eval_every=100", "train.checkpoint_every=500"]
@@ -16,15 +16,11 @@ RUNS = {"bidirectional": [], "forward only": ["model.bidirectional=false"]}
 
 
 def argv(options: list[str]) -> list[str]:
-    data = DOCS.parents[1] / "shared" / "data" / "ud_english_ewt"
-    if not data.is_dir():
-        raise FileNotFoundError(f"{NAME}: the UD English EWT corpus is expected in "
-                                f"../shared/data/ud_english_ewt beside the checkout")
-    return ["pos", "--data", str(data), "--set", *STEPS, *options]
+    return ["pos", "--data", str(corpus("ud_english_ewt")), "--set", *STEPS, *options]
 
 
 def command(options: list[str]) -> str:
-    return " ".join(["rnnlab train pos --data ../shared/data/ud_english_ewt --set", *STEPS,
+    return " ".join(["rnnlab train pos --data data/ud_english_ewt --set", *STEPS,
                      *options])
 
 

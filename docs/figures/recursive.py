@@ -2,12 +2,12 @@
 against the sequential bidirectional LSTM over the same sentences (fine-grained, 5 classes,
 500 steps each): validation root accuracy against step.
 
-    python -m docs.figures --measure recursive   # needs ../shared/data/sst; ~5-10 min
+    python -m docs.figures --measure recursive   # needs data/sst; ~5-10 min
 """
 
 from __future__ import annotations
 
-from . import DOCS, curve, figure, load, machine, read_run, save_json, savefig, train
+from . import corpus, curve, figure, load, machine, read_run, save_json, savefig, train
 
 NAME = "recursive"
 STEPS = ["train.steps=500", "train.eval_every=100", "train.checkpoint_every=500"]
@@ -15,15 +15,11 @@ RUNS = {"Tree-LSTM (tree-sentiment)": "tree-sentiment", "BiLSTM (sentiment)": "s
 
 
 def argv(task: str) -> list[str]:
-    data = DOCS.parents[1] / "shared" / "data" / "sst"
-    if not data.is_dir():
-        raise FileNotFoundError(f"{NAME}: the Stanford Sentiment Treebank is expected in "
-                                f"../shared/data/sst beside the checkout")
-    return [task, "--data", str(data), "--set", *STEPS]
+    return [task, "--data", str(corpus("sst")), "--set", *STEPS]
 
 
 def command(task: str) -> str:
-    return " ".join([f"rnnlab train {task} --data ../shared/data/sst --set", *STEPS])
+    return " ".join([f"rnnlab train {task} --data data/sst --set", *STEPS])
 
 
 def measure(existing: dict | None = None) -> None:
@@ -48,5 +44,5 @@ def main() -> None:
     ax.set_title("SST fine-grained sentiment: tree vs chain")
     ax.grid(alpha=0.3)
     ax.legend()
-    savefig(fig, NAME, f"rnnlab train tree-sentiment|sentiment --data ../shared/data/sst --set "
+    savefig(fig, NAME, f"rnnlab train tree-sentiment|sentiment --data data/sst --set "
                        f"{' '.join(STEPS)} -- {r['machine']}")

@@ -6,7 +6,7 @@ context C (book Fig. 10.12).
 
 The figures are the task's measured table: ``measure()`` reads them from docs/results.md
 (section "translate"), which says how each was run; re-running them is ``rnnlab train
-translate --data ../shared/data/tatoeba_eng_fra/fra.txt.gz --set ...`` with the settings
+translate --data data/tatoeba_eng_fra/fra.txt.gz --set ...`` with the settings
 listed there (2-7 min each on one thread of a quiet machine).
 """
 
@@ -39,7 +39,7 @@ def measure() -> None:
     retrieval = re.search(r"scores test BLEU ([\d.]+)", section)
     save_json(NAME, {
         "source": "docs/results.md, translate (rnnlab train translate --data "
-                  "../shared/data/tatoeba_eng_fra/fra.txt.gz ...)",
+                  "data/tatoeba_eng_fra/fra.txt.gz ...)",
         "machine": f"{machine} (CPU model not recorded), 1 thread",
         "short_runs": runs,
         "short_settings": "1500 steps, lr 2e-3 constant, dropout 0.2",

@@ -18,7 +18,7 @@ supporting statements. Words are lower-cased; ``.`` ``?`` and ``!`` are dropped.
 input raises :class:`~rnnlab.data.text.DataError` whose message starts with ``FILE:LINE:``.
 
     qas = read_babi("qa2_two-supporting-facts_train.txt.gz")     # plain or gzip
-    files = babi_task_files("../shared/data/babi_en_1k", 2)      # {"train": ..., "test": ...}
+    files = babi_task_files("data/babi_en_1k", 2)      # {"train": ..., "test": ...}
 
 Generated stories (:func:`generate_story`, tasks 1 and 2 only) use the same words as the
 real tasks: ``mary went to the kitchen . john moved to the garden . where is mary ?`` ->

@@ -18,7 +18,7 @@ JSON (file, line and column from the JSON parser), a missing or mistyped key (an
 without captions, an image file that is missing (named, with the folders searched) or
 that Pillow cannot read.
 
-    >>> images = read_coco_captions("../shared/data/coco_mini_captions")
+    >>> images = read_coco_captions("data/coco_mini_captions")
     >>> images[0].path.name, images[0].captions[0]
     ('000000000790.jpg', 'a family is sitting down at a table to have cake')
     >>> load_image(images[0].path, 72).shape          # uint8, squashed to a square

@@ -24,7 +24,7 @@ MIDI (``mido``):
   held note from a repeated one), so ``midi_to_roll(roll_to_midi(roll))`` is ``roll`` up to
   trailing silence. :func:`count_notes` counts the notes it writes.
 
-The Nottingham converter reads ``nottingham_midi.tar.gz`` of ../shared/data/nottingham (the
+The Nottingham converter reads ``nottingham_midi.tar.gz`` of data/nottingham (the
 jukedeck/nottingham-dataset MIDI files, melody and chords, 1,034 tunes; see its SOURCE.md)
 straight from the archive and splits the tunes by name: ordered by the SHA-256 of their file
 name, the first 15% are the test set, the next 15% the valid set, the rest the training set
@@ -33,7 +33,7 @@ it is ours: the split of Boulanger-Lewandowski et al.'s ``Nottingham.pickle`` (6
 pieces) is not available here, and their MIDI source and quantisation need not match ours,
 so figures on this file compare with the paper's only roughly.
 
-    python -m rnnlab.data.pianoroll nottingham ../shared/data/nottingham nottingham.json
+    python -m rnnlab.data.pianoroll nottingham data/nottingham nottingham.json
     python -m rnnlab.data.pianoroll nottingham SRC OUT.json --step-note 16   # 16th-note grid
     python -m rnnlab.data.pianoroll baseline nottingham.json        # per-pitch frequency NLL
 

@@ -8,7 +8,7 @@ by whitespace. :func:`read_sentences` appends ``<eos>`` to every line.
 :func:`make_ptb_layout` builds such a directory from any text file, e.g. Tiny Shakespeare:
 
     python -c "from rnnlab.data.ptb import make_ptb_layout; \\
-               make_ptb_layout('../shared/data/tinyshakespeare/input.txt', '/tmp/shakespeare-ptb')"
+               make_ptb_layout('data/tinyshakespeare/input.txt', '/tmp/shakespeare-ptb')"
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ does not beat it has learnt a language model, not to look at the image.
 
 Commands::
 
-    rnnlab train caption --data ../shared/data/coco_mini_captions
+    rnnlab train caption --data data/coco_mini_captions
     rnnlab train caption --data DIR --config attention   # attention, condition=both
     rnnlab evaluate runs/caption
     rnnlab caption runs/caption img1.jpg img2.jpg        # one caption per image (beam search)
@@ -227,7 +227,7 @@ class Caption(Task):
         if d.path is None:
             raise DataError("the caption task needs a COCO-format caption set: --data DIR "
                             "(a folder with captions.json and its images, e.g. "
-                            "../shared/data/coco_mini_captions)")
+                            "data/coco_mini_captions)")
         images = read_coco_captions(d.path)
         n = len(images)
         n_valid, n_test = max(1, round(n * d.valid_fraction)), max(1, round(n * d.test_fraction))

@@ -20,7 +20,7 @@ the locality that makes the unpermuted pixel order easier. Pixel values are scal
 - ``mnist``: ``--data DIR`` holding LeCun's IDX files, read by :mod:`rnnlab.data.idx`
   (``.gz`` or not). With ``train-*`` and ``t10k-*`` both present: the last
   ``data.mnist_valid`` (5,000) training images are the valid split, t10k the test split.
-  With only one of them (``../shared/data/mnist_t10k`` has only the 10,000 test images):
+  With only one of them (``data/mnist_t10k`` has only the 10,000 test images):
   that set is shuffled once with ``data.seed`` and split 70/10/20 % (7000/1000/2000).
   T = 28 (rows) or 784 (pixels).
 
@@ -28,8 +28,8 @@ the locality that makes the unpermuted pixel order easier. Pixel values are scal
 
     rnnlab train digits                       # sklearn rows, T = 8
     rnnlab train digits --config pixels       # sklearn pixels, T = 64
-    rnnlab train digits --data ../shared/data/mnist_t10k     # MNIST rows, T = 28
-    rnnlab train digits --data ../shared/data/mnist_t10k --config mnist-pixels   # T = 784
+    rnnlab train digits --data data/mnist_t10k     # MNIST rows, T = 28
+    rnnlab train digits --data data/mnist_t10k --config mnist-pixels   # T = 784
     rnnlab predict RUN 0 17 42                # classify test-split images by index
 
 Measured figures: docs/results.md (digits).

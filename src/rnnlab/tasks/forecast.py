@@ -61,7 +61,7 @@ which may be older than the net's input window.
 **Plot and forecasts** (``rnnlab predict``; the run directory is not known to the task
 during training, so the plot is made from the saved run):
 
-    rnnlab train forecast --data ../shared/data/ett_small/ETTh1.csv --set data.target=OT
+    rnnlab train forecast --data data/ett_small/ETTh1.csv --set data.target=OT
     rnnlab predict runs/forecast runs/forecast/forecast.png   # plot + test metrics
     rnnlab predict runs/forecast recent.csv                   # forecast after recent.csv
 

@@ -2,7 +2,7 @@
 question answering (Weston et al. 2015): the real 20 tasks from a folder, or generated
 tasks 1 and 2 when no data is given.
 
-    rnnlab train memnet --data ../shared/data/babi_en_1k --set data.task=2
+    rnnlab train memnet --data data/babi_en_1k --set data.task=2
     rnnlab train memnet --data DIR --set data.task=2 data.runs=10   # best of 10, as the paper
     rnnlab train memnet                               generated task 1 (no data needed)
     rnnlab predict RUN "mary went to the kitchen . john moved to the garden . where is mary ?"

@@ -38,7 +38,7 @@ Bernoulli variables with probabilities ``sigmoid(logits / temperature)`` (temper
 pitch are one held note); without ``--out`` nothing is written. The returned text is a short
 summary (steps, notes, pitch range).
 
-    python -m rnnlab.data.pianoroll nottingham ../shared/data/nottingham nottingham.json
+    python -m rnnlab.data.pianoroll nottingham data/nottingham nottingham.json
     rnnlab train music --data nottingham.json
     rnnlab evaluate runs/music
     rnnlab generate runs/music --length 200 --out tune.mid

@@ -28,7 +28,7 @@ train/valid/test parts. Format and reader: :mod:`rnnlab.data.conllu` (FORM and U
 comments, multiword-token and empty-node lines are skipped; malformed lines are errors
 naming FILE:LINE). The vocabularies of words, characters and tags are saved with the run.
 
-    rnnlab train pos --data ../shared/data/ud_english_ewt
+    rnnlab train pos --data data/ud_english_ewt
     rnnlab evaluate runs/pos
     rnnlab predict runs/pos "The cat sat on the mat ." "I can can a can ."
         -> The/DET cat/NOUN sat/VERB on/ADP the/DET mat/NOUN ./PUNCT  (one line per input)
@@ -160,7 +160,7 @@ class Pos(Task):
         if self.cfg.data.path is None:
             raise DataError("task 'pos' needs CoNLL-U data: --data DIR, a UD treebank folder "
                             "with *-ud-train/dev/test.conllu[.gz] (e.g. "
-                            "../shared/data/ud_english_ewt), or --data FILE.conllu "
+                            "data/ud_english_ewt), or --data FILE.conllu "
                             "(split 90/5/5 by sentences)")
         path = Path(self.cfg.data.path)
         if path.is_dir():

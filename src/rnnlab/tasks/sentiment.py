@@ -47,10 +47,10 @@ lengths, little padding; every sentence equally likely), drawn by ``train.seed``
 
 Commands:
 
-    rnnlab train sentiment --data ../shared/data/sst                          # 5 classes
-    rnnlab train sentiment --data ../shared/data/sst --set data.binary=true   # SST-2
-    rnnlab train sentiment --data ../shared/data/sst --config full            # + phrases
-    rnnlab train sentiment --data ../shared/data/sentiment_labelled_sentences
+    rnnlab train sentiment --data data/sst                          # 5 classes
+    rnnlab train sentiment --data data/sst --set data.binary=true   # SST-2
+    rnnlab train sentiment --data data/sst --config full            # + phrases
+    rnnlab train sentiment --data data/sentiment_labelled_sentences
     rnnlab predict runs/sentiment "a great movie" "awful"     # one label per line
 
 Preset ``full`` (SST folders only): ``data.phrases=true``, 16000 steps, cosine learning-rate

@@ -50,7 +50,7 @@ otherwise; otherwise a token sampled from its own previous prediction
 
 Commands:
 
-    rnnlab train translate --data ../shared/data/tatoeba_eng_fra/fra.txt.gz
+    rnnlab train translate --data data/tatoeba_eng_fra/fra.txt.gz
     rnnlab train translate --data FILE --set model.attention=false model.condition=both
     rnnlab train translate --data FILE --set model.sampling_schedule=inverse-sigmoid
     rnnlab train translate --data FILE --config full           (bigger; about 14 minutes)
@@ -183,7 +183,7 @@ class Translate(Task):
         m, d = self.cfg.model, self.cfg.data
         if d.path is None:
             raise ConfigError("task 'translate' needs a TSV file: --data FILE (e.g. "
-                              "../shared/data/tatoeba_eng_fra/fra.txt.gz)")
+                              "data/tatoeba_eng_fra/fra.txt.gz)")
         for key, low in (("max_len", 1), ("min_count", 1), ("eval_size", 1), ("max_pairs", 0)):
             if getattr(d, key) < low:
                 raise ConfigError(f"data.{key} must be at least {low}, got {getattr(d, key)}")

@@ -1,8 +1,8 @@
 """Sentiment over parse trees with recursive nets (book 10.6; Tai et al. 2015): the Stanford
 Sentiment Treebank, every phrase of every sentence labelled.
 
-    rnnlab train tree-sentiment --data ../shared/data/sst          5 classes (fine-grained)
-    rnnlab train tree-sentiment --data ../shared/data/sst --set data.binary=true
+    rnnlab train tree-sentiment --data data/sst          5 classes (fine-grained)
+    rnnlab train tree-sentiment --data data/sst --set data.binary=true
     rnnlab predict RUN "(2 (2 a) (3 (3 great) (2 film)))"            root label of a tree
 
 Data: a folder with ``train.txt``, ``dev.txt`` and ``test.txt`` in the PTB bracketed format
@@ -79,7 +79,7 @@ class TreeSentiment(Task):
             raise ConfigError(f"model.dropout must be in [0, 1), got {m.dropout}")
         if d.path is None:
             raise ConfigError("tree-sentiment reads SST trees: pass --data FOLDER holding "
-                              "train.txt, dev.txt and test.txt (e.g. ../shared/data/sst)")
+                              "train.txt, dev.txt and test.txt (e.g. data/sst)")
         folder = Path(d.path)
         if not folder.is_dir():
             raise DataError(f"data path {str(folder)!r} is not a folder; tree-sentiment needs "

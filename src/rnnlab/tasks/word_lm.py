@@ -29,7 +29,7 @@ probability stays small and such words cost many nats, as they should). Without 
 Shakespeare:
 
     python -c "from rnnlab.data.ptb import make_ptb_layout; \\
-               make_ptb_layout('../shared/data/tinyshakespeare/input.txt', '/tmp/shakespeare-ptb')"
+               make_ptb_layout('data/tinyshakespeare/input.txt', '/tmp/shakespeare-ptb')"
 
 Truncated BPTT with the state carried across batches (Zaremba et al.; Mikolov 2012). The
 training split, one long stream of N ids, is cut into B = ``train.batch_size`` contiguous
