@@ -616,3 +616,53 @@ def test_cells_with_a_zero_size_behave_as_torch_nn(kind, sizes):
                     expected if isinstance(expected, tuple) else (expected,)):
         assert a.shape == b.shape == (3, sizes[1])
         torch.testing.assert_close(a, b)
+
+
+def _run_from_threads(module, inputs, repeats=60):
+    """Each input through ``module`` ``repeats`` times, one thread per input, all at once;
+    returns the failures (an exception, or an output that differs from a lone call's)."""
+    import threading
+
+    with torch.no_grad():
+        expected = [module(x) for x in inputs]
+    failures = []
+
+    def first(out):
+        return out[0] if isinstance(out, tuple) else out
+
+    def work(k):
+        try:
+            with torch.no_grad():
+                for _ in range(repeats):
+                    if not torch.equal(first(module(inputs[k])), first(expected[k])):
+                        failures.append(f"thread {k}: a different output")
+                        return
+        except Exception as error:        # noqa: BLE001 - reported by the assertion
+            failures.append(f"thread {k}: {error!r}")
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return failures
+
+
+@pytest.mark.parametrize("path", ["fused", "reference"])
+@pytest.mark.parametrize("kind", ["RNN", "GRU", "LSTM"])
+def test_one_module_runs_from_several_threads_at_once(kind, path):
+    # torch.nn's modules can serve several threads at once; rnnlab's bind the weights into
+    # weightless layers for each call, which must not be shared between threads
+    torch.manual_seed(0)
+    module = getattr(rnnlab, kind)(16, 32, num_layers=2, path=path).eval()
+    T = 30 if path == "fused" else 10           # the reference loop is slower per step
+    inputs = [torch.randn(T, 8, 16) for _ in range(6)]
+    assert _run_from_threads(module, inputs) == []
+
+
+@pytest.mark.parametrize("kind", ["RNNCell", "GRUCell", "LSTMCell"])
+def test_one_cell_runs_from_several_threads_at_once(kind):
+    torch.manual_seed(0)
+    module = getattr(rnnlab, kind)(16, 32).eval()
+    inputs = [torch.randn(8, 16) for _ in range(6)]
+    assert _run_from_threads(module, inputs, repeats=300) == []

@@ -4,6 +4,7 @@
     rnn         RNN, LSTM, GRU: subclasses of torch.nn's, run by rnnlab's layers and kernels
     cells       RNNCell, LSTMCell, GRUCell: subclasses of torch.nn's, one rnnlab cell step
     quantize    quantize_dynamic: torch's, with rnnlab's modules quantized as torch.nn's are
+    threads     PerThread: each thread's own weightless layers, so one module serves many
 
 Every class here is a subclass of the torch.nn class of the same name, built by torch.nn's
 own constructor (same arguments, errors, parameter names, initialisation), and reads its

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from ..cells import ElmanCell, LSTMState
 from ..cells import GRUCell as _GRUCell
 from ..cells import LSTMCell as _LSTMCell
+from .threads import PerThread
 
 __all__ = ["RNNCell", "LSTMCell", "GRUCell", "TORCH_CELL_CLASSES"]
 
@@ -41,20 +42,26 @@ class _CellDrop:
         zero input or hidden size, which torch.nn's cells accept (an empty product) and
         rnnlab's reject: those run torch.nn's own step."""
         if self.input_size == 0 or self.hidden_size == 0:
-            object.__setattr__(self, "_cell", None)
+            object.__setattr__(self, "_cells", PerThread(None))
             object.__setattr__(self, "_names", [])
             return
         cell = self._make_cell()
         names = [(n, a) for n, a in _NAMES if a in cell._parameters]
-        object.__setattr__(self, "_cell", cell)
+        object.__setattr__(self, "_cells", PerThread(cell))
         object.__setattr__(self, "_names", names)
+
+    @property
+    def _cell(self):
+        """The weightless cell this thread binds the weights into (:mod:`.threads`)."""
+        return self._cells.get(self._make_cell)
 
     def _make_cell(self):
         raise NotImplementedError
 
     def _step(self, state, x: Tensor):
         """rnnlab's reference step on the weights the attributes give now."""
-        cell, params = self._cell, self._cell._parameters
+        cell = self._cell
+        params = cell._parameters
         placeholders = [params[a] for _, a in self._names]
         for name, attr in self._names:
             params[attr] = getattr(self, name)
@@ -101,7 +108,7 @@ class _CellDrop:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state.pop("_cell", None)
+        state.pop("_cells", None)
         state.pop("_names", None)
         return state
 

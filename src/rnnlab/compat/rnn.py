@@ -58,6 +58,7 @@ from ..cells import ElmanCell, LSTMState
 from ..cells import GRUCell as _GRUCell
 from ..cells import LSTMCell as _LSTMCell
 from ..layers import Bidirectional, Recurrent, Stack
+from .threads import PerThread
 
 __all__ = ["RNN", "LSTM", "GRU", "PATHS", "TORCH_CLASSES"]
 
@@ -93,6 +94,12 @@ class _Drop:
     def _build_layers(self) -> None:
         """rnnlab's layers over cells on the meta device (no memory, no random draws), and
         the stack's parameter names that ``_flat_weights_names`` bind, in order."""
+        stack, slots = self._new_stack()
+        # not submodules: parameters(), state_dict() and .to() see torch.nn's names only
+        object.__setattr__(self, "_slots", slots)
+        object.__setattr__(self, "_stacks", PerThread(stack))
+
+    def _new_stack(self):
         directions = 2 if self.bidirectional else 1
         out = self.proj_size or self.hidden_size
         use_kernel = self.path != "reference"
@@ -108,9 +115,12 @@ class _Drop:
         # the stack's parameter name that each of ``_flat_weights_names`` binds, in order
         slots = [f"{where[id(cell)]}.{_CELL_ATTR[name.split('_l')[0]]}"
                  for cell, names in zip(cells, self._all_weights) for name in names]
-        # not submodules: parameters(), state_dict() and .to() see torch.nn's names only
-        object.__setattr__(self, "_stack", stack)
-        object.__setattr__(self, "_slots", slots)
+        return stack, slots
+
+    @property
+    def _stack(self) -> Stack:
+        """The weightless layers this thread binds the weights into (:mod:`.threads`)."""
+        return self._stacks.get(lambda: self._new_stack()[0])
 
     def _make_cell(self, input_size: int):
         raise NotImplementedError
@@ -135,7 +145,7 @@ class _Drop:
 
     def __getstate__(self):
         state = super().__getstate__()
-        for key in ("_stack", "_slots"):
+        for key in ("_stacks", "_slots"):
             state.pop(key, None)
         return state
 
