@@ -155,3 +155,12 @@ def test_compile_with_allow_rnn_is_one_graph_of_operators(name):
         got = _first(torch.compile(model, backend=counter, fullgraph=True)(x))
     assert counter.frame_count == 1
     torch.testing.assert_close(got, _first(model(x)), **F32)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_weights_on_another_device_raise_as_torch_nn(cell):
+    # a meta weight beside a real input made the operator dispatch to its fake kernel,
+    # which returned uninitialised memory on the input's device
+    layer = rnnlab.Recurrent(CELLS[cell]().to("meta"))
+    with pytest.raises(RuntimeError, match="device"):
+        layer(torch.randn(6, 2, 3))

@@ -434,6 +434,18 @@ def _present(t: Tensor) -> Tensor | None:
     return None if t.dim() == 1 and t.shape[0] == 0 else t
 
 
+def _check_devices(qualname: str, inputs) -> None:
+    """torch.nn's error for weights on another device than the input (e.g. a cell built on
+    the meta device)."""
+    tensors = [t for t in inputs if isinstance(t, Tensor)]
+    device = tensors[0].device
+    for t in tensors[1:]:
+        if t.device != device:
+            raise RuntimeError(f"Input and parameter tensors are not at the same device, "
+                               f"found input tensor at {device} and parameter tensor at "
+                               f"{t.device} ({qualname})")
+
+
 def register(cls) -> None:
     """Define ``rnnlab::<cls.name>`` and ``rnnlab::<cls.name>_backward`` (see
     :class:`Kernel`): implementations, fake kernels, autograd, autocast."""
@@ -452,11 +464,15 @@ def register(cls) -> None:
         return flat[0] if n_out == 1 else flat
 
     def forward_impl(*inputs):
+        _check_devices(qualname, inputs)
         ctx = _Context()
         outs = cls.forward(ctx, *inputs)
         return join(outs, [None if ctx.saved is None else getattr(ctx.saved, f) for f in extra])
 
     def forward_fake(*inputs):
+        # a meta weight beside a real input dispatches here (the meta key wins): without the
+        # check the outputs would be the input's device's uninitialised memory
+        _check_devices(qualname, inputs)
         outs, extras = cls.fake(*cls.Inputs(*inputs))
         return join(outs, [extras.get(f) for f in extra])
 
