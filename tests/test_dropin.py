@@ -666,3 +666,19 @@ def test_one_cell_runs_from_several_threads_at_once(kind):
     module = getattr(rnnlab, kind)(16, 32).eval()
     inputs = [torch.randn(8, 16) for _ in range(6)]
     assert _run_from_threads(module, inputs, repeats=300) == []
+
+
+def test_an_unclaimed_replica_gives_its_layers_to_the_first_thread_that_runs_it():
+    import threading
+
+    from rnnlab.compat.threads import PerThread
+
+    main, built = nn.Linear(1, 1), []
+    holder = PerThread(main, claimed=False)        # a DataParallel replica's
+    got = []
+    worker = threading.Thread(target=lambda: got.append(holder.get(lambda: built.append(1))))
+    worker.start()
+    worker.join()
+    assert got == [main] and built == []          # the worker thread took the main layers
+    other = holder.get(lambda: nn.Linear(1, 1))   # this thread builds its own
+    assert other is not main and holder.get(lambda: None) is other

@@ -91,15 +91,17 @@ class _Drop:
 
     # -- the weightless layers ------------------------------------------------------------
 
-    def _build_layers(self) -> None:
-        """rnnlab's layers over cells on the meta device (no memory, no random draws), and
-        the stack's parameter names that ``_flat_weights_names`` bind, in order."""
+    def _build_layers(self, claimed: bool = True) -> None:
+        """rnnlab's layers, for this thread (``claimed``) or the first that runs the module,
+        and the stack's parameter names that ``_flat_weights_names`` bind, in order."""
         stack, slots = self._new_stack()
         # not submodules: parameters(), state_dict() and .to() see torch.nn's names only
         object.__setattr__(self, "_slots", slots)
-        object.__setattr__(self, "_stacks", PerThread(stack))
+        object.__setattr__(self, "_stacks", PerThread(stack, claimed))
 
     def _new_stack(self):
+        """rnnlab's layers over cells on the meta device (no memory, no random draws), and
+        the names of their parameters that ``_flat_weights_names`` bind, in order."""
         directions = 2 if self.bidirectional else 1
         out = self.proj_size or self.hidden_size
         use_kernel = self.path != "reference"
@@ -155,7 +157,7 @@ class _Drop:
 
     def _replicate_for_data_parallel(self):
         replica = super()._replicate_for_data_parallel()
-        replica._build_layers()                 # each replica binds its own weights
+        replica._build_layers(claimed=False)    # its own layers, for its worker thread
         return replica
 
     # -- forward --------------------------------------------------------------------------

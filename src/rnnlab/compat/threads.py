@@ -20,20 +20,28 @@ __all__ = ["PerThread"]
 
 
 class PerThread:
-    """``main``, the module built with the drop-in, for its own thread; another thread's
-    first :meth:`get` builds one with ``build()``. ``main`` None (nothing to bind): None for
-    every thread."""
+    """``main``, the module built with the drop-in, for its own thread (``claimed=False``:
+    for the first thread that asks, e.g. the worker thread of a DataParallel replica);
+    another thread's first :meth:`get` builds one with ``build()``. ``main`` None (nothing
+    to bind): None for every thread."""
 
-    def __init__(self, main: nn.Module | None):
+    def __init__(self, main: nn.Module | None, claimed: bool = True):
         self.main = main
-        self._owner = threading.get_ident()
+        self._owner = threading.get_ident() if claimed else None
         self._local = threading.local()
+        self._lock = threading.Lock()
 
     def get(self, build: Callable[[], nn.Module]) -> nn.Module | None:
-        """The calling thread's module: ``main`` in the thread that built it (and while
+        """The calling thread's module: ``main`` in the thread it belongs to (and while
         dynamo or the jit tracer records), else this thread's own, built once."""
-        if (self.main is None or torch.compiler.is_compiling() or torch.jit.is_tracing()
-                or threading.get_ident() == self._owner):
+        if self.main is None or torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return self.main
+        me = threading.get_ident()
+        if self._owner is None:
+            with self._lock:
+                if self._owner is None:
+                    self._owner = me
+        if me == self._owner:
             return self.main
         module = getattr(self._local, "module", None)
         if module is None:
