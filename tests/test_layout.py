@@ -20,7 +20,8 @@ FLOORS = [
     (2, ["rnnlab.cells"]),                        # one file per family
     (3, ["rnnlab.cells.registry", "rnnlab.cells.__init__"]),
     (4, ["rnnlab.unroll"]),
-    (5, ["rnnlab.kernels", "rnnlab.fast"]),          # fast: any cell's traced step
+    (5, ["rnnlab.kernels", "rnnlab.fast", "rnnlab.fast_c"]),   # fast: any cell's traced step;
+    #                                              fast_c: its time loops in C
     (6, ["rnnlab.layers"]),
     (7, ["rnnlab.trace", "rnnlab.compat", "rnnlab.export"]),   # compat: rnn, cells, quantize
     (8, ["rnnlab.models"]),

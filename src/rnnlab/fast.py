@@ -42,7 +42,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from .cells.base import state_fields
 
 __all__ = ["StepProgram", "step_program", "fast_unroll", "Unsupported", "supports",
-           "engage", "ENABLED", "WARMUP", "MIN_STEPS"]
+           "engage", "ENABLED", "C_LOOPS", "WARMUP", "MIN_STEPS"]
 
 ENABLED = os.environ.get("RNNLAB_GENERIC", "0") == "1"
 """The switch of the generic path, off by default (``RNNLAB_GENERIC=1`` in the environment,
@@ -50,6 +50,10 @@ or ``rnnlab.fast.ENABLED = True``, turns it on): it is measured at 0.8-1.8x the 
 loop's speed, with 2-3x its activation memory (benchmarks/RESULTS-generic.md), not enough to
 change every custom cell's execution by default. Off, :class:`rnnlab.Recurrent` runs the
 reference loop for cells without a kernel."""
+C_LOOPS = os.environ.get("RNNLAB_GENERIC_C", "1") == "1"
+"""Whether the generic path runs its time loops as compiled C (:mod:`rnnlab.fast_c`) where
+it can: CPU, float32 / float64, no lengths or zoneout, a C compiler present. Off
+(``RNNLAB_GENERIC_C=0``), or where it cannot, the traced graphs run from Python."""
 WARMUP = 1
 """Training calls of a cell that run the reference loop before its step is traced: a
 one-off call (a test, a diagnostic) does not pay for the trace, a training loop does once."""
@@ -82,6 +86,7 @@ class StepProgram(NamedTuple):
     state_type: type | None    # the NamedTuple of the state, or None for one tensor
     names: tuple               # the parameter and buffer names: the graphs' first inputs
     seconds: float             # time taken to trace
+    read: tuple = ()           # per parameter: whether the step reads it (else no gradient)
 
 
 # ---- tracing ---------------------------------------------------------------------------
@@ -355,6 +360,7 @@ def step_program(cell, state, x: Tensor, drop: Tensor | None = None) -> StepProg
         [like(x)] + ([like(drop)] if drop is not None else [])
     with torch.no_grad():
         outs = step(*primals)
+    read = _read_parameters(step, primals, n_par)
     cot = [torch.zeros_like(o) for o in outs]
     n_primal = len(primals)
     try:
@@ -380,9 +386,23 @@ def step_program(cell, state, x: Tensor, drop: Tensor | None = None) -> StepProg
     program = StepProgram(prologue, n_invariant, forward.forward, loop.forward,
                           deferred.forward, loop_in, deferred_in, invariant, unread, n_state,
                           len(outs),
-                          state_type, names, time.perf_counter() - start)
+                          state_type, names, time.perf_counter() - start, read)
     per_cell[key] = program
     return program
+
+
+def _read_parameters(step, primals, n_par) -> tuple:
+    """Per parameter, whether the step's outputs depend on it (a parameter only the initial
+    state reads, like learned initial reads, gets no gradient from the loop)."""
+    params = [p.detach().requires_grad_(p.is_floating_point()) for p in primals[:n_par]]
+    with torch.enable_grad():
+        outs = step(*params, *primals[n_par:])
+        total = sum(o.sum() for o in outs if o.requires_grad)
+    wrt = [p for p in params if p.requires_grad]
+    if not wrt or not isinstance(total, Tensor):
+        return tuple(False for _ in params)
+    grads = iter(torch.autograd.grad(total, wrt, allow_unused=True))
+    return tuple(next(grads) is not None if p.requires_grad else False for p in params)
 
 
 class _no_duck_shapes:
@@ -408,6 +428,10 @@ class _Sequence(torch.autograd.Function):
         init, params = flat[:n_state], flat[n_state:]
         T = xs.shape[0]
         extra = (drop,) if drop is not None else ()
+        loops = _c_loops(cell, program, params, init, xs, drop) \
+            if mask is None and zone is None else None
+        if loops is not None:
+            return _c_forward(ctx, loops, cell, program, reverse, xs, drop, init, params)
         x_t = xs.unbind(0)
         m_t = mask.unbind(0) if mask is not None else None
         z_t = [z.unbind(0) for z in zone] if zone is not None else None
@@ -442,6 +466,8 @@ class _Sequence(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dys, *dfinal):
+        if getattr(ctx, "c", None) is not None:
+            return _c_backward(ctx, dys, dfinal)
         program, n_state, reverse = ctx.program, ctx.n_state, ctx.reverse
         tensors = ctx.saved_tensors
         xs, mask, drop = tensors[:3]
@@ -499,11 +525,120 @@ class _Sequence(torch.autograd.Function):
                     inputs.append(torch.cat([_pick(where, i, t, params, befores, x_t, extra,
                                                    saved, carried, cots) for t in order]))
             out = program.deferred(*inputs)
-            dparams = [g if n else None for g, n in zip(out[:len(params)], need_p)]
+            dparams = [g if n and r else None
+                       for g, n, r in zip(out[:len(params)], need_p, program.read)]
             dxs = out[len(params)].reshape(xs.shape) if need_x else None
         if mask is None and zone is None:     # a field the step never reads has no gradient
             ds = tuple(None if u else d for d, u in zip(ds, program.unread))
         return (None, None, None, dxs, None, None, None, None, *ds, *dparams)
+
+
+# ---- the same loops in C (rnnlab.fast_c) -----------------------------------------------
+
+_C_LOOPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _c_loops(cell, program, params, init, xs: Tensor, drop):
+    """The compiled C loops of ``program`` for this dtype and these sizes, or None: off
+    (:data:`C_LOOPS`), not for this program, or no compiler (then a one-line warning,
+    once per cell and sizes)."""
+    if not C_LOOPS or xs.device.type != "cpu":
+        return None
+    from . import fast_c
+
+    key = (program, xs.dtype, xs.shape[2:], tuple(f.shape[1:] for f in init))
+    per_cell = _C_LOOPS.setdefault(cell, {})
+    if key not in per_cell:
+        try:
+            per_cell[key] = fast_c.compile_loops(program, list(params), list(init), xs[0],
+                                                 drop)
+        except fast_c.Unsupported as e:    # a graph it does not translate: the graphs run
+            per_cell[key] = None               # from Python, as they would without it
+            if isinstance(e, fast_c.NoCompiler):
+                warnings.warn(f"rnnlab: {type(cell).__name__}'s generic path runs its step "
+                              f"graphs from Python, not compiled C: {e}", RuntimeWarning,
+                              stacklevel=4)
+    return per_cell[key]
+
+
+def _c_forward(ctx, loops, cell, program, reverse, xs, drop, init, params):
+    T, B = xs.shape[:2]
+    n_state, extra = len(init), (drop,) if drop is not None else ()
+    xs = xs.contiguous()
+    params_c = [p.detach().contiguous() for p in params]
+    invariant, per_t = [], []
+    if program.prologue is not None:
+        hoisted = program.prologue(*params, xs, *extra)
+        invariant = [v.contiguous() for v in hoisted[:program.n_invariant]]
+        per_t = [v.contiguous() for v in hoisted[program.n_invariant:]]
+    fixed = [*params_c, *(e.contiguous() for e in extra), *invariant]
+    first = T - 1 if reverse else 0
+    step_in = [*params_c, *init, xs[first], *extra, *invariant, *(v[first] for v in per_t)]
+    computed = None
+    if any(i is None for i in loops.fixed_out.values()):   # weights-only values the step
+        computed = program.forward(*step_in)                # made: one step from Python
+    outs = [xs.new_empty(T, B, w) if w is not None else
+            step_in[loops.fixed_out[k]] if loops.fixed_out[k] is not None else computed[k]
+            for k, w in enumerate(loops.fwd_widths)]
+    befores = [xs.new_empty(T, B, *f.shape[1:]) for f in init]
+    loops.forward(T, B, reverse, fixed, per_t, [f.contiguous() for f in init], xs,
+                  [o for o, w in zip(outs, loops.fwd_widths) if w is not None], befores, xs)
+    last = 0 if reverse else T - 1
+    ctx.cell, ctx.program, ctx.reverse, ctx.n_state = cell, program, reverse, n_state
+    ctx.c = (loops, outs, befores)
+    ctx.save_for_backward(xs, drop, *params)
+    return (outs[n_state], *(o[last].clone() for o in outs[:n_state]))
+
+
+def _c_backward(ctx, dys, dfinal):
+    program, n_state, reverse = ctx.program, ctx.n_state, ctx.reverse
+    loops, outs, befores = ctx.c
+    xs, drop, *params = ctx.saved_tensors
+    T, B = xs.shape[:2]
+    n_par, n_out = len(params), program.n_out
+    dys = dys.contiguous()
+    ds = [d.contiguous().clone() if d is not None else torch.zeros_like(b[0])
+          for d, b in zip(dfinal, befores)]
+    cots = [torch.empty_like(b) for b in befores]
+    carried = [xs.new_empty(T, B, w) for w in loops.loop_widths[n_state:]]
+
+    def buffer(where, i):
+        """The (T, B, ...) buffer of a step input or output, or a tensor fixed over t."""
+        if where == "primal":
+            if i < n_par:
+                return params[i]
+            if i < n_par + n_state:
+                return befores[i - n_par]
+            return xs if i == n_par + n_state else drop
+        if where == "forward":
+            return outs[n_out + i]
+        if where == "loop":
+            return carried[i]
+        return cots[i] if i < n_state else dys
+
+    src = [ds[i] if w == "cotangent" and i < n_state else buffer(w, i).contiguous()
+           for w, i in program.loop_in]
+    loops.backward(T, B, reverse, src, ds, cots, carried, xs)
+    need_x = ctx.needs_input_grad[3]
+    need_p = ctx.needs_input_grad[8 + n_state:]
+    dxs, dparams = None, [None] * n_par
+    if need_x or any(need_p):
+        inputs = []
+        for (where, i), same in zip(program.deferred_in, program.deferred_invariant):
+            value = buffer(where, i)
+            fixed = ((where == "primal" and (i < n_par or i == n_par + n_state + 1))
+                     or (where == "forward" and n_out + i in loops.fixed_out))
+            if fixed:
+                inputs.append(value)
+            elif same:
+                inputs.append(value[0])
+            else:
+                inputs.append(value.reshape(T * B, *value.shape[2:]))
+        out = program.deferred(*inputs)
+        dparams = [g if n and r else None for g, n, r in zip(out[:n_par], need_p, program.read)]
+        dxs = out[n_par].reshape(xs.shape) if need_x else None
+    ds = tuple(None if u else d for d, u in zip(ds, program.unread))
+    return (None, None, None, dxs, None, None, None, None, *ds, *dparams)
 
 
 def _pick(where, i, t, params, befores, x_t, extra, saved, carried, cots):

@@ -1,0 +1,562 @@
+"""The generic path's time loops in C: a traced step (:mod:`rnnlab.fast`) turned into C code,
+with the loop over time inside it, compiled once per cell by the system's C compiler.
+
+The generic path runs a cell's traced step graphs once per time step from Python, one ATen
+op per node: at small batches the dispatch of those ops, not their arithmetic, is what a
+step costs (benchmarks/RESULTS-generic.md). Here each of the two per-step graphs (the
+forward step and the backward loop's step) becomes a C function that runs all T steps:
+every elementwise node a vectorised loop over the (B, W) block, every matrix product a call
+of the BLAS ``sgemm_`` / ``dgemm_`` that torch's own library exports, views as pointer
+arithmetic. One call per sequence and direction replaces T × (nodes) ATen calls; the
+prologue (the input-only work) and the deferred gradients stay ATen GEMMs over all T·B
+rows, as before.
+
+    program = fast.step_program(...)
+    loops = compile_loops(program, params, fields, x, drop)   # or Unsupported (below)
+    loops.forward(...); loops.backward(...)
+
+What it takes: the graphs' nodes among :data:`POINTWISE`, matrix products, views along the
+last dimension, ``cat`` along it; float32 or float64 on CPU; a C compiler (``$CC`` or
+``cc``). Anything else raises :class:`Unsupported` and the generic path runs its graphs
+from Python as before; without a working compiler (:class:`NoCompiler`) a one-line warning
+says so, once per cell. The compiled library
+is cached on disk (``$RNNLAB_CACHE`` or ``~/.cache/rnnlab``), keyed by the generated
+source, the compiler and the CPU, so a new process with the same cell compiles nothing.
+Batch size and length are arguments of the compiled code: any B and T reuse it.
+
+The code is compiled with ``-O3 -march=native -ffast-math`` (vectorised exp and tanh):
+results agree with ATen's to rounding (the tests compare in float64 and, with the
+documented tolerance, in float32), and the loops assume finite values, as fast-math does.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import operator
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import Tensor, fx
+
+__all__ = ["compile_loops", "Loops", "Unsupported", "NoCompiler", "POINTWISE", "cache_dir",
+           "compiler"]
+
+FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-fPIC"]
+# Linked apart from the compile: a library linked with -ffast-math gets crtfastmath.o, which
+# sets flush-to-zero and denormals-are-zero for the whole process when it is loaded
+LINK = ["-shared"]
+
+
+class Unsupported(Exception):
+    """The graphs hold something the C generator does not translate."""
+
+
+class NoCompiler(Unsupported):
+    """There is no C compiler, or it failed."""
+
+
+aten = torch.ops.aten
+
+POINTWISE = {
+    aten.add.Tensor: lambda a, b, alpha=1: f"({a} + {_num(alpha)} * {b})",
+    aten.sub.Tensor: lambda a, b, alpha=1: f"({a} - {_num(alpha)} * {b})",
+    aten.mul.Tensor: lambda a, b: f"({a} * {b})",
+    aten.div.Tensor: lambda a, b: f"({a} / {b})",
+    aten.add.Scalar: lambda a, b, alpha=1: f"({a} + {_num(alpha)} * {b})",
+    aten.mul.Scalar: lambda a, b: f"({a} * {b})",
+    aten.rsub.Scalar: lambda a, b, alpha=1: f"({b} - {_num(alpha)} * {a})",
+    aten.neg.default: lambda a: f"(-{a})",
+    aten.sigmoid.default: lambda a: f"((real)1 / ((real)1 + EXP(-{a})))",
+    aten.tanh.default: lambda a: f"TANH({a})",
+    aten.exp.default: lambda a: f"EXP({a})",
+    aten.relu.default: lambda a: f"({a} > (real)0 ? {a} : (real)0)",
+    aten.sigmoid_backward.default: lambda g, y: f"({g} * {y} * ((real)1 - {y}))",
+    aten.tanh_backward.default: lambda g, y: f"({g} * ((real)1 - {y} * {y}))",
+    aten.threshold_backward.default:
+        lambda g, x, th: f"({x} <= {th} ? (real)0 : {g})",
+    aten.clone.default: lambda a: a,
+}
+"""The elementwise ATen ops the generator translates: op -> a function of the operands' C
+expressions (and scalar arguments) giving the result's C expression."""
+
+_INT_OPS = {operator.add: operator.add, operator.sub: operator.sub,
+            operator.mul: operator.mul, operator.floordiv: operator.floordiv}
+
+
+def _num(x) -> str:
+    return f"(real){float(x)!r}"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("RNNLAB_CACHE") or Path.home() / ".cache" / "rnnlab")
+
+
+def _cpu() -> str:
+    """What identifies this CPU's instruction set: its model and feature flags."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        import platform
+        return platform.processor() + platform.machine()
+    return "\n".join(sorted({line for line in text.splitlines()
+                             if line.startswith(("model name", "flags"))}))
+
+
+def compiler() -> str | None:
+    """The C compiler to use, or None."""
+    return shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+
+
+# ---- values ------------------------------------------------------------------------------
+
+class _T:
+    """A tensor value in the generated code: ``ptr`` a C pointer expression; ``rows``:
+    "B" (the batch), or an int (a parameter's rows; 1 for a vector); ``cols`` its last
+    dimension; ``rs``, ``cs``: row and column strides in elements (rs 0: broadcast rows)."""
+
+    def __init__(self, ptr: str, rows, cols: int, rs, cs: int = 1):
+        self.ptr, self.rows, self.cols, self.rs, self.cs = ptr, rows, cols, rs, cs
+
+    def at(self) -> str:
+        row = "" if self.rs == 0 else f"b * {self.rs} + "
+        col = "j" if self.cs == 1 else f"j * {self.cs}"
+        return f"{self.ptr}[{row}{col}]"
+
+
+class _Gen:
+    """C code of one graph's step: ``lines`` reading the inputs' pointers (``in[k]``) and
+    writing each output into ``out[k]`` (a (B, W) block, row stride W)."""
+
+    def __init__(self, gm: fx.GraphModule, shapes: dict, batch: dict, name: str):
+        self.gm, self.shapes, self.batch, self.name = gm, shapes, batch, name
+        self.lines: list[str] = []
+        self.scratch: list[int] = []          # widths of the (B, W) scratch blocks
+        self.values: dict = {}
+
+    def alloc(self, cols: int) -> _T:
+        k = len(self.scratch)
+        self.scratch.append(cols)
+        return _T(f"{self.name}_s{k}", "B", cols, cols)
+
+    def emit(self) -> list[_T]:
+        k_in = 0
+        for node in self.gm.graph.nodes:
+            if node.op == "placeholder":
+                shape = self.shapes[node.name]
+                if shape is None:
+                    raise Unsupported(f"input {node.name} is not a tensor")
+                self.values[node] = self._input(k_in, shape, self.batch[node.name])
+                k_in += 1
+            elif node.op == "call_function":
+                self.values[node] = self._call(node)
+            elif node.op == "output":
+                return [self.values[a] for a in node.args[0]]
+            else:
+                raise Unsupported(f"node {node.op}")
+        raise Unsupported("no output")
+
+    def _input(self, k: int, shape, batched: bool) -> _T:
+        ptr = f"((real *)in[{k}])"
+        if len(shape) == 1:
+            return _T(ptr, 1, shape[0], 0)
+        if len(shape) != 2:
+            raise Unsupported(f"a {len(shape)}-D input")
+        return _T(ptr, "B" if batched else shape[0], shape[1], shape[1])
+
+    def _arg(self, a):
+        if isinstance(a, fx.Node):
+            return self.values[a]
+        if isinstance(a, (list, tuple)):
+            return [self._arg(x) for x in a]
+        return a
+
+    def _call(self, node):
+        target, args = node.target, [self._arg(a) for a in node.args]
+        if target in _INT_OPS:
+            if not all(isinstance(a, int) for a in args):
+                raise Unsupported("arithmetic on the batch size")
+            return _INT_OPS[target](*args)
+        if target is operator.getitem:
+            return args[0][args[1]]
+        if target is aten.sym_size.int:
+            t, dim = args
+            if not isinstance(t, _T):
+                raise Unsupported("sym_size of a non-tensor")
+            sizes = [t.rows, t.cols] if t.rows != 1 or t.rs else [t.cols]
+            size = sizes[dim]
+            if size == "B":
+                raise Unsupported("the batch size as a value")
+            return size
+        if target in POINTWISE:
+            return self._pointwise(node, target, args)
+        if target is aten.t.default:
+            (a,) = args
+            if a.rows in ("B", 1):
+                raise Unsupported("t of a batched tensor")
+            return _T(a.ptr, a.cols, a.rows, a.cs, a.rs)     # transposed view
+        if target is aten.split.Tensor:
+            a, size = args[0], args[1]
+            dim = args[2] if len(args) > 2 else node.kwargs.get("dim", 0)
+            if dim not in (-1, 1) or not isinstance(size, int):
+                raise Unsupported("split not along the last dimension")
+            return [_T(f"({a.ptr} + {k * a.cs})", a.rows, min(size, a.cols - k), a.rs, a.cs)
+                    for k in range(0, a.cols, size)]
+        if target is aten.slice.Tensor:
+            a, dim = args[0], args[1] if len(args) > 1 else 0
+            start = args[2] if len(args) > 2 else 0
+            end = args[3] if len(args) > 3 else a.cols
+            step = args[4] if len(args) > 4 else 1
+            if dim not in (-1, 1) or step != 1:
+                raise Unsupported("slice not along the last dimension")
+            start, end = max(0, start or 0), min(a.cols, end)
+            return _T(f"({a.ptr} + {start * a.cs})", a.rows, end - start, a.rs, a.cs)
+        if target is aten.select.int:
+            a, dim, index = args
+            if dim != 0 or a.rows in ("B", 1):
+                raise Unsupported("select of a batched tensor")
+            return _T(f"({a.ptr} + {index * a.rs})", 1, a.cols, 0, a.cs)
+        if target is aten.cat.default:
+            parts, dim = args[0], args[1] if len(args) > 1 else 0
+            if dim not in (-1, 1):
+                raise Unsupported("cat not along the last dimension")
+            out = self.alloc(sum(p.cols for p in parts))
+            off = 0
+            for p in parts:
+                view = _T(f"({out.ptr} + {off})", "B", p.cols, out.rs)
+                self._loop(view, p.at())
+                off += p.cols
+            return out
+        if target in (aten.mm.default, aten.addmm.default):
+            return self._gemm(node, target, args)
+        raise Unsupported(f"{target}")
+
+    def _loop(self, out: _T, expr: str) -> None:
+        self.lines += ["for (long b = 0; b < B; b++) {", "  #pragma omp simd",
+                       f"  for (long j = 0; j < {out.cols}; j++) {out.at()} = {expr};", "}"]
+
+    def _pointwise(self, node, target, args) -> _T:
+        tensors = [a for a in args if isinstance(a, _T)]
+        shape = self.shapes[node.name]
+        if shape is None or len(shape) != 2 or not self.batch[node.name]:
+            raise Unsupported(f"{target} outside a (B, W) block")
+        cols = shape[1]
+        for t in tensors:
+            if t.cols != cols or (t.rows not in ("B", 1)):
+                raise Unsupported(f"{target} broadcasts other than over rows")
+        kwargs = dict(node.kwargs)
+        expr = POINTWISE[target](*[a.at() if isinstance(a, _T) else _num(a) for a in args],
+                                 **kwargs)
+        out = self.alloc(cols)
+        self._loop(out, expr)
+        return out
+
+    def _gemm(self, node, target, args) -> _T:
+        if node.kwargs.get("beta", 1) != 1 or node.kwargs.get("alpha", 1) != 1:
+            raise Unsupported("addmm with alpha or beta")
+        bias, a, w = (None, *args) if target is aten.mm.default else args[:3]
+        if a.rows != "B" or a.cs != 1 or w.rows in ("B",):
+            raise Unsupported("a product that is not (B, K) x parameter")
+        K, N = a.cols, w.cols
+        if w.rows != K:
+            raise Unsupported("product shapes")
+        out = self.alloc(N)
+        if bias is not None:
+            if bias.cols != N:
+                raise Unsupported("addmm bias shape")
+            self._loop(out, bias.at())
+        # row-major out (B, N) = a (B, K) w (K, N): column-major out^T = w^T a^T
+        if w.cs == 1:                    # w row-major, ld = its row stride
+            ta, lda = "N", w.rs
+        elif w.rs == 1:                  # w a transposed view of a row-major (N, K)
+            ta, lda = "T", w.cs
+        else:
+            raise Unsupported("a strided weight")
+        beta = "one" if bias is not None else "zero"
+        self.lines.append(f'{{ int m = {N}, n = (int)B, k = {K}, lda = {lda}, ldb = {a.rs}, '
+                          f'ldc = {N}; gemm("{ta}", "N", &m, &n, &k, &one, {w.ptr}, &lda, '
+                          f'{a.ptr}, &ldb, &{beta}, {out.ptr}, &ldc); }}')
+        return out
+
+
+# ---- shapes -------------------------------------------------------------------------------
+
+def _shapes(gm: fx.GraphModule, inputs: list) -> dict:
+    """Every node's shape (None for non-tensors) from running ``gm`` on ``inputs``."""
+    shapes = {}
+
+    class Rec(fx.Interpreter):
+        def run_node(self, n):
+            out = super().run_node(n)
+            shapes[n.name] = tuple(out.shape) if isinstance(out, Tensor) else None
+            return out
+
+    Rec(gm).run(*inputs)
+    return shapes
+
+
+def _batched(gm: fx.GraphModule, make_inputs) -> tuple[dict, dict]:
+    """Shapes at batch 5 and which nodes' first dimension is the batch (it changes at 6)."""
+    a, b = _shapes(gm, make_inputs(5)), _shapes(gm, make_inputs(6))
+    batch = {k: (a[k] is not None and len(a[k]) == 2 and a[k][0] != b[k][0]) for k in a}
+    for k in a:
+        if a[k] is not None and len(a[k]) == 2 and not batch[k] and a[k] != b[k]:
+            raise Unsupported(f"{k}: a size other than the first follows the batch")
+    return a, batch
+
+
+# ---- the compiled loops -------------------------------------------------------------------
+
+_HEADER = """#include <math.h>
+#include <string.h>
+typedef {real} real;
+#define EXP {exp}
+#define TANH {tanh}
+typedef void (*gemm_t)(const char *, const char *, const int *, const int *, const int *,
+                       const real *, const real *, const int *, const real *, const int *,
+                       const real *, real *, const int *);
+static const real one = 1, zero = 0;
+"""
+
+
+def _step_function(name: str, gen: _Gen, outs: list[_T]) -> str:
+    body = [f"static void {name}(long B, void **in, real **out, real *ws, gemm_t gemm) {{"]
+    off = []
+    total = 0
+    for w in gen.scratch:
+        off.append(total)
+        total += w
+    body += [f"  real *{gen.name}_s{k} = ws + B * {o};" for k, o in enumerate(off)]
+    body += ["  " + line for line in gen.lines]
+    for k, o in enumerate(outs):
+        body += [f"  {{ real *dst = out[{k}];"]
+        dst = _T("dst", "B", o.cols, o.cols)
+        body += ["    " + line for line in _loop_lines(dst, o.at())]
+        body.append("  }")
+    body.append("}")
+    return "\n".join(body), total
+
+
+def _loop_lines(out: _T, expr: str) -> list[str]:
+    return ["for (long b = 0; b < B; b++) {", "  #pragma omp simd",
+            f"  for (long j = 0; j < {out.cols}; j++) {out.at()} = {expr};", "}"]
+
+
+class Loops:
+    """The two compiled loops of one program, for one dtype and feature sizes."""
+
+    def __init__(self, lib, fwd_ws: int, loop_ws: int, gemm, dtype):
+        self.lib, self.fwd_ws, self.loop_ws, self.gemm, self.dtype = \
+            lib, fwd_ws, loop_ws, gemm, dtype
+
+    @staticmethod
+    def _ptrs(tensors) -> ctypes.Array:
+        return (ctypes.c_void_p * len(tensors))(*[t.data_ptr() for t in tensors])
+
+    def forward(self, T: int, B: int, reverse: bool, fixed: list, per_t: list, init: list,
+                xs: Tensor, outs: list, befores: list, like: Tensor) -> None:
+        """Run the forward step over all T steps: ``fixed`` the inputs that are the same
+        at every step, ``per_t`` (T, B, W) buffers indexed by t, ``init`` the initial
+        state; ``outs`` (T, B, W) buffers for the step's outputs (state, y, saved) and
+        ``befores`` (T, B, W) the state before each step (written)."""
+        ws = like.new_empty(max(1, B * self.fwd_ws))
+        self.lib.run_forward(T, B, int(reverse), self._ptrs(fixed), self._ptrs(per_t),
+                             self._ptrs(init), ctypes.c_void_p(xs.data_ptr()),
+                             self._ptrs(outs), self._ptrs(befores),
+                             ctypes.c_void_p(ws.data_ptr()), self.gemm)
+
+    def backward(self, T: int, B: int, reverse: bool, sources: list, ds: list, cots: list,
+                 carried: list, like: Tensor) -> None:
+        """Run the backward loop's step over all T steps in reverse order of the forward:
+        ``sources`` (T, B, W) buffers (or fixed tensors) for the loop's inputs as the
+        generated table says; ``ds`` the running ∂state (B, W) (in: at the end; out: at
+        the start); ``cots`` (T, B, W) written with ∂state entering each step; ``carried``
+        (T, B, W) buffers for the step's other outputs."""
+        ws = like.new_empty(max(1, B * self.loop_ws))
+        self.lib.run_loop(T, B, int(reverse), self._ptrs(sources), self._ptrs(ds),
+                          self._ptrs(cots), self._ptrs(carried),
+                          ctypes.c_void_p(ws.data_ptr()), self.gemm)
+
+
+def _gemm_pointer(dtype):
+    lib = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib",
+                                   "libtorch_cpu.so"))
+    name = "sgemm_" if dtype == torch.float32 else "dgemm_"
+    try:
+        return ctypes.cast(getattr(lib, name), ctypes.c_void_p)
+    except AttributeError:
+        raise Unsupported(f"torch's library exports no {name}") from None
+
+
+def _build(source: str) -> ctypes.CDLL:
+    cc = compiler()
+    if cc is None:
+        raise NoCompiler("no C compiler (set CC, or install cc or gcc)")
+    # -march=native: the code is this CPU's, so the key names the CPU too (a cache folder
+    # shared between machines must not hand one CPU's instructions to another)
+    key = hashlib.sha256((source + cc + " ".join(FLAGS + LINK) + _cpu()).encode()
+                         ).hexdigest()[:24]
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    lib = folder / f"rnnlab_loops_{key}.so"
+    if not lib.exists():
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            src = Path(tmp) / "loops.c"
+            src.write_text(source)
+            obj, out = Path(tmp) / "loops.o", Path(tmp) / "loops.so"
+            for argv in ([cc, *FLAGS, "-c", str(src), "-o", str(obj)],
+                         [cc, *LINK, str(obj), "-o", str(out), "-lm"]):
+                done = subprocess.run(argv, capture_output=True, text=True)
+                if done.returncode:
+                    raise NoCompiler(f"the C compiler failed: {done.stderr.strip()[:300]}")
+            os.replace(out, lib)            # atomic: another process may build the same
+    return ctypes.CDLL(str(lib))
+
+
+def _example(program, params: list, fields: list, x: Tensor, drop, B: int):
+    """The forward graph's inputs and the loop graph's for one step at batch ``B``, and the
+    widths of the forward's per-step values (random values: only shapes matter)."""
+    g = torch.Generator().manual_seed(0)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=g, dtype=x.dtype)
+
+    s = [rand(B, *f.shape[1:]) for f in fields]
+    xt = rand(B, *x.shape[1:])
+    extra = [rand(B, *drop.shape[1:])] if drop is not None else []
+    invariant, per_t = [], []
+    if program.prologue is not None:
+        hoisted = program.prologue(*params, xt.unsqueeze(0), *extra)
+        invariant = list(hoisted[:program.n_invariant])
+        per_t = [v[0] for v in hoisted[program.n_invariant:]]
+    fwd_in = [*params, *s, xt, *extra, *invariant, *per_t]
+    out = program.forward(*fwd_in)
+    cot = [rand(*o.shape) for o in out[:program.n_out]]
+    parts = {"primal": (*params, *s, xt, *extra), "forward": out[program.n_out:],
+             "cotangent": cot}
+    loop_in = [parts[w][i] for w, i in program.loop_in]
+    return fwd_in, loop_in, invariant, per_t
+
+
+def compile_loops(program, params: list, fields: list, x: Tensor, drop) -> Loops:
+    """The C loops of ``program`` for these parameters' dtype and these feature sizes
+    (``fields``, ``x``: a state and an input step, any batch). Raises :class:`Unsupported`
+    where the generator does not apply."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        raise Unsupported("CPU float32 / float64 only")
+    fwd_gm, loop_gm = program.forward.__self__, program.loop.__self__
+    examples = {B: _example(program, params, fields, x, drop, B) for B in (5, 6)}
+    fwd_shapes, fwd_batch = _batched(fwd_gm, lambda B: examples[B][0])
+    loop_shapes, loop_batch = _batched(loop_gm, lambda B: examples[B][1])
+    fwd = _Gen(fwd_gm, fwd_shapes, fwd_batch, "f")
+    fwd_outs = fwd.emit()
+    loop = _Gen(loop_gm, loop_shapes, loop_batch, "l")
+    loop_outs = loop.emit()
+    n_par, n_state = len(params), len(fields)
+    has_drop = drop is not None
+    n_inv = program.n_invariant
+    fwd_in = examples[5][0]
+    n_per_t = len(fwd_in) - n_par - n_state - 1 - has_drop - n_inv
+    # a forward output the same at every step is one of the step's fixed inputs (a weight,
+    # an invariant) passed on to the backward: it is not written per step
+    placeholders = [n for n in fwd_gm.graph.nodes if n.op == "placeholder"]
+    returned = fwd_gm.graph.find_nodes(op="output")[0].args[0]
+    fixed_in = set(range(n_par)) | set(range(n_par + n_state + 1, len(fwd_in) - n_per_t))
+    fixed_out = {}
+    for k, (o, node) in enumerate(zip(fwd_outs, returned)):
+        if isinstance(o, _T) and o.rows == "B":
+            continue
+        where = placeholders.index(node) if node in placeholders else None
+        if where is not None and where not in fixed_in:
+            raise Unsupported("a step output that is not a (B, W) block")
+        fixed_out[k] = where          # None: computed from the weights in the step
+    for o in loop_outs:
+        if not isinstance(o, _T) or o.rows != "B":
+            raise Unsupported("a loop output that is not a (B, W) block")
+    width = [t.shape[-1] if t.dim() else 1 for t in fwd_in]
+    real = "float" if x.dtype == torch.float32 else "double"
+    src = [_HEADER.format(real=real, exp="expf" if real == "float" else "exp",
+                          tanh="tanhf" if real == "float" else "tanh")]
+    fwd_fn, fwd_ws = _step_function("fwd_step", fwd, [o for k, o in enumerate(fwd_outs)
+                                                       if k not in fixed_out])
+    loop_fn, loop_ws = _step_function("loop_step", loop, loop_outs)
+    src += [fwd_fn, loop_fn]
+    # the forward over T: inputs (params, s, x, drop, invariants: fixed; values at t)
+    ws_state = [fields[i].shape[-1] for i in range(n_state)]
+    lines = ["void run_forward(long T, long B, int reverse, void **fixed, void **per_t, "
+             "void **init, real *xs, real **outs, real **befores, real *ws, gemm_t gemm) {",
+             f"  void *in[{len(fwd_in)}]; real *out[{len(fwd_outs)}];",
+             "  for (long k = 0; k < T; k++) {",
+             "    long t = reverse ? T - 1 - k : k, tp = reverse ? t + 1 : t - 1;"]
+    fixed_k = 0
+    for i in range(len(fwd_in)):
+        if i < n_par:
+            lines.append(f"    in[{i}] = fixed[{fixed_k}];")
+            fixed_k += 1
+        elif i < n_par + n_state:
+            f = i - n_par
+            lines += [f"    in[{i}] = k == 0 ? init[{f}] : (void *)(outs[{f}] + tp * B * "
+                      f"{ws_state[f]});",
+                      f"    memcpy(befores[{f}] + t * B * {ws_state[f]}, in[{i}], "
+                      f"sizeof(real) * B * {ws_state[f]});"]
+        elif i == n_par + n_state:
+            lines.append(f"    in[{i}] = xs + t * B * {width[i]};")
+        elif i < n_par + n_state + 1 + has_drop + n_inv:
+            lines.append(f"    in[{i}] = fixed[{fixed_k}];")
+            fixed_k += 1
+        else:
+            k = i - (len(fwd_in) - n_per_t)
+            lines.append(f"    in[{i}] = (real *)per_t[{k}] + t * B * {width[i]};")
+    for j, k in enumerate(k for k in range(len(fwd_outs)) if k not in fixed_out):
+        lines.append(f"    out[{j}] = outs[{j}] + t * B * {fwd_outs[k].cols};")
+    lines += ["    fwd_step(B, in, out, ws, gemm);", "  }", "}"]
+    src.append("\n".join(lines))
+    # the backward loop over T, in reverse order of the forward
+    lines = ["void run_loop(long T, long B, int reverse, void **src, real **ds, real **cots, "
+             "real **carried, real *ws, gemm_t gemm) {",
+             f"  void *in[{len(program.loop_in)}]; real *out[{len(loop_outs)}];",
+             f"  real *tmp = ws + B * {loop_ws};",
+             "  for (long k = 0; k < T; k++) {",
+             "    long t = reverse ? k : T - 1 - k;"]
+    loop_widths = []
+    for k, (where, i) in enumerate(program.loop_in):
+        per_step = not ((where == "primal" and (i < n_par or i == n_par + n_state + 1))
+                        or (where == "cotangent" and i < n_state)
+                        or (where == "forward" and program.n_out + i in fixed_out))
+        w = examples[5][1][k].shape[-1] if examples[5][1][k].dim() else 1
+        loop_widths.append(w)
+        if where == "cotangent" and i < n_state:
+            lines.append(f"    in[{k}] = ds[{i}];")
+        elif per_step:
+            lines.append(f"    in[{k}] = (real *)src[{k}] + t * B * {w};")
+        else:
+            lines.append(f"    in[{k}] = src[{k}];")
+    for f in range(n_state):
+        lines.append(f"    memcpy(cots[{f}] + t * B * {ws_state[f]}, ds[{f}], "
+                     f"sizeof(real) * B * {ws_state[f]});")
+    tmp_off = 0
+    for k, o in enumerate(loop_outs):
+        if k < n_state:
+            lines.append(f"    out[{k}] = tmp + B * {tmp_off};")
+            tmp_off += o.cols
+        else:
+            lines.append(f"    out[{k}] = carried[{k - n_state}] + t * B * {o.cols};")
+    lines.append("    loop_step(B, in, out, ws, gemm);")
+    for f in range(n_state):
+        lines.append(f"    memcpy(ds[{f}], out[{f}], sizeof(real) * B * "
+                     f"{loop_outs[f].cols});")
+    lines += ["  }", "}"]
+    src.append("\n".join(lines))
+    lib = _build("\n\n".join(src) + "\n")
+    lib.run_forward.restype = None
+    lib.run_loop.restype = None
+    loops = Loops(lib, fwd_ws, loop_ws + tmp_off, _gemm_pointer(x.dtype), x.dtype)
+    loops.fwd_widths = [None if k in fixed_out else o.cols for k, o in enumerate(fwd_outs)]
+    loops.fixed_out = fixed_out
+    loops.loop_widths = [o.cols for o in loop_outs]
+    loops.n_per_t = n_per_t
+    return loops
