@@ -401,7 +401,11 @@ def _build(source: str) -> ctypes.CDLL:
     key = hashlib.sha256((source + cc + " ".join(FLAGS + LINK) + _cpu()).encode()
                          ).hexdigest()[:24]
     folder = cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:                       # a read-only home: this process's temporary folder
+        folder = Path(tempfile.gettempdir()) / f"rnnlab-cache-{os.getuid()}"
+        folder.mkdir(parents=True, exist_ok=True)
     lib = folder / f"rnnlab_loops_{key}.so"
     if not lib.exists():
         with tempfile.TemporaryDirectory(dir=folder) as tmp:
