@@ -376,3 +376,33 @@ def test_loading_the_c_loops_keeps_subnormal_numbers(tmp_path, monkeypatch):
     assert _compiled(cell)
     tiny = torch.tensor(1e-40, dtype=torch.float32)      # a float32 subnormal
     assert float(tiny * 1.0) > 0 and 5e-324 * 1.0 > 0
+
+
+class _RowBiasNormCell(rnnlab.Cell):
+    """A (1, H) parameter broadcast over the rows and, with ``norm``, a mean over the
+    features (a reduction the C generator does not translate)."""
+
+    def __init__(self, norm: bool):
+        super().__init__()
+        self.input_size, self.hidden_size, self.output_size, self.norm = I, H, H, norm
+        self.lin = torch.nn.Linear(I + H, H)
+        self.row = torch.nn.Parameter(torch.randn(1, H))
+
+    def init_state(self, batch_size, device=None, dtype=None):
+        return torch.zeros(batch_size, H, device=device, dtype=dtype)
+
+    def forward(self, h, x):
+        h = torch.tanh(self.lin(torch.cat([x, h], -1)) * self.row)
+        if self.norm:
+            h = h - h.mean(-1, keepdim=True)
+        return h, h
+
+
+@needs_cc
+@pytest.mark.parametrize("norm", [False, True], ids=["row-broadcast", "reduction"])
+def test_c_loops_broadcast_a_row_and_leave_reductions_to_the_graphs(norm):
+    cell = _cell(lambda: _RowBiasNormCell(norm))
+    xs, state = _inputs(cell)
+    for reverse in (False, True):
+        assert_fused_matches_reference(cell, xs, state, None, reverse, **F64)
+    assert _compiled(cell) != norm           # the reduction: the graphs from Python

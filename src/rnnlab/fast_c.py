@@ -248,6 +248,9 @@ class _Gen:
         for t in tensors:
             if t.cols != cols or (t.rows not in ("B", 1)):
                 raise Unsupported(f"{target} broadcasts other than over rows")
+        # a single row (a vector, or a (1, W) block) is read by every row of the output
+        args = [_T(a.ptr, 1, a.cols, 0, a.cs) if isinstance(a, _T) and a.rows == 1 else a
+                for a in args]
         kwargs = dict(node.kwargs)
         expr = POINTWISE[target](*[a.at() if isinstance(a, _T) else _num(a) for a in args],
                                  **kwargs)
@@ -304,8 +307,8 @@ def _batched(gm: fx.GraphModule, make_inputs) -> tuple[dict, dict]:
     a, b = _shapes(gm, make_inputs(5)), _shapes(gm, make_inputs(6))
     batch = {k: (a[k] is not None and len(a[k]) == 2 and a[k][0] != b[k][0]) for k in a}
     for k in a:
-        if a[k] is not None and len(a[k]) == 2 and not batch[k] and a[k] != b[k]:
-            raise Unsupported(f"{k}: a size other than the first follows the batch")
+        if a[k] != b[k] and not (batch[k] and a[k][1] == b[k][1]):
+            raise Unsupported(f"{k}: a value shaped by the batch other than (B, W)")
     return a, batch
 
 
