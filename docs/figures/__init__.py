@@ -13,7 +13,8 @@ every JSON names the command, the CPU and the thread count it was measured with.
     make figures                           # the first line
 
 Helpers shared by the scripts: :func:`load`, :func:`save_json`, :func:`savefig`,
-:func:`train`, :func:`read_run`, :func:`curve`, :func:`machine`, :func:`corpus`.
+:func:`train`, :func:`read_run`, :func:`curve`, :func:`machine`, :func:`corpus`,
+:func:`measure_accuracy_runs`.
 """
 
 from __future__ import annotations
@@ -136,6 +137,20 @@ def read_run(run: Path) -> tuple[dict, list[dict]]:
         if line.startswith("time"):
             final["train_seconds"] = float(line.split()[1])
     return final, rows
+
+
+def measure_accuracy_runs(name: str, runs: dict, argv, command,
+                          existing: dict | None = None) -> None:
+    """Train each of ``runs`` (label -> what ``argv`` and ``command`` take: the run's
+    ``rnnlab train`` arguments and the command to record), or re-read its finished run
+    directory from ``existing`` (label -> path), and save ``docs/results/<name>.json``:
+    each run's command, final figures and validation accuracy curve, and the machine."""
+    results = {}
+    for label, spec in runs.items():
+        final, rows = read_run(existing[label]) if existing else train(argv(spec))[:2]
+        results[label] = {"command": command(spec), "final": final,
+                          "valid_accuracy": curve(rows, "accuracy")}
+    save_json(name, {"machine": machine(1), "runs": results})
 
 
 def curve(rows: list[dict], metric: str, split: str = "valid") -> list[list[float]]:

@@ -8,7 +8,7 @@ after it ("the old man the boats"); the forward-only tagger never sees them.
 
 from __future__ import annotations
 
-from . import corpus, curve, figure, load, machine, read_run, save_json, savefig, train
+from . import corpus, figure, load, measure_accuracy_runs, savefig
 
 NAME = "pos"
 STEPS = ["train.steps=500", "train.eval_every=100", "train.checkpoint_every=500"]
@@ -25,12 +25,7 @@ def command(options: list[str]) -> str:
 
 
 def measure(existing: dict | None = None) -> None:
-    runs = {}
-    for label, options in RUNS.items():
-        final, rows = read_run(existing[label]) if existing else train(argv(options))[:2]
-        runs[label] = {"command": command(options), "final": final,
-                       "valid_accuracy": curve(rows, "accuracy")}
-    save_json(NAME, {"machine": machine(1), "runs": runs})
+    measure_accuracy_runs(NAME, RUNS, argv, command, existing)
 
 
 def main() -> None:

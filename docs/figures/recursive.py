@@ -7,7 +7,7 @@ against the sequential bidirectional LSTM over the same sentences (fine-grained,
 
 from __future__ import annotations
 
-from . import corpus, curve, figure, load, machine, read_run, save_json, savefig, train
+from . import corpus, figure, load, measure_accuracy_runs, savefig
 
 NAME = "recursive"
 STEPS = ["train.steps=500", "train.eval_every=100", "train.checkpoint_every=500"]
@@ -23,12 +23,7 @@ def command(task: str) -> str:
 
 
 def measure(existing: dict | None = None) -> None:
-    runs = {}
-    for label, task in RUNS.items():
-        final, rows = read_run(existing[label]) if existing else train(argv(task))[:2]
-        runs[label] = {"command": command(task), "final": final,
-                       "valid_accuracy": curve(rows, "accuracy")}
-    save_json(NAME, {"machine": machine(1), "runs": runs})
+    measure_accuracy_runs(NAME, RUNS, argv, command, existing)
 
 
 def main() -> None:

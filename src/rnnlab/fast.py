@@ -507,30 +507,39 @@ class _Sequence(torch.autograd.Function):
             ds = out[:n_state] if carry is None else tuple(map(torch.add, out[:n_state], carry))
             cots[t], carried[t] = cot, out[n_state:]
         # ∂params and ∂x: the deferred part once, over all T·B rows
-        need_x = ctx.needs_input_grad[3]
-        need_p = ctx.needs_input_grad[8 + n_state:]
-        dxs, dparams = None, [None] * len(params)
-        if need_x or any(need_p):
-            order = range(T)
-            inputs = []
-            for (where, i), same in zip(program.deferred_in, program.deferred_invariant):
-                if where == "primal" and i < len(params):
-                    inputs.append(params[i])
-                elif same:
-                    inputs.append(_pick(where, i, 0, params, befores, x_t, extra, saved,
-                                        carried, cots))
-                elif where == "primal" and i == len(params) + n_state:
-                    inputs.append(xs.reshape(T * B, *xs.shape[2:]))
-                else:
-                    inputs.append(torch.cat([_pick(where, i, t, params, befores, x_t, extra,
-                                                   saved, carried, cots) for t in order]))
-            out = program.deferred(*inputs)
-            dparams = [g if n and r else None
-                       for g, n, r in zip(out[:len(params)], need_p, program.read)]
-            dxs = out[len(params)].reshape(xs.shape) if need_x else None
+        def at(where, i, t):
+            return _pick(where, i, t, params, befores, x_t, extra, saved, carried, cots)
+
+        dxs, dparams = _deferred_grads(ctx, program, params, xs, lambda w, i: at(w, i, 0),
+                                       lambda w, i: torch.cat([at(w, i, t) for t in range(T)]))
         if mask is None and zone is None:     # a field the step never reads has no gradient
             ds = tuple(None if u else d for d, u in zip(ds, program.unread))
         return (None, None, None, dxs, None, None, None, None, *ds, *dparams)
+
+
+def _deferred_grads(ctx, program, params, xs, first, rows):
+    """∂x and ∂params by the deferred graph, once over all T·B rows: ``first(where, i)`` a
+    deferred input's value at t = 0 (for those the same at every step), ``rows(where, i)``
+    its values at every step as (T·B, ...) rows."""
+    n_par, n_state = len(params), ctx.n_state
+    T, B = xs.shape[:2]
+    need_x = ctx.needs_input_grad[3]
+    need_p = ctx.needs_input_grad[8 + n_state:]
+    if not (need_x or any(need_p)):
+        return None, [None] * n_par
+    inputs = []
+    for (where, i), same in zip(program.deferred_in, program.deferred_invariant):
+        if where == "primal" and i < n_par:
+            inputs.append(params[i])
+        elif same:
+            inputs.append(first(where, i))
+        elif where == "primal" and i == n_par + n_state:
+            inputs.append(xs.reshape(T * B, *xs.shape[2:]))
+        else:
+            inputs.append(rows(where, i))
+    out = program.deferred(*inputs)
+    dparams = [g if n and r else None for g, n, r in zip(out[:n_par], need_p, program.read)]
+    return (out[n_par].reshape(xs.shape) if need_x else None), dparams
 
 
 # ---- the same loops in C (rnnlab.fast_c) -----------------------------------------------
@@ -619,24 +628,18 @@ def _c_backward(ctx, dys, dfinal):
     src = [ds[i] if w == "cotangent" and i < n_state else buffer(w, i).contiguous()
            for w, i in program.loop_in]
     loops.backward(T, B, reverse, src, ds, cots, carried, xs)
-    need_x = ctx.needs_input_grad[3]
-    need_p = ctx.needs_input_grad[8 + n_state:]
-    dxs, dparams = None, [None] * n_par
-    if need_x or any(need_p):
-        inputs = []
-        for (where, i), same in zip(program.deferred_in, program.deferred_invariant):
-            value = buffer(where, i)
-            fixed = ((where == "primal" and (i < n_par or i == n_par + n_state + 1))
-                     or (where == "forward" and n_out + i in loops.fixed_out))
-            if fixed:
-                inputs.append(value)
-            elif same:
-                inputs.append(value[0])
-            else:
-                inputs.append(value.reshape(T * B, *value.shape[2:]))
-        out = program.deferred(*inputs)
-        dparams = [g if n and r else None for g, n, r in zip(out[:n_par], need_p, program.read)]
-        dxs = out[n_par].reshape(xs.shape) if need_x else None
+    def fixed(where, i):                      # the same tensor at every step
+        return ((where == "primal" and (i < n_par or i == n_par + n_state + 1))
+                or (where == "forward" and n_out + i in loops.fixed_out))
+
+    def first(where, i):
+        return buffer(where, i) if fixed(where, i) else buffer(where, i)[0]
+
+    def rows(where, i):
+        value = buffer(where, i)
+        return value if fixed(where, i) else value.reshape(T * B, *value.shape[2:])
+
+    dxs, dparams = _deferred_grads(ctx, program, params, xs, first, rows)
     ds = tuple(None if u else d for d, u in zip(ds, program.unread))
     return (None, None, None, dxs, None, None, None, None, *ds, *dparams)
 

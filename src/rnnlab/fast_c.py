@@ -236,8 +236,7 @@ class _Gen:
         raise Unsupported(f"{target}")
 
     def _loop(self, out: _T, expr: str) -> None:
-        self.lines += ["for (long b = 0; b < B; b++) {", "  #pragma omp simd",
-                       f"  for (long j = 0; j < {out.cols}; j++) {out.at()} = {expr};", "}"]
+        self.lines += _loop_lines(out, expr)
 
     def _pointwise(self, node, target, args) -> _T:
         tensors = [a for a in args if isinstance(a, _T)]
@@ -350,11 +349,16 @@ def _loop_lines(out: _T, expr: str) -> list[str]:
 
 
 class Loops:
-    """The two compiled loops of one program, for one dtype and feature sizes."""
+    """The two compiled loops of one program, for one dtype and feature sizes:
+    ``fwd_widths`` the width of each forward output (None: the same at every step, then
+    ``fixed_out`` names the forward input it is, or None: computed from the weights),
+    ``loop_widths`` the width of each loop output; ``fwd_ws``, ``loop_ws`` the scratch
+    each loop needs, in (B, 1) columns."""
 
-    def __init__(self, lib, fwd_ws: int, loop_ws: int, gemm, dtype):
-        self.lib, self.fwd_ws, self.loop_ws, self.gemm, self.dtype = \
-            lib, fwd_ws, loop_ws, gemm, dtype
+    def __init__(self, lib, gemm, fwd_ws: int, loop_ws: int, fwd_widths: list,
+                 fixed_out: dict, loop_widths: list):
+        self.lib, self.gemm, self.fwd_ws, self.loop_ws = lib, gemm, fwd_ws, loop_ws
+        self.fwd_widths, self.fixed_out, self.loop_widths = fwd_widths, fixed_out, loop_widths
 
     @staticmethod
     def _ptrs(tensors) -> ctypes.Array:
@@ -529,13 +533,11 @@ def compile_loops(program, params: list, fields: list, x: Tensor, drop) -> Loops
              f"  real *tmp = ws + B * {loop_ws};",
              "  for (long k = 0; k < T; k++) {",
              "    long t = reverse ? k : T - 1 - k;"]
-    loop_widths = []
     for k, (where, i) in enumerate(program.loop_in):
         per_step = not ((where == "primal" and (i < n_par or i == n_par + n_state + 1))
                         or (where == "cotangent" and i < n_state)
                         or (where == "forward" and program.n_out + i in fixed_out))
         w = examples[5][1][k].shape[-1] if examples[5][1][k].dim() else 1
-        loop_widths.append(w)
         if where == "cotangent" and i < n_state:
             lines.append(f"    in[{k}] = ds[{i}];")
         elif per_step:
@@ -561,9 +563,6 @@ def compile_loops(program, params: list, fields: list, x: Tensor, drop) -> Loops
     lib = _build("\n\n".join(src) + "\n")
     lib.run_forward.restype = None
     lib.run_loop.restype = None
-    loops = Loops(lib, fwd_ws, loop_ws + tmp_off, _gemm_pointer(x.dtype), x.dtype)
-    loops.fwd_widths = [None if k in fixed_out else o.cols for k, o in enumerate(fwd_outs)]
-    loops.fixed_out = fixed_out
-    loops.loop_widths = [o.cols for o in loop_outs]
-    loops.n_per_t = n_per_t
-    return loops
+    return Loops(lib, _gemm_pointer(x.dtype), fwd_ws, loop_ws + tmp_off,
+                 [None if k in fixed_out else o.cols for k, o in enumerate(fwd_outs)],
+                 fixed_out, [o.cols for o in loop_outs])
