@@ -21,6 +21,8 @@ from rnnlab.cells import (
     DeepOutputCell,
     DeepTransitionCell,
     GRUCell,
+    LayerNormGRUCell,
+    LayerNormLSTMCell,
     LSTMCell,
     NTMCell,
     SkipCell,
@@ -29,6 +31,7 @@ from rnnlab.cells.examples import HandGRU, IndRNNCell, MyCell, PeepholeLSTM
 
 T, B, I, H = 5, 4, 3, 4
 RAGGED = torch.tensor([5, 2, 0, 3])
+needs_cc = pytest.mark.skipif(fast_c.compiler() is None, reason="no C compiler on this machine")
 
 
 @pytest.fixture(autouse=True)
@@ -140,6 +143,53 @@ def test_recurrent_dropout_and_zoneout_on_the_generic_path(monkeypatch):
     theirs = _grads(ref, xs, RAGGED)
     for a, b in zip(ours, theirs):
         torch.testing.assert_close(a, b, **F64)
+    assert _compiled(cell) or fast_c.compiler() is None      # zoneout in the C loops
+
+
+@needs_cc
+@pytest.mark.parametrize("make", [lambda: LayerNormLSTMCell(I, H), lambda: LayerNormGRUCell(I, H)],
+                         ids=["ln-lstm", "ln-gru"])
+def test_layer_normalised_cells_in_the_c_loops(make, monkeypatch):
+    """Layer norm in the step (a mean and a variance over the features, and their backward)
+    is translated: forced off their kernels, LN cells run the C loops, with ragged lengths,
+    zoneout and recurrent dropout."""
+    monkeypatch.setattr(layers, "find_kernel", lambda cell: None)
+    cell = _cell(make)
+    xs, state = _inputs(cell)
+    for lengths in (None, RAGGED):
+        for reverse in (False, True):
+            assert_fused_matches_reference(cell, xs, state, lengths, reverse, **F64)
+    assert _compiled(cell)
+    layer = rnnlab.Recurrent(cell, recurrent_dropout=0.3, zoneout=0.25)
+    ref = _reference_copy(layer)
+    torch.manual_seed(5)
+    ours = _grads(layer, xs, RAGGED)
+    torch.manual_seed(5)
+    for a, b in zip(ours, _grads(ref, xs, RAGGED)):
+        torch.testing.assert_close(a, b, **F64)
+
+
+@needs_cc
+def test_c_loops_gradcheck_with_lengths_and_zoneout(monkeypatch):
+    """Finite differences through the C loops' length and zoneout mixing (an evaluation-mode
+    layer: zoneout's expected weights, the same at every call)."""
+    monkeypatch.setattr(layers, "find_kernel", lambda cell: None)
+    cell = _cell(lambda: LayerNormLSTMCell(2, 3))
+    layer = rnnlab.Recurrent(cell, zoneout=(0.3, 0.6), reverse=True).eval()
+    xs, state = _inputs(cell, t=4, b=3)
+    lengths = torch.tensor([4, 0, 2])
+    names = [n for n, _ in layer.named_parameters()]
+    params = [p.detach().clone().requires_grad_(True) for p in layer.parameters()]
+    states = [s.detach().clone().requires_grad_(True) for s in flat(state)]
+
+    def run(x, *rest):
+        weights = dict(zip(names, rest[len(states):]))
+        ys, final = torch.func.functional_call(
+            layer, weights, (x, rebuild(state, rest[:len(states)]), lengths))
+        return (ys, *flat(final))
+
+    assert torch.autograd.gradcheck(run, (xs.detach().requires_grad_(True), *states, *params))
+    assert _compiled(cell)
 
 
 def test_the_traced_step_is_reused_for_every_T_and_B():
@@ -269,15 +319,17 @@ def test_every_cell_of_the_chapter_on_the_generic_path(name, monkeypatch):
 
 
 def test_no_compiler_is_needed(monkeypatch, tmp_path):
-    """The generic path runs ATen graphs as traced: it needs no C++ toolchain. With none on
-    PATH (and inductor pointed at a compiler that does not exist) a new cell still trains on
-    it, without a warning (pytest turns warnings into errors)."""
+    """The generic path runs ATen graphs as traced where it cannot compile its loops: with
+    no toolchain on PATH (and inductor pointed at a compiler that does not exist) a new cell
+    with ragged lengths still trains on it, after the one-line warning and no error."""
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     cell = _cell(lambda: MyCell(I, H))
     layer = rnnlab.Recurrent(cell)
     xs, _ = _inputs(cell)
-    ys, _ = layer(xs, lengths=RAGGED)
+    with pytest.warns(RuntimeWarning, match="no C compiler"):
+        ys, _ = layer(xs, lengths=RAGGED)
     ys.sum().backward()
     assert layer.path == "generic" and cell in fast._PROGRAMS
 
@@ -286,7 +338,6 @@ def test_no_compiler_is_needed(monkeypatch, tmp_path):
 
 EXAMPLES = {"my-cell": lambda: MyCell(I, H), "hand-gru": lambda: HandGRU(I, H),
             "peephole-lstm": lambda: PeepholeLSTM(I, H), "indrnn": lambda: IndRNNCell(I, H)}
-needs_cc = pytest.mark.skipif(fast_c.compiler() is None, reason="no C compiler on this machine")
 
 
 def _compiled(cell) -> bool:
@@ -298,8 +349,9 @@ def _compiled(cell) -> bool:
 def test_c_loops_match_the_reference_loop_in_float64(name):
     cell = _cell(EXAMPLES[name])
     xs, state = _inputs(cell)
-    for reverse in (False, True):
-        assert_fused_matches_reference(cell, xs, state, None, reverse, **F64)
+    for lengths in (None, RAGGED):
+        for reverse in (False, True):
+            assert_fused_matches_reference(cell, xs, state, lengths, reverse, **F64)
     assert _compiled(cell)
 
 
@@ -380,7 +432,8 @@ def test_loading_the_c_loops_keeps_subnormal_numbers(tmp_path, monkeypatch):
 
 class _RowBiasNormCell(rnnlab.Cell):
     """A (1, H) parameter broadcast over the rows and, with ``norm``, a mean over the
-    features (a reduction the C generator does not translate)."""
+    features subtracted and a root mean square divided out (row reductions, read back by
+    every column)."""
 
     def __init__(self, norm: bool):
         super().__init__()
@@ -395,14 +448,35 @@ class _RowBiasNormCell(rnnlab.Cell):
         h = torch.tanh(self.lin(torch.cat([x, h], -1)) * self.row)
         if self.norm:
             h = h - h.mean(-1, keepdim=True)
+            h = h * torch.rsqrt(h.pow(2).sum(-1, keepdim=True) / H + 1e-3)
         return h, h
 
 
 @needs_cc
 @pytest.mark.parametrize("norm", [False, True], ids=["row-broadcast", "reduction"])
-def test_c_loops_broadcast_a_row_and_leave_reductions_to_the_graphs(norm):
+def test_c_loops_broadcast_rows_and_columns_and_reduce_rows(norm):
     cell = _cell(lambda: _RowBiasNormCell(norm))
     xs, state = _inputs(cell)
     for reverse in (False, True):
-        assert_fused_matches_reference(cell, xs, state, None, reverse, **F64)
-    assert _compiled(cell) != norm           # the reduction: the graphs from Python
+        assert_fused_matches_reference(cell, xs, state, RAGGED, reverse, **F64)
+    assert _compiled(cell)
+
+
+class _MaxCell(_RowBiasNormCell):
+    """A maximum over the features: a reduction the generator leaves to the graphs."""
+
+    def __init__(self):
+        super().__init__(False)
+
+    def forward(self, h, x):
+        h = torch.tanh(self.lin(torch.cat([x, h], -1)) * self.row)
+        h = h - h.amax(-1, keepdim=True)
+        return h, h
+
+
+@needs_cc
+def test_c_loops_leave_other_reductions_to_the_graphs():
+    cell = _cell(_MaxCell)
+    xs, state = _inputs(cell)
+    assert_fused_matches_reference(cell, xs, state, None, False, **F64)
+    assert not _compiled(cell) and cell in fast._PROGRAMS

@@ -428,10 +428,13 @@ class _Sequence(torch.autograd.Function):
         init, params = flat[:n_state], flat[n_state:]
         T = xs.shape[0]
         extra = (drop,) if drop is not None else ()
-        loops = _c_loops(cell, program, params, init, xs, drop) \
-            if mask is None and zone is None else None
+        loops = _c_loops(cell, program, params, init, xs, drop)
+        if loops is not None and zone is not None and \
+                loops.fwd_widths[n_state] != init[0].shape[-1]:
+            loops = None                  # zoneout's y is the first field: not this step's
         if loops is not None:
-            return _c_forward(ctx, loops, cell, program, reverse, xs, drop, init, params)
+            return _c_forward(ctx, loops, cell, program, reverse, xs, drop, init, params,
+                              mask, zone)
         x_t = xs.unbind(0)
         m_t = mask.unbind(0) if mask is not None else None
         z_t = [z.unbind(0) for z in zone] if zone is not None else None
@@ -570,8 +573,10 @@ def _c_loops(cell, program, params, init, xs: Tensor, drop):
     return per_cell[key]
 
 
-def _c_forward(ctx, loops, cell, program, reverse, xs, drop, init, params):
+def _c_forward(ctx, loops, cell, program, reverse, xs, drop, init, params, mask, zone):
     T, B = xs.shape[:2]
+    keep = mask.reshape(T, B).to(xs.dtype) if mask is not None else None
+    zone = [z.to(xs.dtype).contiguous() for z in zone] if zone is not None else None
     n_state, extra = len(init), (drop,) if drop is not None else ()
     xs = xs.contiguous()
     params_c = [p.detach().contiguous() for p in params]
@@ -591,21 +596,23 @@ def _c_forward(ctx, loops, cell, program, reverse, xs, drop, init, params):
             for k, w in enumerate(loops.fwd_widths)]
     befores = [xs.new_empty(T, B, *f.shape[1:]) for f in init]
     loops.forward(T, B, reverse, fixed, per_t, [f.contiguous() for f in init], xs,
-                  [o for o, w in zip(outs, loops.fwd_widths) if w is not None], befores, xs)
+                  [o for o, w in zip(outs, loops.fwd_widths) if w is not None], befores, xs,
+                  keep, zone)
     last = 0 if reverse else T - 1
     ctx.cell, ctx.program, ctx.reverse, ctx.n_state = cell, program, reverse, n_state
-    ctx.c = (loops, outs, befores)
+    ctx.c = (loops, outs, befores, keep, zone)
     ctx.save_for_backward(xs, drop, *params)
     return (outs[n_state], *(o[last].clone() for o in outs[:n_state]))
 
 
 def _c_backward(ctx, dys, dfinal):
     program, n_state, reverse = ctx.program, ctx.n_state, ctx.reverse
-    loops, outs, befores = ctx.c
+    loops, outs, befores, keep, zone = ctx.c
     xs, drop, *params = ctx.saved_tensors
     T, B = xs.shape[:2]
     n_par, n_out = len(params), program.n_out
-    dys = dys.contiguous()
+    mixed = keep is not None or zone is not None
+    dys = dys.clone(memory_format=torch.contiguous_format) if mixed else dys.contiguous()
     ds = [d.contiguous().clone() if d is not None else torch.zeros_like(b[0])
           for d, b in zip(dfinal, befores)]
     cots = [torch.empty_like(b) for b in befores]
@@ -627,7 +634,8 @@ def _c_backward(ctx, dys, dfinal):
 
     src = [ds[i] if w == "cotangent" and i < n_state else buffer(w, i).contiguous()
            for w, i in program.loop_in]
-    loops.backward(T, B, reverse, src, ds, cots, carried, xs)
+    loops.backward(T, B, reverse, src, ds, cots, carried, xs, keep, zone,
+                   dys if mixed else None)
     def fixed(where, i):                      # the same tensor at every step
         return ((where == "primal" and (i < n_par or i == n_par + n_state + 1))
                 or (where == "forward" and n_out + i in loops.fixed_out))
@@ -640,7 +648,8 @@ def _c_backward(ctx, dys, dfinal):
         return value if fixed(where, i) else value.reshape(T * B, *value.shape[2:])
 
     dxs, dparams = _deferred_grads(ctx, program, params, xs, first, rows)
-    ds = tuple(None if u else d for d, u in zip(ds, program.unread))
+    if not mixed:                         # a field the step never reads has no gradient
+        ds = tuple(None if u else d for d, u in zip(ds, program.unread))
     return (None, None, None, dxs, None, None, None, None, *ds, *dparams)
 
 

@@ -69,6 +69,8 @@ POINTWISE = {
     aten.div.Tensor: lambda a, b: f"({a} / {b})",
     aten.add.Scalar: lambda a, b, alpha=1: f"({a} + {_num(alpha)} * {b})",
     aten.mul.Scalar: lambda a, b: f"({a} * {b})",
+    aten.sub.Scalar: lambda a, b, alpha=1: f"({a} - {_num(alpha)} * {b})",
+    aten.div.Scalar: lambda a, b: f"({a} / {b})",
     aten.rsub.Scalar: lambda a, b, alpha=1: f"({b} - {_num(alpha)} * {a})",
     aten.neg.default: lambda a: f"(-{a})",
     aten.sigmoid.default: lambda a: f"((real)1 / ((real)1 + EXP(-{a})))",
@@ -80,6 +82,12 @@ POINTWISE = {
     aten.threshold_backward.default:
         lambda g, x, th: f"({x} <= {th} ? (real)0 : {g})",
     aten.clone.default: lambda a: a,
+    aten.sqrt.default: lambda a: f"SQRT({a})",
+    aten.rsqrt.default: lambda a: f"((real)1 / SQRT({a}))",
+    aten.reciprocal.default: lambda a: f"((real)1 / {a})",
+    aten.pow.Tensor_Scalar: lambda a, e: (f"({a} * {a})" if e == _num(2) else
+                                          f"{a}" if e == _num(1) else f"POW({a}, {e})"),
+    aten.abs.default: lambda a: f"FABS({a})",
 }
 """The elementwise ATen ops the generator translates: op -> a function of the operands' C
 expressions (and scalar arguments) giving the result's C expression."""
@@ -123,9 +131,18 @@ class _T:
         self.ptr, self.rows, self.cols, self.rs, self.cs = ptr, rows, cols, rs, cs
 
     def at(self) -> str:
-        row = "" if self.rs == 0 else f"b * {self.rs} + "
-        col = "j" if self.cs == 1 else f"j * {self.cs}"
-        return f"{self.ptr}[{row}{col}]"
+        row = "" if self.rs == 0 else f"b * {self.rs}"
+        col = "" if self.cs == 0 else "j" if self.cs == 1 else f"j * {self.cs}"
+        return f"{self.ptr}[{' + '.join(x for x in (row, col) if x) or '0'}]"
+
+    def column(self, cols: int) -> _T:
+        """This (rows, 1) value read by every column of a (rows, cols) block."""
+        return _T(self.ptr, self.rows, cols, self.rs, 0)
+
+
+class _Missing:
+    """An output of a node the generator does not compute (a layer norm's parameter
+    gradients in the backward step: the deferred part computes those)."""
 
 
 class _Gen:
@@ -170,7 +187,10 @@ class _Gen:
 
     def _arg(self, a):
         if isinstance(a, fx.Node):
-            return self.values[a]
+            value = self.values[a]
+            if isinstance(value, _Missing):
+                raise Unsupported("a layer norm's parameter gradient inside the step")
+            return value
         if isinstance(a, (list, tuple)):
             return [self._arg(x) for x in a]
         return a
@@ -188,10 +208,7 @@ class _Gen:
             if not isinstance(t, _T):
                 raise Unsupported("sym_size of a non-tensor")
             sizes = [t.rows, t.cols] if t.rows != 1 or t.rs else [t.cols]
-            size = sizes[dim]
-            if size == "B":
-                raise Unsupported("the batch size as a value")
-            return size
+            return sizes[dim]            # "B": the batch size (expand takes it)
         if target in POINTWISE:
             return self._pointwise(node, target, args)
         if target is aten.t.default:
@@ -211,6 +228,8 @@ class _Gen:
             start = args[2] if len(args) > 2 else 0
             end = args[3] if len(args) > 3 else a.cols
             step = args[4] if len(args) > 4 else 1
+            if not all(isinstance(v, int) for v in (start or 0, end, step)):
+                raise Unsupported("a slice bounded by the batch size")
             if dim not in (-1, 1) or step != 1:
                 raise Unsupported("slice not along the last dimension")
             start, end = max(0, start or 0), min(a.cols, end)
@@ -233,7 +252,85 @@ class _Gen:
             return out
         if target in (aten.mm.default, aten.addmm.default):
             return self._gemm(node, target, args)
+        if target is aten.expand.default:
+            a, sizes = args[0], list(args[1])
+            if len(sizes) != 2 or sizes[0] not in ("B", -1, a.rows) or a.rows in (1,):
+                raise Unsupported("expand other than of a (B, 1) column")
+            if a.cols == sizes[1] or sizes[1] == -1:
+                return a
+            if a.cols != 1:
+                raise Unsupported("expand other than of a (B, 1) column")
+            return a.column(sizes[1])
+        if target in (aten.sum.dim_IntList, aten.mean.dim):
+            return self._row_sum(node, target, args)
+        if target is aten.native_layer_norm.default:
+            return self._layer_norm(node, args)
+        if target is aten.native_layer_norm_backward.default:
+            return self._layer_norm_backward(node, args)
         raise Unsupported(f"{target}")
+
+    def _rows(self, lines: list[str]) -> None:
+        """``lines`` once per row b."""
+        self.lines += ["for (long b = 0; b < B; b++) {", *("  " + x for x in lines), "}"]
+
+    @staticmethod
+    def _sum(acc: str, n: int, expr: str) -> list[str]:
+        return [f"real {acc} = 0;", f"#pragma omp simd reduction(+:{acc})",
+                f"for (long j = 0; j < {n}; j++) {acc} += {expr};"]
+
+    def _block(self, a, what: str) -> _T:
+        if not isinstance(a, _T) or a.rows != "B":
+            raise Unsupported(f"{what} of a value that is not a (B, W) block")
+        return a
+
+    def _row_sum(self, node, target, args) -> _T:
+        a = self._block(args[0], "a reduction")
+        dims = list(args[1]) if len(args) > 1 and args[1] is not None else None
+        keep = args[2] if len(args) > 2 else node.kwargs.get("keepdim", False)
+        if dims not in ([-1], [1]) or not keep or node.kwargs.get("dtype") is not None:
+            raise Unsupported("a reduction other than over the last dimension, kept")
+        out = self.alloc(1)
+        scale = f" / (real){a.cols}" if target is aten.mean.dim else ""
+        self._rows([*self._sum("acc", a.cols, a.at()), f"{out.ptr}[b] = acc{scale};"])
+        return out
+
+    def _layer_norm(self, node, args):
+        """y = (x - mean) · rstd · w + bias over the last dimension; also (B, 1) mean, rstd
+        (rstd = 1 / sqrt(biased variance + eps), as ATen's)."""
+        x, shape, w, bias, eps = args
+        x = self._block(x, "a layer norm")
+        n = x.cols
+        if list(shape) != [n]:
+            raise Unsupported("a layer norm over more than the last dimension")
+        y, mean, rstd = self.alloc(n), self.alloc(1), self.alloc(1)
+        xhat = f"({x.at()} - m) * r"
+        val = xhat if w is None else f"{xhat} * {w.at()}"
+        val = val if bias is None else f"{val} + {bias.at()}"
+        self._rows([*self._sum("s", n, x.at()), f"real m = s / (real){n};",
+                    *self._sum("v", n, f"({x.at()} - m) * ({x.at()} - m)"),
+                    f"real r = (real)1 / SQRT(v / (real){n} + {_num(eps)});",
+                    f"{mean.ptr}[b] = m; {rstd.ptr}[b] = r;",
+                    "#pragma omp simd", f"for (long j = 0; j < {n}; j++) "
+                    f"{y.ptr}[b * {n} + j] = {val};"])
+        return [y, mean, rstd]
+
+    def _layer_norm_backward(self, node, args):
+        """∂x of a layer norm (its parameters' gradients are left to the deferred part):
+        rstd · (g - mean(g) - x̂ · mean(g · x̂)), g = ∂y · w, x̂ = (x - mean) · rstd."""
+        dy, x, shape, mean, rstd, w = args[:6]
+        dy, x = self._block(dy, "a layer norm"), self._block(x, "a layer norm")
+        n = x.cols
+        if list(shape) != [n] or dy.cols != n:
+            raise Unsupported("a layer norm over more than the last dimension")
+        dx = self.alloc(n)
+        g = dy.at() if w is None else f"{dy.at()} * {w.at()}"
+        xhat = f"(({x.at()} - m) * r)"
+        self._rows([f"real m = {mean.column(n).at()}, r = {rstd.column(n).at()};",
+                    *self._sum("s1", n, g), *self._sum("s2", n, f"{g} * {xhat}"),
+                    "#pragma omp simd", f"for (long j = 0; j < {n}; j++) "
+                    f"{dx.ptr}[b * {n} + j] = r * ({g} - s1 / (real){n} - {xhat} * s2 / "
+                    f"(real){n});"])
+        return [dx, _Missing(), _Missing()]
 
     def _loop(self, out: _T, expr: str) -> None:
         self.lines += _loop_lines(out, expr)
@@ -245,10 +342,13 @@ class _Gen:
             raise Unsupported(f"{target} outside a (B, W) block")
         cols = shape[1]
         for t in tensors:
-            if t.cols != cols or (t.rows not in ("B", 1)):
-                raise Unsupported(f"{target} broadcasts other than over rows")
-        # a single row (a vector, or a (1, W) block) is read by every row of the output
+            if t.cols not in (cols, 1) or (t.rows not in ("B", 1)):
+                raise Unsupported(f"{target} broadcasts other than over rows or columns")
+        # a single row (a vector, or a (1, W) block) is read by every row of the output, a
+        # single column (a (B, 1) block) by every column
         args = [_T(a.ptr, 1, a.cols, 0, a.cs) if isinstance(a, _T) and a.rows == 1 else a
+                for a in args]
+        args = [a.column(cols) if isinstance(a, _T) and a.cols == 1 and cols != 1 else a
                 for a in args]
         kwargs = dict(node.kwargs)
         expr = POINTWISE[target](*[a.at() if isinstance(a, _T) else _num(a) for a in args],
@@ -318,11 +418,55 @@ _HEADER = """#include <math.h>
 typedef {real} real;
 #define EXP {exp}
 #define TANH {tanh}
+#define SQRT {sqrt}
+#define POW {pow}
+#define FABS {fabs}
 typedef void (*gemm_t)(const char *, const char *, const int *, const int *, const int *,
                        const real *, const real *, const int *, const real *, const int *,
                        const real *, real *, const int *);
 static const real one = 1, zero = 0;
 """
+
+
+def _mix_forward(n_par: int, widths: list[int], wy: int) -> list[str]:
+    """After step t: zoneout (each unit of the new state s' keeps its old value s with
+    weight z: s' + z (s - s'), and y is the zoned first field) and lengths (past its length
+    a row keeps its state, and its y is 0), as :func:`rnnlab.unroll` does them."""
+    lines = ["if (zone) {"]
+    for f, w in enumerate(widths):
+        lines += [f"  {{ real *n = out[{f}], *o = (real *)in[{n_par + f}], *z = zone[{f}] + "
+                  f"t * B * {w};", "    #pragma omp simd",
+                  f"    for (long i = 0; i < B * {w}; i++) n[i] += z[i] * (o[i] - n[i]); }}"]
+    if wy == widths[0]:
+        lines.append(f"  memcpy(out[{len(widths)}], out[0], sizeof(real) * B * {wy});")
+    lines += ["}", "if (keep) for (long b = 0; b < B; b++) if (keep[t * B + b] == 0) {"]
+    for f, w in enumerate(widths):
+        lines.append(f"  memcpy(out[{f}] + b * {w}, (real *)in[{n_par + f}] + b * {w}, "
+                     f"sizeof(real) * {w});")
+    lines += [f"  memset(out[{len(widths)}] + b * {wy}, 0, sizeof(real) * {wy});", "}"]
+    return lines
+
+
+def _mix_backward(widths: list[int], wy: int) -> list[str]:
+    """Before step t's backward: the gradients through lengths and zoneout (the reverse of
+    :func:`_mix_forward`): ``carry`` what passes the step by (a frozen row's ∂state, the
+    kept part z ∂s'), ``ds`` what enters it, ``dys`` (a copy of ∂y) what reaches y."""
+    lines = ["if (keep || zone) {", f"  real *dy = dys + t * B * {wy};"]
+    for f, w in enumerate(widths):
+        lines.append(f"  memset(carry[{f}], 0, sizeof(real) * B * {w});")
+    lines.append("  if (keep) for (long b = 0; b < B; b++) if (keep[t * B + b] == 0) {")
+    lines.append(f"    memset(dy + b * {wy}, 0, sizeof(real) * {wy});")
+    for f, w in enumerate(widths):
+        lines += [f"    memcpy(carry[{f}] + b * {w}, ds[{f}] + b * {w}, sizeof(real) * {w});",
+                  f"    memset(ds[{f}] + b * {w}, 0, sizeof(real) * {w});"]
+    lines += ["  }", "  if (zone) {",
+              f"    for (long i = 0; i < B * {wy}; i++) {{ ds[0][i] += dy[i]; dy[i] = 0; }}"]
+    for f, w in enumerate(widths):
+        lines += [f"    {{ real *z = zone[{f}] + t * B * {w};", "      #pragma omp simd",
+                  f"      for (long i = 0; i < B * {w}; i++) {{ real k = ds[{f}][i] * z[i]; "
+                  f"ds[{f}][i] -= k; carry[{f}][i] += k; }} }}"]
+    lines += ["  }", "}"]
+    return lines
 
 
 def _step_function(name: str, gen: _Gen, outs: list[_T]) -> str:
@@ -365,28 +509,41 @@ class Loops:
         return (ctypes.c_void_p * len(tensors))(*[t.data_ptr() for t in tensors])
 
     def forward(self, T: int, B: int, reverse: bool, fixed: list, per_t: list, init: list,
-                xs: Tensor, outs: list, befores: list, like: Tensor) -> None:
+                xs: Tensor, outs: list, befores: list, like: Tensor, keep: Tensor | None = None,
+                zone: list | None = None) -> None:
         """Run the forward step over all T steps: ``fixed`` the inputs that are the same
         at every step, ``per_t`` (T, B, W) buffers indexed by t, ``init`` the initial
         state; ``outs`` (T, B, W) buffers for the step's outputs (state, y, saved) and
-        ``befores`` (T, B, W) the state before each step (written)."""
+        ``befores`` (T, B, W) the state before each step (written); ``keep`` (T, B) 1 where
+        a row is within its length, 0 past it, or None; ``zone`` the zoneout weights, a
+        (T, B, W) buffer per state field, or None."""
         ws = like.new_empty(max(1, B * self.fwd_ws))
         self.lib.run_forward(T, B, int(reverse), self._ptrs(fixed), self._ptrs(per_t),
                              self._ptrs(init), ctypes.c_void_p(xs.data_ptr()),
-                             self._ptrs(outs), self._ptrs(befores),
+                             self._ptrs(outs), self._ptrs(befores), _ptr(keep),
+                             self._ptrs(zone) if zone else None,
                              ctypes.c_void_p(ws.data_ptr()), self.gemm)
 
     def backward(self, T: int, B: int, reverse: bool, sources: list, ds: list, cots: list,
-                 carried: list, like: Tensor) -> None:
+                 carried: list, like: Tensor, keep: Tensor | None = None,
+                 zone: list | None = None, dys: Tensor | None = None) -> None:
         """Run the backward loop's step over all T steps in reverse order of the forward:
         ``sources`` (T, B, W) buffers (or fixed tensors) for the loop's inputs as the
         generated table says; ``ds`` the running ∂state (B, W) (in: at the end; out: at
         the start); ``cots`` (T, B, W) written with ∂state entering each step; ``carried``
-        (T, B, W) buffers for the step's other outputs."""
+        (T, B, W) buffers for the step's other outputs. With ``keep`` or ``zone`` (as in
+        :meth:`forward`), ``dys`` is the (T, B, W) ∂y the loop reads, rewritten in place
+        with what reaches each step's y."""
         ws = like.new_empty(max(1, B * self.loop_ws))
+        carry = [torch.empty_like(d) for d in ds] if keep is not None or zone else []
         self.lib.run_loop(T, B, int(reverse), self._ptrs(sources), self._ptrs(ds),
-                          self._ptrs(cots), self._ptrs(carried),
+                          self._ptrs(cots), self._ptrs(carried), _ptr(keep),
+                          self._ptrs(zone) if zone else None, _ptr(dys), self._ptrs(carry),
                           ctypes.c_void_p(ws.data_ptr()), self.gemm)
+
+
+def _ptr(t: Tensor | None):
+    return ctypes.c_void_p(t.data_ptr()) if t is not None else None
 
 
 def _gemm_pointer(dtype):
@@ -490,8 +647,9 @@ def compile_loops(program, params: list, fields: list, x: Tensor, drop) -> Loops
             raise Unsupported("a loop output that is not a (B, W) block")
     width = [t.shape[-1] if t.dim() else 1 for t in fwd_in]
     real = "float" if x.dtype == torch.float32 else "double"
-    src = [_HEADER.format(real=real, exp="expf" if real == "float" else "exp",
-                          tanh="tanhf" if real == "float" else "tanh")]
+    f = "f" if real == "float" else ""
+    src = [_HEADER.format(real=real, exp="exp" + f, tanh="tanh" + f, sqrt="sqrt" + f,
+                          pow="pow" + f, fabs="fabs" + f)]
     fwd_fn, fwd_ws = _step_function("fwd_step", fwd, [o for k, o in enumerate(fwd_outs)
                                                        if k not in fixed_out])
     loop_fn, loop_ws = _step_function("loop_step", loop, loop_outs)
@@ -499,7 +657,8 @@ def compile_loops(program, params: list, fields: list, x: Tensor, drop) -> Loops
     # the forward over T: inputs (params, s, x, drop, invariants: fixed; values at t)
     ws_state = [fields[i].shape[-1] for i in range(n_state)]
     lines = ["void run_forward(long T, long B, int reverse, void **fixed, void **per_t, "
-             "void **init, real *xs, real **outs, real **befores, real *ws, gemm_t gemm) {",
+             "void **init, real *xs, real **outs, real **befores, real *keep, real **zone, "
+             "real *ws, gemm_t gemm) {",
              f"  void *in[{len(fwd_in)}]; real *out[{len(fwd_outs)}];",
              "  for (long k = 0; k < T; k++) {",
              "    long t = reverse ? T - 1 - k : k, tp = reverse ? t + 1 : t - 1;"]
@@ -524,11 +683,14 @@ def compile_loops(program, params: list, fields: list, x: Tensor, drop) -> Loops
             lines.append(f"    in[{i}] = (real *)per_t[{k}] + t * B * {width[i]};")
     for j, k in enumerate(k for k in range(len(fwd_outs)) if k not in fixed_out):
         lines.append(f"    out[{j}] = outs[{j}] + t * B * {fwd_outs[k].cols};")
-    lines += ["    fwd_step(B, in, out, ws, gemm);", "  }", "}"]
+    lines.append("    fwd_step(B, in, out, ws, gemm);")
+    lines += ["    " + x for x in _mix_forward(n_par, ws_state, fwd_outs[n_state].cols)]
+    lines += ["  }", "}"]
     src.append("\n".join(lines))
     # the backward loop over T, in reverse order of the forward
     lines = ["void run_loop(long T, long B, int reverse, void **src, real **ds, real **cots, "
-             "real **carried, real *ws, gemm_t gemm) {",
+             "real **carried, real *keep, real **zone, real *dys, real **carry, real *ws, "
+             "gemm_t gemm) {",
              f"  void *in[{len(program.loop_in)}]; real *out[{len(loop_outs)}];",
              f"  real *tmp = ws + B * {loop_ws};",
              "  for (long k = 0; k < T; k++) {",
@@ -544,6 +706,7 @@ def compile_loops(program, params: list, fields: list, x: Tensor, drop) -> Loops
             lines.append(f"    in[{k}] = (real *)src[{k}] + t * B * {w};")
         else:
             lines.append(f"    in[{k}] = src[{k}];")
+    lines += ["    " + x for x in _mix_backward(ws_state, fwd_outs[n_state].cols)]
     for f in range(n_state):
         lines.append(f"    memcpy(cots[{f}] + t * B * {ws_state[f]}, ds[{f}], "
                      f"sizeof(real) * B * {ws_state[f]});")
@@ -556,8 +719,10 @@ def compile_loops(program, params: list, fields: list, x: Tensor, drop) -> Loops
             lines.append(f"    out[{k}] = carried[{k - n_state}] + t * B * {o.cols};")
     lines.append("    loop_step(B, in, out, ws, gemm);")
     for f in range(n_state):
-        lines.append(f"    memcpy(ds[{f}], out[{f}], sizeof(real) * B * "
-                     f"{loop_outs[f].cols});")
+        w = ws_state[f]
+        lines += [f"    if (keep || zone) for (long i = 0; i < B * {w}; i++) "
+                  f"ds[{f}][i] = out[{f}][i] + carry[{f}][i];",
+                  f"    else memcpy(ds[{f}], out[{f}], sizeof(real) * B * {w});"]
     lines += ["  }", "}"]
     src.append("\n".join(lines))
     lib = _build("\n\n".join(src) + "\n")
