@@ -95,6 +95,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=["small", "long"])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--cells", nargs="+", default=None,
+                        help="rows whose name starts with one of these (default: all)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     # the generic path (off by default) on every training call (checks)
@@ -107,6 +109,8 @@ def main() -> None:
           "| correct (generic vs loop, float64, worst rel. err) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, (make, opts, lstm) in CELLS.items():
+        if args.cells and not name.startswith(tuple(args.cells)):
+            continue
         for config in args.configs:
             cfg = CONFIGS[config]
             err = check(make, opts, cfg)

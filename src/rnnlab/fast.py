@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, fx
 from torch.fx.experimental.proxy_tensor import make_fx
 
+from . import fast_c
 from .cells.base import state_fields
 
 __all__ = ["StepProgram", "step_program", "fast_unroll", "Unsupported", "supports",
@@ -376,6 +377,7 @@ def step_program(cell, state, x: Tensor, drop: Tensor | None = None) -> StepProg
         raise Unsupported(f"{type(cell).__name__}'s step draws random numbers")
     forward, loop, deferred, loop_in, deferred_in, invariant, unread = \
         _partition(joint, n_par, n_primal, len(outs), n_state)
+    _prune_outputs(deferred)
     prologue, forward, n_invariant = _hoist(forward, n_par, n_state, n_primal)
     if prologue is not None:
         n_hoisted = len(prologue.graph.find_nodes(op="output")[0].args[0])
@@ -389,6 +391,23 @@ def step_program(cell, state, x: Tensor, drop: Tensor | None = None) -> StepProg
                           state_type, names, time.perf_counter() - start, read)
     per_cell[key] = program
     return program
+
+
+_MASKED = {torch.ops.aten.native_layer_norm_backward.default: 7}
+
+
+def _prune_outputs(gm: fx.GraphModule) -> None:
+    """Turn off the outputs no node reads of an op that takes an output mask: the deferred
+    part reads a layer norm's parameter gradients, the loop has already used its input
+    gradient (which, over all T·B rows, costs as much as the rest)."""
+    for node in gm.graph.nodes:
+        where = _MASKED.get(node.target)
+        if where is None:
+            continue
+        used = {u.args[1] for u in node.users}
+        mask = list(node.args[where])
+        node.update_arg(where, [m and i in used for i, m in enumerate(mask)])
+    gm.recompile()
 
 
 def _read_parameters(step, primals, n_par) -> tuple:
@@ -556,7 +575,6 @@ def _c_loops(cell, program, params, init, xs: Tensor, drop):
     once per cell and sizes)."""
     if not C_LOOPS or xs.device.type != "cpu":
         return None
-    from . import fast_c
 
     key = (program, xs.dtype, xs.shape[2:], tuple(f.shape[1:] for f in init))
     per_cell = _C_LOOPS.setdefault(cell, {})
@@ -591,10 +609,12 @@ def _c_forward(ctx, loops, cell, program, reverse, xs, drop, init, params, mask,
     computed = None
     if any(i is None for i in loops.fixed_out.values()):   # weights-only values the step
         computed = program.forward(*step_in)                # made: one step from Python
-    outs = [xs.new_empty(T, B, w) if w is not None else
+    take = fast_c.POOL.take
+    outs = [(xs.new_empty(T, B, w) if k == n_state else take((T, B, w), xs.dtype))
+            if w is not None else
             step_in[loops.fixed_out[k]] if loops.fixed_out[k] is not None else computed[k]
-            for k, w in enumerate(loops.fwd_widths)]
-    befores = [xs.new_empty(T, B, *f.shape[1:]) for f in init]
+            for k, w in enumerate(loops.fwd_widths)]          # y (k = n_state): the caller's
+    befores = [take((T, B, *f.shape[1:]), xs.dtype) for f in init]
     loops.forward(T, B, reverse, fixed, per_t, [f.contiguous() for f in init], xs,
                   [o for o, w in zip(outs, loops.fwd_widths) if w is not None], befores, xs,
                   keep, zone)
@@ -602,6 +622,10 @@ def _c_forward(ctx, loops, cell, program, reverse, xs, drop, init, params, mask,
     ctx.cell, ctx.program, ctx.reverse, ctx.n_state = cell, program, reverse, n_state
     ctx.c = (loops, outs, befores, keep, zone)
     ctx.save_for_backward(xs, drop, *params)
+    # the forward's buffers go back to the pool once autograd has freed this node's saved
+    # tensors (after its backward, or never while retain_graph keeps them)
+    fast_c.POOL.give([*befores, *(o for k, (o, w) in enumerate(zip(outs, loops.fwd_widths))
+                                  if w is not None and k != n_state)], node=ctx)
     return (outs[n_state], *(o[last].clone() for o in outs[:n_state]))
 
 
@@ -612,11 +636,15 @@ def _c_backward(ctx, dys, dfinal):
     T, B = xs.shape[:2]
     n_par, n_out = len(params), program.n_out
     mixed = keep is not None or zone is not None
-    dys = dys.clone(memory_format=torch.contiguous_format) if mixed else dys.contiguous()
+    take = fast_c.POOL.take
+    if mixed:                             # rewritten in place by the loop
+        dys = take(dys.shape, dys.dtype).copy_(dys)
+    else:
+        dys = dys.contiguous()
     ds = [d.contiguous().clone() if d is not None else torch.zeros_like(b[0])
           for d, b in zip(dfinal, befores)]
-    cots = [torch.empty_like(b) for b in befores]
-    carried = [xs.new_empty(T, B, w) for w in loops.loop_widths[n_state:]]
+    cots = [take(b.shape, b.dtype) for b in befores]
+    carried = [take((T, B, w), xs.dtype) for w in loops.loop_widths[n_state:]]
 
     def buffer(where, i):
         """The (T, B, ...) buffer of a step input or output, or a tensor fixed over t."""
@@ -648,6 +676,7 @@ def _c_backward(ctx, dys, dfinal):
         return value if fixed(where, i) else value.reshape(T * B, *value.shape[2:])
 
     dxs, dparams = _deferred_grads(ctx, program, params, xs, first, rows)
+    fast_c.POOL.give([*cots, *carried, *([dys] if mixed else [])], keep=[dxs, *dparams])
     if not mixed:                         # a field the step never reads has no gradient
         ds = tuple(None if u else d for d, u in zip(ds, program.unread))
     return (None, None, None, dxs, None, None, None, None, *ds, *dparams)

@@ -33,18 +33,21 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import math
 import operator
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
+import weakref
 from pathlib import Path
 
 import torch
 from torch import Tensor, fx
 
 __all__ = ["compile_loops", "Loops", "Unsupported", "NoCompiler", "POINTWISE", "cache_dir",
-           "compiler"]
+           "compiler", "Pool", "POOL"]
 
 FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-fPIC"]
 # Linked apart from the compile: a library linked with -ffast-math gets crtfastmath.o, which
@@ -517,12 +520,13 @@ class Loops:
         ``befores`` (T, B, W) the state before each step (written); ``keep`` (T, B) 1 where
         a row is within its length, 0 past it, or None; ``zone`` the zoneout weights, a
         (T, B, W) buffer per state field, or None."""
-        ws = like.new_empty(max(1, B * self.fwd_ws))
+        ws = POOL.take((max(1, B * self.fwd_ws),), like.dtype)
         self.lib.run_forward(T, B, int(reverse), self._ptrs(fixed), self._ptrs(per_t),
                              self._ptrs(init), ctypes.c_void_p(xs.data_ptr()),
                              self._ptrs(outs), self._ptrs(befores), _ptr(keep),
                              self._ptrs(zone) if zone else None,
                              ctypes.c_void_p(ws.data_ptr()), self.gemm)
+        POOL.give([ws])
 
     def backward(self, T: int, B: int, reverse: bool, sources: list, ds: list, cots: list,
                  carried: list, like: Tensor, keep: Tensor | None = None,
@@ -534,12 +538,92 @@ class Loops:
         (T, B, W) buffers for the step's other outputs. With ``keep`` or ``zone`` (as in
         :meth:`forward`), ``dys`` is the (T, B, W) ∂y the loop reads, rewritten in place
         with what reaches each step's y."""
-        ws = like.new_empty(max(1, B * self.loop_ws))
-        carry = [torch.empty_like(d) for d in ds] if keep is not None or zone else []
+        ws = POOL.take((max(1, B * self.loop_ws),), like.dtype)
+        carry = [POOL.take(d.shape, d.dtype) for d in ds] if keep is not None or zone else []
         self.lib.run_loop(T, B, int(reverse), self._ptrs(sources), self._ptrs(ds),
                           self._ptrs(cots), self._ptrs(carried), _ptr(keep),
                           self._ptrs(zone) if zone else None, _ptr(dys), self._ptrs(carry),
                           ctypes.c_void_p(ws.data_ptr()), self.gemm)
+        POOL.give([ws, *carry])
+
+
+# ---- buffers kept between calls -------------------------------------------------------------
+
+class Pool:
+    """The C loops' (T, B, W) buffers, kept for the next call once they are free.
+
+    A fresh buffer of tens of MB costs more to touch (the kernel maps and zeroes every page
+    on first write: about 0.45 ms per MB on the development machine, against 0.04 ms per MB
+    for memory already mapped) than the arithmetic the loops then do in it: 140,000 page
+    faults, a third of an LN-LSTM training step at the ``medium`` size. So the buffers a call
+    made go back here when it is done (the backward's at its end, the forward's when its
+    autograd node has released its saved tensors, so never while ``retain_graph`` may still
+    read them), and the next call of any cell takes them, as PyTorch's CUDA caching allocator
+    does. A buffer is reused for a request of at least half its size. At most ``limit`` bytes
+    are kept (``RNNLAB_POOL_MB``, default 1024; 0 keeps none); :meth:`empty` frees them."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.free: list[Tensor] = []            # flat blocks, smallest first
+        self.pending: list = []                 # (weakref to an autograd node, blocks)
+        self.lock = threading.Lock()
+
+    def take(self, shape, dtype) -> Tensor:
+        n = math.prod(shape)
+        with self.lock:
+            self._collect()
+            for k, block in enumerate(self.free):
+                if block.dtype == dtype and n <= block.numel() <= 2 * n + 4096:
+                    del self.free[k]
+                    return block[:n].view(shape)
+        return torch.empty(shape, dtype=dtype)
+
+    def give(self, tensors, node=None, keep=()) -> None:
+        """Return ``tensors`` (taken here) once ``node`` (an autograd node's context, or
+        None: now) has released its saved tensors; not one sharing memory with ``keep``."""
+        if not self.limit:
+            return
+        kept = {t.untyped_storage().data_ptr() for t in keep if t is not None}
+        blocks = []
+        for t in tensors:
+            storage = t.untyped_storage()
+            if storage.data_ptr() in kept or t.storage_offset() or not t.is_contiguous():
+                continue
+            blocks.append(torch.empty(0, dtype=t.dtype).set_(storage))
+        with self.lock:
+            self.pending.append((None if node is None else weakref.ref(node), blocks))
+            self._collect()
+
+    def _collect(self) -> None:
+        still = []
+        for ref, blocks in self.pending:
+            node = ref() if ref is not None else None
+            if node is not None and not _released(node):
+                still.append((ref, blocks))
+                continue
+            self.free += blocks
+        self.pending = still
+        self.free.sort(key=Tensor.numel)
+        total = sum(b.numel() * b.element_size() for b in self.free)
+        while self.free and total > self.limit:          # drop the largest first
+            block = self.free.pop()
+            total -= block.numel() * block.element_size()
+
+    def empty(self) -> None:
+        """Free every kept buffer."""
+        with self.lock:
+            self.free.clear()
+
+
+def _released(node) -> bool:
+    try:
+        _ = node.saved_tensors
+    except RuntimeError:                     # "Trying to backward through the graph a second
+        return True                          # time": autograd has freed them
+    return False
+
+
+POOL = Pool(int(float(os.environ.get("RNNLAB_POOL_MB", "1024")) * 2**20))
 
 
 def _ptr(t: Tensor | None):
