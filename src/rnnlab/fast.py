@@ -610,22 +610,27 @@ def _c_forward(ctx, loops, cell, program, reverse, xs, drop, init, params, mask,
     if any(i is None for i in loops.fixed_out.values()):   # weights-only values the step
         computed = program.forward(*step_in)                # made: one step from Python
     take = fast_c.POOL.take
-    outs = [(xs.new_empty(T, B, w) if k == n_state else take((T, B, w), xs.dtype))
-            if w is not None else
-            step_in[loops.fixed_out[k]] if loops.fixed_out[k] is not None else computed[k]
-            for k, w in enumerate(loops.fwd_widths)]          # y (k = n_state): the caller's
-    befores = [take((T, B, *f.shape[1:]), xs.dtype) for f in init]
-    loops.forward(T, B, reverse, fixed, per_t, [f.contiguous() for f in init], xs,
-                  [o for o, w in zip(outs, loops.fwd_widths) if w is not None], befores, xs,
-                  keep, zone)
+    # each state field in one (T + 1, B, W) buffer: the initial state, then after each step
+    states = [take((T + 1, B, *f.shape[1:]), xs.dtype) for f in init]
+    for s, f in zip(states, init):
+        s[T if reverse else 0].copy_(f)
+    befores = [s[1:] if reverse else s[:T] for s in states]
+    outs = [(s[:T] if reverse else s[1:]) for s in states] + \
+        [(xs.new_empty(T, B, w) if k == n_state else take((T, B, w), xs.dtype))
+         if w is not None else
+         step_in[loops.fixed_out[k]] if loops.fixed_out[k] is not None else computed[k]
+         for k, w in enumerate(loops.fwd_widths) if k >= n_state]  # y: the caller's
+    loops.forward(T, B, reverse, fixed, per_t, xs,
+                  [*states, *(o for k, (o, w) in enumerate(zip(outs, loops.fwd_widths))
+                              if w is not None and k >= n_state)], xs, keep, zone)
     last = 0 if reverse else T - 1
     ctx.cell, ctx.program, ctx.reverse, ctx.n_state = cell, program, reverse, n_state
     ctx.c = (loops, outs, befores, keep, zone)
     ctx.save_for_backward(xs, drop, *params)
     # the forward's buffers go back to the pool once autograd has freed this node's saved
     # tensors (after its backward, or never while retain_graph keeps them)
-    fast_c.POOL.give([*befores, *(o for k, (o, w) in enumerate(zip(outs, loops.fwd_widths))
-                                  if w is not None and k != n_state)], node=ctx)
+    fast_c.POOL.give([*states, *(o for k, (o, w) in enumerate(zip(outs, loops.fwd_widths))
+                                 if w is not None and k > n_state)], node=ctx)
     return (outs[n_state], *(o[last].clone() for o in outs[:n_state]))
 
 

@@ -143,6 +143,18 @@ class _T:
         return _T(self.ptr, self.rows, cols, self.rs, 0)
 
 
+class _Lazy(_T):
+    """An elementwise value not stored: its C expression, inlined into its one reader (an
+    elementwise node over the same (B, W) block), so a chain of them is one loop."""
+
+    def __init__(self, expr: str, cols: int):
+        super().__init__("", "B", cols, cols)
+        self.expr = expr
+
+    def at(self) -> str:
+        return f"({self.expr})"
+
+
 class _Missing:
     """An output of a node the generator does not compute (a layer norm's parameter
     gradients in the backward step: the deferred part computes those)."""
@@ -158,12 +170,24 @@ class _Gen:
         self.scratch: list[int] = []          # widths of the (B, W) scratch blocks
         self.values: dict = {}
 
-    def alloc(self, cols: int) -> _T:
+    def alloc(self, cols: int, node: fx.Node | None = None) -> _T:
+        """A (B, cols) block for ``node``'s value: the step's output slot when the step
+        returns it (no copy at the end), else scratch."""
+        if node is not None and node in self.slots:
+            return _T(f"out[{self.slots[node]}]", "B", cols, cols)
         k = len(self.scratch)
         self.scratch.append(cols)
         return _T(f"{self.name}_s{k}", "B", cols, cols)
 
     def emit(self) -> list[_T]:
+        # out[k]: the k-th returned (B, W) block; a node returned twice fills the first
+        returned = self.gm.graph.find_nodes(op="output")[0].args[0]
+        self.slots: dict = {}
+        k = 0
+        for node in returned:
+            if isinstance(node, fx.Node) and self.batch.get(node.name):
+                self.slots.setdefault(node, k)
+                k += 1
         k_in = 0
         for node in self.gm.graph.nodes:
             if node.op == "placeholder":
@@ -246,7 +270,7 @@ class _Gen:
             parts, dim = args[0], args[1] if len(args) > 1 else 0
             if dim not in (-1, 1):
                 raise Unsupported("cat not along the last dimension")
-            out = self.alloc(sum(p.cols for p in parts))
+            out = self.alloc(sum(p.cols for p in parts), node)
             off = 0
             for p in parts:
                 view = _T(f"({out.ptr} + {off})", "B", p.cols, out.rs)
@@ -356,7 +380,12 @@ class _Gen:
         kwargs = dict(node.kwargs)
         expr = POINTWISE[target](*[a.at() if isinstance(a, _T) else _num(a) for a in args],
                                  **kwargs)
-        out = self.alloc(cols)
+        users = list(node.users)
+        if len(users) == 1 and users[0].op == "call_function" and \
+                users[0].target in POINTWISE and self.shapes.get(users[0].name) == shape \
+                and self.batch.get(users[0].name) and expr.count("(") < 200:
+            return _Lazy(expr, cols)          # fused into its reader's loop
+        out = self.alloc(cols, node)
         self._loop(out, expr)
         return out
 
@@ -369,7 +398,7 @@ class _Gen:
         K, N = a.cols, w.cols
         if w.rows != K:
             raise Unsupported("product shapes")
-        out = self.alloc(N)
+        out = self.alloc(N, node)
         if bias is not None:
             if bias.cols != N:
                 raise Unsupported("addmm bias shape")
@@ -482,6 +511,8 @@ def _step_function(name: str, gen: _Gen, outs: list[_T]) -> str:
     body += [f"  real *{gen.name}_s{k} = ws + B * {o};" for k, o in enumerate(off)]
     body += ["  " + line for line in gen.lines]
     for k, o in enumerate(outs):
+        if o.ptr == f"out[{k}]":
+            continue                             # written there
         body += [f"  {{ real *dst = out[{k}];"]
         dst = _T("dst", "B", o.cols, o.cols)
         body += ["    " + line for line in _loop_lines(dst, o.at())]
@@ -511,19 +542,19 @@ class Loops:
     def _ptrs(tensors) -> ctypes.Array:
         return (ctypes.c_void_p * len(tensors))(*[t.data_ptr() for t in tensors])
 
-    def forward(self, T: int, B: int, reverse: bool, fixed: list, per_t: list, init: list,
-                xs: Tensor, outs: list, befores: list, like: Tensor, keep: Tensor | None = None,
+    def forward(self, T: int, B: int, reverse: bool, fixed: list, per_t: list, xs: Tensor,
+                outs: list, like: Tensor, keep: Tensor | None = None,
                 zone: list | None = None) -> None:
         """Run the forward step over all T steps: ``fixed`` the inputs that are the same
-        at every step, ``per_t`` (T, B, W) buffers indexed by t, ``init`` the initial
-        state; ``outs`` (T, B, W) buffers for the step's outputs (state, y, saved) and
-        ``befores`` (T, B, W) the state before each step (written); ``keep`` (T, B) 1 where
-        a row is within its length, 0 past it, or None; ``zone`` the zoneout weights, a
-        (T, B, W) buffer per state field, or None."""
+        at every step, ``per_t`` (T, B, W) buffers indexed by t; ``outs`` buffers for the
+        step's outputs: per state field a (T + 1, B, W) one holding the initial state in
+        row 0 (row T when ``reverse``), the state after step t written in row t + 1 (t),
+        then (T, B, W) ones for y and the saved values; ``keep`` (T, B) 1 where a row is
+        within its length, 0 past it, or None; ``zone`` the zoneout weights, a (T, B, W)
+        buffer per state field, or None."""
         ws = POOL.take((max(1, B * self.fwd_ws),), like.dtype)
         self.lib.run_forward(T, B, int(reverse), self._ptrs(fixed), self._ptrs(per_t),
-                             self._ptrs(init), ctypes.c_void_p(xs.data_ptr()),
-                             self._ptrs(outs), self._ptrs(befores), _ptr(keep),
+                             ctypes.c_void_p(xs.data_ptr()), self._ptrs(outs), _ptr(keep),
                              self._ptrs(zone) if zone else None,
                              ctypes.c_void_p(ws.data_ptr()), self.gemm)
         POOL.give([ws])
@@ -741,11 +772,11 @@ def compile_loops(program, params: list, fields: list, x: Tensor, drop) -> Loops
     # the forward over T: inputs (params, s, x, drop, invariants: fixed; values at t)
     ws_state = [fields[i].shape[-1] for i in range(n_state)]
     lines = ["void run_forward(long T, long B, int reverse, void **fixed, void **per_t, "
-             "void **init, real *xs, real **outs, real **befores, real *keep, real **zone, "
-             "real *ws, gemm_t gemm) {",
+             "real *xs, real **outs, real *keep, real **zone, real *ws, gemm_t gemm) {",
              f"  void *in[{len(fwd_in)}]; real *out[{len(fwd_outs)}];",
              "  for (long k = 0; k < T; k++) {",
-             "    long t = reverse ? T - 1 - k : k, tp = reverse ? t + 1 : t - 1;"]
+             "    long t = reverse ? T - 1 - k : k, before = reverse ? t + 1 : t, "
+             "after = reverse ? t : t + 1;"]
     fixed_k = 0
     for i in range(len(fwd_in)):
         if i < n_par:
@@ -753,10 +784,7 @@ def compile_loops(program, params: list, fields: list, x: Tensor, drop) -> Loops
             fixed_k += 1
         elif i < n_par + n_state:
             f = i - n_par
-            lines += [f"    in[{i}] = k == 0 ? init[{f}] : (void *)(outs[{f}] + tp * B * "
-                      f"{ws_state[f]});",
-                      f"    memcpy(befores[{f}] + t * B * {ws_state[f]}, in[{i}], "
-                      f"sizeof(real) * B * {ws_state[f]});"]
+            lines.append(f"    in[{i}] = outs[{f}] + before * B * {ws_state[f]};")
         elif i == n_par + n_state:
             lines.append(f"    in[{i}] = xs + t * B * {width[i]};")
         elif i < n_par + n_state + 1 + has_drop + n_inv:
@@ -766,7 +794,8 @@ def compile_loops(program, params: list, fields: list, x: Tensor, drop) -> Loops
             k = i - (len(fwd_in) - n_per_t)
             lines.append(f"    in[{i}] = (real *)per_t[{k}] + t * B * {width[i]};")
     for j, k in enumerate(k for k in range(len(fwd_outs)) if k not in fixed_out):
-        lines.append(f"    out[{j}] = outs[{j}] + t * B * {fwd_outs[k].cols};")
+        row = "after" if j < n_state else "t"
+        lines.append(f"    out[{j}] = outs[{j}] + {row} * B * {fwd_outs[k].cols};")
     lines.append("    fwd_step(B, in, out, ws, gemm);")
     lines += ["    " + x for x in _mix_forward(n_par, ws_state, fwd_outs[n_state].cols)]
     lines += ["  }", "}"]
