@@ -99,7 +99,7 @@ def main() -> None:
                         help="rows whose name starts with one of these (default: all)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    # the generic path (off by default) on every training call (checks)
+    # the generic path on every training call (checks)
     fast.ENABLED, fast.WARMUP, fast.MIN_STEPS = True, 0, 0
     assert layers.find_kernel(NoKernel(MinGRUCell(2, 2))) is None
     print(f"CPU {machine()['cpu']}, 1 thread (machine shared), torch {torch.__version__}; "

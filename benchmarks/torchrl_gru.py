@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    # the generic path (off by default) on every training call (checks)
+    # the generic path on every training call (checks)
     fast.ENABLED, fast.WARMUP, fast.MIN_STEPS = True, 0, 0
     worst = check()
     models = build()

@@ -42,7 +42,7 @@ def _c_cache(monkeypatch, tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _no_warmup(monkeypatch):
-    """The generic path on (it is off by default), from a cell's first training call (by
+    """The generic path on (as by default), from a cell's first training call (by
     default from its second) and at the tiny sizes of these tests (by default from
     T = fast.MIN_STEPS)."""
     monkeypatch.setattr(fast, "ENABLED", True)
@@ -480,3 +480,75 @@ def test_c_loops_leave_other_reductions_to_the_graphs():
     xs, state = _inputs(cell)
     assert_fused_matches_reference(cell, xs, state, None, False, **F64)
     assert not _compiled(cell) and cell in fast._PROGRAMS
+
+
+@pytest.mark.parametrize("c_loops", [True, False], ids=["c", "graphs"])
+def test_double_backward_through_the_generic_path(c_loops, monkeypatch):
+    """create_graph=True (a gradient penalty, gradgradcheck): the generic path's backward is
+    then the reference loop's, differentiable in turn, with lengths and zoneout."""
+    monkeypatch.setattr(fast, "C_LOOPS", c_loops)
+    monkeypatch.setattr(layers, "find_kernel", lambda cell: None)
+    cell = _cell(lambda: LSTMCell(2, 3))
+    layer = rnnlab.Recurrent(cell, zoneout=0.3).eval()
+    xs, state = _inputs(cell, t=4, b=3)
+    lengths = torch.tensor([4, 0, 2])
+    names = [n for n, _ in layer.named_parameters()]
+    params = [p.detach().clone().requires_grad_(True) for p in layer.parameters()]
+    states = [s.detach().clone().requires_grad_(True) for s in flat(state)]
+
+    def run(x, *rest):
+        weights = dict(zip(names, rest[len(states):]))
+        ys, final = torch.func.functional_call(
+            layer, weights, (x, rebuild(state, rest[:len(states)]), lengths))
+        return (ys, *flat(final))
+
+    assert layer.path == "generic"
+    assert torch.autograd.gradgradcheck(run, (xs.detach().requires_grad_(True), *states,
+                                              *params))
+    # a gradient penalty: ∂/∂θ of |∂L/∂x|², against the reference loop's
+    x = xs.detach().requires_grad_(True)
+    ref = _reference_copy(layer)
+    got = []
+    for net in (layer, ref):
+        ys, _ = net(x, lengths=lengths)
+        (gx,) = torch.autograd.grad(ys.pow(2).sum(), x, create_graph=True)
+        got.append(torch.autograd.grad(gx.pow(2).sum(), list(net.parameters())))
+    for a, b in zip(*got):
+        torch.testing.assert_close(a, b, **F64)
+
+
+@needs_cc
+@pytest.mark.parametrize("make, opts", [
+    (lambda: LayerNormLSTMCell(I, H), {}),
+    (lambda: LayerNormGRUCell(I, H), {"zoneout": 0.2}),
+    (lambda: LSTMCell(I, H), {"recurrent_dropout": 0.3, "zoneout": (0.1, 0.2)}),
+    (lambda: LSTMCell(I, H, proj_size=2), {}),
+], ids=["ln-lstm", "ln-gru + zoneout", "lstm + dropout + zoneout", "lstm-proj"])
+def test_kernels_without_a_native_op_hand_over_to_the_c_loops(make, opts):
+    """The kernels that run their steps as ATen ops from Python hand a training call over to
+    the C loops, with the same values and gradients as the reference loop."""
+    cell = _cell(make)
+    layer = rnnlab.Recurrent(cell, **opts)
+    assert layer.path == "fused"
+    ref = _reference_copy(layer)
+    xs, _ = _inputs(cell)
+    torch.manual_seed(5)
+    ours = _grads(layer, xs, RAGGED)
+    torch.manual_seed(5)
+    for a, b in zip(ours, _grads(ref, xs, RAGGED)):
+        torch.testing.assert_close(a, b, **F64)
+    assert _compiled(cell)
+
+
+def test_without_c_loops_the_kernel_runs_and_says_nothing(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    cell = _cell(lambda: LayerNormLSTMCell(I, H))
+    layer, ref = rnnlab.Recurrent(cell), rnnlab.Recurrent(cell, use_kernel=False)
+    xs, _ = _inputs(cell)
+    for a, b in zip(_grads(layer, xs, RAGGED), _grads(ref, xs, RAGGED)):   # no warning
+        torch.testing.assert_close(a, b, **F64)
+    assert not _compiled(cell)
+    cell = _cell(lambda: LSTMCell(I, H))               # a plain LSTM: torch's op, never C
+    _grads(rnnlab.Recurrent(cell), xs, RAGGED)
+    assert cell not in fast._PROGRAMS

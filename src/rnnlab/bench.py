@@ -435,7 +435,7 @@ def worker(argv: list[str]) -> None:
     CONFIG IMPL``; prints one JSON line."""
     kind, threads, *rest = argv
     torch.set_num_threads(int(threads))
-    # the generic path (off by default) on every training call (checks, T = 1)
+    # the generic path on every training call (checks, T = 1)
     fast.ENABLED, fast.WARMUP, fast.MIN_STEPS = True, 0, 0
     if kind == "time":
         out = worker_time(rest[0], rest[1], int(rest[2]))

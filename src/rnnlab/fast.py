@@ -45,12 +45,12 @@ from .cells.base import state_fields
 __all__ = ["StepProgram", "step_program", "fast_unroll", "Unsupported", "supports",
            "engage", "ENABLED", "C_LOOPS", "WARMUP", "MIN_STEPS"]
 
-ENABLED = os.environ.get("RNNLAB_GENERIC", "0") == "1"
-"""The switch of the generic path, off by default (``RNNLAB_GENERIC=1`` in the environment,
-or ``rnnlab.fast.ENABLED = True``, turns it on): it is measured at 0.8-1.8x the autograd
-loop's speed, with 2-3x its activation memory (benchmarks/RESULTS-generic.md), not enough to
-change every custom cell's execution by default. Off, :class:`rnnlab.Recurrent` runs the
-reference loop for cells without a kernel."""
+ENABLED = os.environ.get("RNNLAB_GENERIC", "1") == "1"
+"""The switch of the generic path, on by default: a cell without a kernel trains through its
+traced step (in compiled C loops where :mod:`rnnlab.fast_c` applies). ``RNNLAB_GENERIC=0``
+in the environment, or ``rnnlab.fast.ENABLED = False``, turns it off; then
+:class:`rnnlab.Recurrent` runs the reference loop for cells without a kernel (less memory:
+the generic path keeps its steps' values in (T, B, W) buffers, benchmarks/RESULTS.md)."""
 C_LOOPS = os.environ.get("RNNLAB_GENERIC_C", "1") == "1"
 """Whether the generic path runs its time loops as compiled C (:mod:`rnnlab.fast_c`) where
 it can: CPU, float32 / float64, no lengths or zoneout, a C compiler present. Off
@@ -481,20 +481,21 @@ class _Sequence(torch.autograd.Function):
             s = new
         ctx.cell, ctx.program, ctx.reverse, ctx.n_state = cell, program, reverse, n_state
         ctx.befores, ctx.saved = befores, saved
-        ctx.save_for_backward(xs, mask, drop, *(zone or ()), *params)
+        ctx.save_for_backward(xs, mask, drop, *(zone or ()), *params, *init)
         ctx.has_zone = zone is not None
         return (torch.stack(ys), *s)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, dys, *dfinal):
+        if torch.is_grad_enabled():             # create_graph=True: a differentiable backward
+            return _reference_backward(ctx, dys, dfinal)
         if getattr(ctx, "c", None) is not None:
             return _c_backward(ctx, dys, dfinal)
         program, n_state, reverse = ctx.program, ctx.n_state, ctx.reverse
         tensors = ctx.saved_tensors
         xs, mask, drop = tensors[:3]
         zone = tensors[3:3 + n_state] if ctx.has_zone else None
-        params = tensors[3 + (n_state if ctx.has_zone else 0):]
+        params = tensors[3 + (n_state if ctx.has_zone else 0):len(tensors) - n_state]
         T, B = xs.shape[:2]
         befores, saved = ctx.befores, ctx.saved
         x_t = xs.unbind(0)
@@ -539,6 +540,41 @@ class _Sequence(torch.autograd.Function):
         return (None, None, None, dxs, None, None, None, None, *ds, *dparams)
 
 
+def _reference_backward(ctx, dys, dfinal):
+    """The backward when autograd records it (``create_graph=True``, e.g. a gradient
+    penalty): the sequence recomputed by :func:`rnnlab.unroll` through the cell's own step
+    and differentiated, so that the gradients are differentiable in turn, as the kernels'
+    are (:mod:`rnnlab.kernels`)."""
+    from .kernels._common import unrolled
+
+    program, n_state = ctx.program, ctx.n_state
+    tensors = ctx.saved_tensors
+    init = tensors[len(tensors) - n_state:]
+    if getattr(ctx, "c", None) is not None:
+        xs, drop, *params = tensors[:len(tensors) - n_state]
+        mask, zone = ctx.mask, ctx.zone
+    else:
+        xs, mask, drop = tensors[:3]
+        zone = tensors[3:3 + n_state] if ctx.has_zone else None
+        params = tensors[3 + (n_state if ctx.has_zone else 0):len(tensors) - n_state]
+    state = program.state_type(*init) if program.state_type is not None else init[0]
+    with torch.enable_grad():
+        ys, final = unrolled(ctx.cell, dict(zip(program.names, params)), xs, state, mask,
+                             ctx.reverse, drop, None if zone is None else tuple(zone))
+    outs = [ys, *state_fields(final)]
+    pairs = [(o, g) for o, g in zip(outs, (dys, *dfinal)) if g is not None and o.requires_grad]
+    inputs = [xs, *init, *params]
+    need = [ctx.needs_input_grad[3], *ctx.needs_input_grad[8:8 + n_state],
+            *ctx.needs_input_grad[8 + n_state:]]
+    wrt = [i for i, n in enumerate(need) if n]
+    got = torch.autograd.grad([o for o, _ in pairs], [inputs[i] for i in wrt],
+                              [g for _, g in pairs], create_graph=True, allow_unused=True)
+    grads: list = [None] * len(inputs)
+    for i, g in zip(wrt, got):
+        grads[i] = g
+    return (None, None, None, grads[0], None, None, None, None, *grads[1:])
+
+
 def _deferred_grads(ctx, program, params, xs, first, rows):
     """∂x and ∂params by the deferred graph, once over all T·B rows: ``first(where, i)`` a
     deferred input's value at t = 0 (for those the same at every step), ``rows(where, i)``
@@ -569,7 +605,7 @@ def _deferred_grads(ctx, program, params, xs, first, rows):
 _C_LOOPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _c_loops(cell, program, params, init, xs: Tensor, drop):
+def _c_loops(cell, program, params, init, xs: Tensor, drop, quiet: bool = False):
     """The compiled C loops of ``program`` for this dtype and these sizes, or None: off
     (:data:`C_LOOPS`), not for this program, or no compiler (then a one-line warning,
     once per cell and sizes)."""
@@ -584,7 +620,7 @@ def _c_loops(cell, program, params, init, xs: Tensor, drop):
                                                  drop)
         except fast_c.Unsupported as e:    # a graph it does not translate: the graphs run
             per_cell[key] = None               # from Python, as they would without it
-            if isinstance(e, fast_c.NoCompiler):
+            if isinstance(e, fast_c.NoCompiler) and not quiet:
                 warnings.warn(f"rnnlab: {type(cell).__name__}'s generic path runs its step "
                               f"graphs from Python, not compiled C: {e}", RuntimeWarning,
                               stacklevel=4)
@@ -626,7 +662,8 @@ def _c_forward(ctx, loops, cell, program, reverse, xs, drop, init, params, mask,
     last = 0 if reverse else T - 1
     ctx.cell, ctx.program, ctx.reverse, ctx.n_state = cell, program, reverse, n_state
     ctx.c = (loops, outs, befores, keep, zone)
-    ctx.save_for_backward(xs, drop, *params)
+    ctx.save_for_backward(xs, drop, *params, *init)
+    ctx.mask, ctx.zone = mask, zone
     # the forward's buffers go back to the pool once autograd has freed this node's saved
     # tensors (after its backward, or never while retain_graph keeps them)
     fast_c.POOL.give([*states, *(o for k, (o, w) in enumerate(zip(outs, loops.fwd_widths))
@@ -637,7 +674,7 @@ def _c_forward(ctx, loops, cell, program, reverse, xs, drop, init, params, mask,
 def _c_backward(ctx, dys, dfinal):
     program, n_state, reverse = ctx.program, ctx.n_state, ctx.reverse
     loops, outs, befores, keep, zone = ctx.c
-    xs, drop, *params = ctx.saved_tensors
+    xs, drop, *params = ctx.saved_tensors[:len(ctx.saved_tensors) - n_state]
     T, B = xs.shape[:2]
     n_par, n_out = len(params), program.n_out
     mixed = keep is not None or zone is not None
@@ -733,16 +770,25 @@ def engage(cell, xs: Tensor, state) -> bool:
 
 
 def fast_unroll(cell, xs: Tensor, state, mask: Tensor | None = None, reverse: bool = False,
-                drop: Tensor | None = None, zone=None):
+                drop: Tensor | None = None, zone=None, compiled_only: bool = False):
     """:func:`rnnlab.unroll` of ``cell`` through its traced step: the same values and
     gradients. ``state``: the initial state (not None); ``mask`` (T, B, 1) bool of valid
     steps or None; ``drop``, ``zone``: the regularisers' masks as in :func:`rnnlab.unroll`.
 
     Returns ``(ys, state)``, or None when the step cannot be traced: the cell is then
-    marked (:func:`supports` turns False) after a one-line warning saying why."""
+    marked (:func:`supports` turns False) after a one-line warning saying why. With
+    ``compiled_only`` (a kernel handing over, :func:`rnnlab.kernels.compiled_first`), None
+    also where the C loops do not apply, and without a warning: the kernel then runs."""
+    if compiled_only and (not C_LOOPS or xs.device.type != "cpu" or
+                          xs.dtype not in (torch.float32, torch.float64) or
+                          torch.is_autocast_enabled(xs.device.type) or cell in _UNSUPPORTED):
+        return None
     try:
         program = step_program(cell, state, xs[0], drop)
     except Unsupported as e:
+        if compiled_only:
+            _UNSUPPORTED[cell] = str(e)
+            return None
         _UNSUPPORTED[cell] = str(e)
         warnings.warn(f"rnnlab: {type(cell).__name__} runs the reference loop: {e}",
                       RuntimeWarning, stacklevel=3)
@@ -751,6 +797,8 @@ def fast_unroll(cell, xs: Tensor, state, mask: Tensor | None = None, reverse: bo
     tensors = dict(cell.named_parameters())
     tensors.update(cell.named_buffers())
     params = [tensors[n] for n in program.names]
+    if compiled_only and _c_loops(cell, program, params, fields, xs, drop, quiet=True) is None:
+        return None
     out = _Sequence.apply(cell, program, reverse, xs, mask, drop,
                           None if zone is None else tuple(zone), len(fields), *fields, *params)
     ys, final = out[0], out[1:]

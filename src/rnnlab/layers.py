@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from . import fast
 from .cells import CELL_NAMES, Cell, OutputFeedbackCell, make_cell
-from .kernels import find_kernel
+from .kernels import compiled_first, find_kernel
 from .kernels.feedback import teacher_forced_kernel
 from .unroll import check_sequence, length_mask, state_fields, unroll
 
@@ -95,10 +95,14 @@ class Recurrent(nn.Module):
         (:func:`rnnlab.kernels.find_kernel`) and ``use_kernel`` is on; else ``"generic"``
         (:func:`rnnlab.fast.fast_unroll`: the cell's traced step; it runs from a cell's second
         training call on, :func:`rnnlab.fast.engage`) when it is on (:data:`rnnlab.fast.ENABLED`,
-        off by default) and the step can be traced
+        on by default) and the step can be traced
         (:func:`rnnlab.fast.supports`); else ``"reference"`` (:func:`rnnlab.unroll`).
         Every kernel of a ``regularizable`` cell takes the layer's recurrent dropout and
-        zoneout masks."""
+        zoneout masks. A kernel that runs its steps as ATen ops from Python (LN cells; the
+        LSTM with a projection, recurrent dropout or zoneout:
+        :func:`rnnlab.kernels.compiled_first`) hands a training call over to the generic
+        path's compiled C loops where they apply (:func:`rnnlab.fast.fast_unroll`,
+        ``compiled_only``)."""
         if self.tracer is not None:
             return "traced"
         if not self.use_kernel:
@@ -120,9 +124,13 @@ class Recurrent(nn.Module):
         drop, zone = self.masks(T, B, state, xs) if regularized else (None, None)
         masks = {} if drop is None and zone is None else {"drop": drop, "zone": zone}
         if path == "fused":
-            return find_kernel(self.cell)(self.cell, xs, state,
-                                          length_mask(lengths, T, B, xs.device), self.reverse,
-                                          **masks)
+            mask = length_mask(lengths, T, B, xs.device)
+            if compiled_first(self.cell, regularized) and fast.engage(self.cell, xs, state):
+                out = fast.fast_unroll(self.cell, xs, state, mask, self.reverse,
+                                       compiled_only=True, **masks)
+                if out is not None:                       # None: no C loops here
+                    return out
+            return find_kernel(self.cell)(self.cell, xs, state, mask, self.reverse, **masks)
         if path == "generic":
             out = fast.fast_unroll(self.cell, xs, state, length_mask(lengths, T, B, xs.device),
                                    self.reverse, **masks)

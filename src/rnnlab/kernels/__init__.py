@@ -51,9 +51,20 @@ from .lstm import lstm_kernel
 from .mgu import mgu_kernel
 from .scan import linear_kernel
 
-__all__ = ["find_kernel", "elman_kernel", "lstm_kernel", "gru_kernel", "gru_before_kernel",
-           "mgu_kernel", "leaky_kernel", "linear_kernel", "feedback_kernel",
+__all__ = ["find_kernel", "compiled_first", "elman_kernel", "lstm_kernel", "gru_kernel",
+           "gru_before_kernel", "mgu_kernel", "leaky_kernel", "linear_kernel", "feedback_kernel",
            "ln_lstm_kernel", "ln_gru_kernel"]
+
+
+def compiled_first(cell, regularized: bool) -> bool:
+    """Whether ``cell``'s kernel hands a training call over to the generic path's compiled C
+    loops (:mod:`rnnlab.fast_c`) where they apply: the kernels that run their steps as ATen
+    ops from Python (the layer-normalised cells; the LSTM with a projection, recurrent
+    dropout or zoneout, which leave torch's own LSTM op), measured slower than those loops
+    (benchmarks/RESULTS.md, section G)."""
+    if isinstance(cell, (LayerNormLSTMCell, LayerNormGRUCell)):
+        return True
+    return isinstance(cell, LSTMCell) and (cell.proj_size > 0 or regularized)
 
 
 def find_kernel(cell):
