@@ -44,8 +44,10 @@ def _c_cache(monkeypatch, tmp_path_factory):
 def _no_warmup(monkeypatch):
     """The generic path on (as by default), from a cell's first training call (by
     default from its second) and at the tiny sizes of these tests (by default from
-    T = fast.MIN_STEPS)."""
+    T = fast.MIN_STEPS), running its graphs from Python where the C loops do not apply (by
+    default the reference loop runs then)."""
     monkeypatch.setattr(fast, "ENABLED", True)
+    monkeypatch.setattr(fast, "GRAPHS", True)       # by default the reference loop runs
     monkeypatch.setattr(fast, "WARMUP", 0)
     monkeypatch.setattr(fast, "MIN_STEPS", 1)
 
@@ -552,3 +554,48 @@ def test_without_c_loops_the_kernel_runs_and_says_nothing(monkeypatch, tmp_path)
     cell = _cell(lambda: LSTMCell(I, H))               # a plain LSTM: torch's op, never C
     _grads(rnnlab.Recurrent(cell), xs, RAGGED)
     assert cell not in fast._PROGRAMS
+
+
+@needs_cc
+def test_clockwork_cell_in_the_c_loops():
+    """Comparisons, ``where`` and ``remainder`` (the clockwork's period masks, a step counter
+    in the state, scalar constants): translated, their bool values handed back to the
+    deferred part as bool."""
+    cell = _cell(lambda: ClockworkCell(I, 2 * H, periods=[1, 2, 4, 8]))
+    xs, state = _inputs(cell, t=9)
+    for lengths in (None, torch.tensor([9, 2, 0, 5])):
+        for reverse in (False, True):
+            assert_fused_matches_reference(cell, xs, state, lengths, reverse, **F64)
+    assert _compiled(cell)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: SkipCell.build(lambda i, h: rnnlab.ElmanCell(i, h), I, H, delay=2),
+    lambda: NTMCell(I, H, hidden=H, memory_slots=4, memory_width=3)], ids=["skip", "ntm"])
+def test_by_default_a_step_not_compiled_to_c_runs_the_reference_loop(make, monkeypatch):
+    """Where the C loops do not apply (here: steps they do not translate), the reference loop
+    runs, silently, and the layer's path says so."""
+    monkeypatch.setattr(fast, "GRAPHS", False)
+    cell = _cell(make)
+    layer = rnnlab.Recurrent(cell)
+    assert layer.path == "generic"
+    xs, _ = _inputs(cell)
+    for a, b in zip(_grads(layer, xs, RAGGED), _grads(_reference_copy(layer), xs, RAGGED)):
+        torch.testing.assert_close(a, b, **F64)
+    assert layer.path == "reference" and "not compiled to C" in fast._UNSUPPORTED[cell]
+
+
+def test_by_default_no_compiler_means_the_reference_loop_after_one_warning(monkeypatch,
+                                                                           tmp_path):
+    monkeypatch.setattr(fast, "GRAPHS", False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("RNNLAB_CACHE", str(tmp_path / "cache"))
+    cell = _cell(lambda: MyCell(I, H))
+    layer = rnnlab.Recurrent(cell)
+    xs, _ = _inputs(cell)
+    with pytest.warns(RuntimeWarning, match="runs the reference loop, not compiled C loops: "
+                                            "no C compiler"):
+        _grads(layer, xs, RAGGED)
+    assert layer.path == "reference" and not _compiled(cell)
+    _grads(layer, xs, RAGGED)                          # once: no second warning

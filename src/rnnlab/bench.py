@@ -382,6 +382,11 @@ def gemm_peak(samples: int = 3) -> float:
     return 2 * 2048**3 / best / 1e9
 
 
+def _cell_of(layer):
+    cell = getattr(layer, "cell", None)
+    return cell if cell is not None else layer
+
+
 def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0     # Linux: KiB
 
@@ -403,6 +408,9 @@ def worker_time(cell: str, config: str, repeats: int) -> dict:
     gemm = cfg.mode == "train" and not cfg.smoke
     peak = gemm_peak() if gemm else None                     # before and after the timings
     result["seconds"] = time_alternating(steps, repeats)
+    compiled = fast._C_LOOPS.get(_cell_of(models["rnnlab"]), {})
+    if any(v is not None for v in compiled.values()):
+        result["path"] += " (C)"      # its time loops in compiled C (a kernel's hand-over)
     if gemm:
         result["peak_gflops"] = max(peak, gemm_peak())
         result["gemm_gflops"] = (gemm_flops(models["rnnlab"], cfg)
@@ -597,8 +605,11 @@ def results_markdown(rows: list[Row], threads, info: dict, command: str) -> str:
         "float32), medians, implementations timed in turn. stream: µs per step of inference "
         "over T = 1000 in one call under `torch.no_grad()`. rnnlab: `rnnlab.Recurrent(cell)` "
         "(with torch.nn's weights where torch.nn has the model); rnnlab path: `fused` when "
-        "`rnnlab.find_kernel` has a kernel for the cell, else `reference` (autograd through "
-        "rnnlab's step). torch.nn: `nn.RNN` (tanh, relu), `nn.LSTM` (lstm; lstm-proj with "
+        "`rnnlab.find_kernel` has a kernel for the cell, else `generic` (the cell's traced "
+        "step, `rnnlab.fast`), or `reference` (autograd through rnnlab's step); `(C)`: the "
+        "training steps ran in the generic path's compiled C loops (`rnnlab.fast_c`; for a "
+        "kernel, its hand-over, `rnnlab.kernels.compiled_first`). torch.nn: `nn.RNN` (tanh, "
+        "relu), `nn.LSTM` (lstm; lstm-proj with "
         "`proj_size` = H/2), `nn.GRU`; empty where torch.nn has no such model. autograd loop: "
         "`nn.*Cell` over `x.unbind(0)` where torch has the cell, else rnnlab with "
         "`use_kernel=False`. rnnlab.X / torch.nn: the torch.nn-compatible `rnnlab.RNN / LSTM "

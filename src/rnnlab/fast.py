@@ -43,7 +43,7 @@ from . import fast_c
 from .cells.base import state_fields
 
 __all__ = ["StepProgram", "step_program", "fast_unroll", "Unsupported", "supports",
-           "engage", "ENABLED", "C_LOOPS", "WARMUP", "MIN_STEPS"]
+           "engage", "ENABLED", "GRAPHS", "C_LOOPS", "WARMUP", "MIN_STEPS"]
 
 ENABLED = os.environ.get("RNNLAB_GENERIC", "1") == "1"
 """The switch of the generic path, on by default: a cell without a kernel trains through its
@@ -51,6 +51,12 @@ traced step (in compiled C loops where :mod:`rnnlab.fast_c` applies). ``RNNLAB_G
 in the environment, or ``rnnlab.fast.ENABLED = False``, turns it off; then
 :class:`rnnlab.Recurrent` runs the reference loop for cells without a kernel (less memory:
 the generic path keeps its steps' values in (T, B, W) buffers, benchmarks/RESULTS.md)."""
+GRAPHS = os.environ.get("RNNLAB_GENERIC_GRAPHS", "0") == "1"
+"""Where the C loops do not apply (a step the generator does not translate, no compiler,
+another device or dtype, :data:`C_LOOPS` off), whether the generic path runs its traced
+graphs from Python (``RNNLAB_GENERIC_GRAPHS=1``) or, by default, leaves the call to the
+reference loop: from Python the graphs ran at 0.7-1.8x the autograd loop's speed
+(benchmarks/RESULTS-generic.md), not a gain to count on."""
 C_LOOPS = os.environ.get("RNNLAB_GENERIC_C", "1") == "1"
 """Whether the generic path runs its time loops as compiled C (:mod:`rnnlab.fast_c`) where
 it can: CPU, float32 / float64, no lengths or zoneout, a C compiler present. Off
@@ -603,6 +609,7 @@ def _deferred_grads(ctx, program, params, xs, first, rows):
 # ---- the same loops in C (rnnlab.fast_c) -----------------------------------------------
 
 _C_LOOPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_C_WHY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()    # why not, per cell
 
 
 def _c_loops(cell, program, params, init, xs: Tensor, drop, quiet: bool = False):
@@ -619,12 +626,19 @@ def _c_loops(cell, program, params, init, xs: Tensor, drop, quiet: bool = False)
             per_cell[key] = fast_c.compile_loops(program, list(params), list(init), xs[0],
                                                  drop)
         except fast_c.Unsupported as e:    # a graph it does not translate: the graphs run
-            per_cell[key] = None               # from Python, as they would without it
+            per_cell[key] = None               # from Python, or the reference loop (GRAPHS)
+            _C_WHY[cell] = f"its step is not compiled to C: {e}"
             if isinstance(e, fast_c.NoCompiler) and not quiet:
-                warnings.warn(f"rnnlab: {type(cell).__name__}'s generic path runs its step "
-                              f"graphs from Python, not compiled C: {e}", RuntimeWarning,
-                              stacklevel=4)
+                runs = "its step graphs from Python" if GRAPHS else "the reference loop"
+                warnings.warn(f"rnnlab: {type(cell).__name__} runs {runs}, not compiled C "
+                              f"loops: {e}", RuntimeWarning, stacklevel=4)
     return per_cell[key]
+
+
+def _real(t: Tensor, dtype) -> Tensor:
+    """``t`` as the compiled loops read it: contiguous, of the sequence's dtype (a bool or
+    integer tensor as 0 / 1, or its integers)."""
+    return t.detach().to(dtype).contiguous()
 
 
 def _c_forward(ctx, loops, cell, program, reverse, xs, drop, init, params, mask, zone):
@@ -633,15 +647,14 @@ def _c_forward(ctx, loops, cell, program, reverse, xs, drop, init, params, mask,
     zone = [z.to(xs.dtype).contiguous() for z in zone] if zone is not None else None
     n_state, extra = len(init), (drop,) if drop is not None else ()
     xs = xs.contiguous()
-    params_c = [p.detach().contiguous() for p in params]
     invariant, per_t = [], []
     if program.prologue is not None:
         hoisted = program.prologue(*params, xs, *extra)
         invariant = [v.contiguous() for v in hoisted[:program.n_invariant]]
         per_t = [v.contiguous() for v in hoisted[program.n_invariant:]]
-    fixed = [*params_c, *(e.contiguous() for e in extra), *invariant]
+    real = [_real(t, xs.dtype) for t in (*params, *extra, *invariant)]   # what the C reads
     first = T - 1 if reverse else 0
-    step_in = [*params_c, *init, xs[first], *extra, *invariant, *(v[first] for v in per_t)]
+    step_in = [*params, *init, xs[first], *extra, *invariant, *(v[first] for v in per_t)]
     computed = None
     if any(i is None for i in loops.fixed_out.values()):   # weights-only values the step
         computed = program.forward(*step_in)                # made: one step from Python
@@ -656,7 +669,7 @@ def _c_forward(ctx, loops, cell, program, reverse, xs, drop, init, params, mask,
          if w is not None else
          step_in[loops.fixed_out[k]] if loops.fixed_out[k] is not None else computed[k]
          for k, w in enumerate(loops.fwd_widths) if k >= n_state]  # y: the caller's
-    loops.forward(T, B, reverse, fixed, per_t, xs,
+    loops.forward(T, B, reverse, real, [_real(v, xs.dtype) for v in per_t], xs,
                   [*states, *(o for k, (o, w) in enumerate(zip(outs, loops.fwd_widths))
                               if w is not None and k >= n_state)], xs, keep, zone)
     last = 0 if reverse else T - 1
@@ -702,7 +715,7 @@ def _c_backward(ctx, dys, dfinal):
             return carried[i]
         return cots[i] if i < n_state else dys
 
-    src = [ds[i] if w == "cotangent" and i < n_state else buffer(w, i).contiguous()
+    src = [ds[i] if w == "cotangent" and i < n_state else _real(buffer(w, i), xs.dtype)
            for w, i in program.loop_in]
     loops.backward(T, B, reverse, src, ds, cots, carried, xs, keep, zone,
                    dys if mixed else None)
@@ -710,11 +723,18 @@ def _c_backward(ctx, dys, dfinal):
         return ((where == "primal" and (i < n_par or i == n_par + n_state + 1))
                 or (where == "forward" and n_out + i in loops.fixed_out))
 
+    def typed(where, i):                      # a comparison's 0 / 1 back to ATen's bool
+        value = buffer(where, i)
+        if where == "forward" and loops.fwd_dtypes[n_out + i] == torch.bool \
+                and value.dtype != torch.bool:
+            value = value != 0
+        return value
+
     def first(where, i):
-        return buffer(where, i) if fixed(where, i) else buffer(where, i)[0]
+        return typed(where, i) if fixed(where, i) else typed(where, i)[0]
 
     def rows(where, i):
-        value = buffer(where, i)
+        value = typed(where, i)
         return value if fixed(where, i) else value.reshape(T * B, *value.shape[2:])
 
     dxs, dparams = _deferred_grads(ctx, program, params, xs, first, rows)
@@ -797,8 +817,18 @@ def fast_unroll(cell, xs: Tensor, state, mask: Tensor | None = None, reverse: bo
     tensors = dict(cell.named_parameters())
     tensors.update(cell.named_buffers())
     params = [tensors[n] for n in program.names]
-    if compiled_only and _c_loops(cell, program, params, fields, xs, drop, quiet=True) is None:
-        return None
+    if not (compiled_only or GRAPHS) and (xs.device.type != "cpu" or
+                                          xs.dtype not in (torch.float32, torch.float64)):
+        return None                          # the reference loop, this call
+    if not GRAPHS or compiled_only:
+        loops = _c_loops(cell, program, params, fields, xs, drop, quiet=compiled_only)
+        if loops is None or (zone is not None and
+                             loops.fwd_widths[len(fields)] != fields[0].shape[-1]):
+            if not compiled_only:            # the reference loop from now on (path says so)
+                _UNSUPPORTED[cell] = (
+                    "the C loops are off (RNNLAB_GENERIC_C=0)" if not C_LOOPS else
+                    _C_WHY.get(cell, "zoneout of a step whose y is not its first state field"))
+            return None
     out = _Sequence.apply(cell, program, reverse, xs, mask, drop,
                           None if zone is None else tuple(zone), len(fields), *fields, *params)
     ys, final = out[0], out[1:]

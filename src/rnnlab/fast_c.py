@@ -49,10 +49,11 @@ from torch import Tensor, fx
 __all__ = ["compile_loops", "Loops", "Unsupported", "NoCompiler", "POINTWISE", "cache_dir",
            "compiler", "Pool", "POOL"]
 
-FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-fPIC"]
+FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-fPIC",
+         "-Werror=implicit-function-declaration"]
 # Linked apart from the compile: a library linked with -ffast-math gets crtfastmath.o, which
 # sets flush-to-zero and denormals-are-zero for the whole process when it is loaded
-LINK = ["-shared"]
+LINK = ["-shared", "-Wl,--no-undefined"]
 
 
 class Unsupported(Exception):
@@ -91,9 +92,18 @@ POINTWISE = {
     aten.pow.Tensor_Scalar: lambda a, e: (f"({a} * {a})" if e == _num(2) else
                                           f"{a}" if e == _num(1) else f"POW({a}, {e})"),
     aten.abs.default: lambda a: f"FABS({a})",
+    aten.remainder.Tensor: lambda a, b: f"({a} - FLOOR({a} / {b}) * {b})",
+    aten.remainder.Scalar: lambda a, b: f"({a} - FLOOR({a} / {b}) * {b})",
+    aten.where.self: lambda c, a, b: f"({c} != (real)0 ? {a} : {b})",
 }
 """The elementwise ATen ops the generator translates: op -> a function of the operands' C
-expressions (and scalar arguments) giving the result's C expression."""
+expressions (and scalar arguments) giving the result's C expression. A comparison's result
+(bool in ATen) is a real 0 or 1 in the generated code."""
+for _name, _op in (("eq", "=="), ("ne", "!="), ("lt", "<"), ("le", "<="), ("gt", ">"),
+                   ("ge", ">=")):
+    for _overload in ("Scalar", "Tensor"):
+        POINTWISE[getattr(getattr(aten, _name), _overload)] = \
+            (lambda op: lambda a, b: f"(real)({a} {op} {b})")(_op)
 
 _INT_OPS = {operator.add: operator.add, operator.sub: operator.sub,
             operator.mul: operator.mul, operator.floordiv: operator.floordiv}
@@ -206,6 +216,8 @@ class _Gen:
 
     def _input(self, k: int, shape, batched: bool) -> _T:
         ptr = f"((real *)in[{k}])"
+        if len(shape) == 0:                      # a scalar: read by every row and column
+            return _T(ptr, 1, 1, 0, 0)
         if len(shape) == 1:
             return _T(ptr, 1, shape[0], 0)
         if len(shape) != 2:
@@ -453,6 +465,7 @@ typedef {real} real;
 #define SQRT {sqrt}
 #define POW {pow}
 #define FABS {fabs}
+#define FLOOR {floor}
 typedef void (*gemm_t)(const char *, const char *, const int *, const int *, const int *,
                        const real *, const real *, const int *, const real *, const int *,
                        const real *, real *, const int *);
@@ -530,13 +543,15 @@ class Loops:
     """The two compiled loops of one program, for one dtype and feature sizes:
     ``fwd_widths`` the width of each forward output (None: the same at every step, then
     ``fixed_out`` names the forward input it is, or None: computed from the weights),
-    ``loop_widths`` the width of each loop output; ``fwd_ws``, ``loop_ws`` the scratch
+    ``loop_widths`` the width of each loop output, ``fwd_dtypes`` each forward output's dtype
+    in ATen (a bool is a real 0 / 1 in the loops' buffers); ``fwd_ws``, ``loop_ws`` the scratch
     each loop needs, in (B, 1) columns."""
 
     def __init__(self, lib, gemm, fwd_ws: int, loop_ws: int, fwd_widths: list,
-                 fixed_out: dict, loop_widths: list):
+                 fixed_out: dict, loop_widths: list, fwd_dtypes: list):
         self.lib, self.gemm, self.fwd_ws, self.loop_ws = lib, gemm, fwd_ws, loop_ws
         self.fwd_widths, self.fixed_out, self.loop_widths = fwd_widths, fixed_out, loop_widths
+        self.fwd_dtypes = fwd_dtypes
 
     @staticmethod
     def _ptrs(tensors) -> ctypes.Array:
@@ -697,7 +712,10 @@ def _build(source: str) -> ctypes.CDLL:
                 if done.returncode:
                     raise NoCompiler(f"the C compiler failed: {done.stderr.strip()[:300]}")
             os.replace(out, lib)            # atomic: another process may build the same
-    return ctypes.CDLL(str(lib))
+    try:
+        return ctypes.CDLL(str(lib))
+    except OSError as e:                    # a damaged cache file, a foreign one
+        raise NoCompiler(f"the compiled loops could not be loaded: {e}") from None
 
 
 def _example(program, params: list, fields: list, x: Tensor, drop, B: int):
@@ -718,11 +736,11 @@ def _example(program, params: list, fields: list, x: Tensor, drop, B: int):
         per_t = [v[0] for v in hoisted[program.n_invariant:]]
     fwd_in = [*params, *s, xt, *extra, *invariant, *per_t]
     out = program.forward(*fwd_in)
-    cot = [rand(*o.shape) for o in out[:program.n_out]]
+    cot = [rand(*o.shape).to(o.dtype) for o in out[:program.n_out]]
     parts = {"primal": (*params, *s, xt, *extra), "forward": out[program.n_out:],
              "cotangent": cot}
     loop_in = [parts[w][i] for w, i in program.loop_in]
-    return fwd_in, loop_in, invariant, per_t
+    return fwd_in, loop_in, [o.dtype for o in out]
 
 
 def compile_loops(program, params: list, fields: list, x: Tensor, drop) -> Loops:
@@ -742,7 +760,9 @@ def compile_loops(program, params: list, fields: list, x: Tensor, drop) -> Loops
     n_par, n_state = len(params), len(fields)
     has_drop = drop is not None
     n_inv = program.n_invariant
-    fwd_in = examples[5][0]
+    fwd_in, fwd_dtypes = examples[5][0], examples[5][2]
+    if any(d not in (x.dtype, torch.bool) for d in fwd_dtypes):
+        raise Unsupported("a step value neither of the input's dtype nor bool")
     n_per_t = len(fwd_in) - n_par - n_state - 1 - has_drop - n_inv
     # a forward output the same at every step is one of the step's fixed inputs (a weight,
     # an invariant) passed on to the backward: it is not written per step
@@ -764,7 +784,7 @@ def compile_loops(program, params: list, fields: list, x: Tensor, drop) -> Loops
     real = "float" if x.dtype == torch.float32 else "double"
     f = "f" if real == "float" else ""
     src = [_HEADER.format(real=real, exp="exp" + f, tanh="tanh" + f, sqrt="sqrt" + f,
-                          pow="pow" + f, fabs="fabs" + f)]
+                          pow="pow" + f, fabs="fabs" + f, floor="floor" + f)]
     fwd_fn, fwd_ws = _step_function("fwd_step", fwd, [o for k, o in enumerate(fwd_outs)
                                                        if k not in fixed_out])
     loop_fn, loop_ws = _step_function("loop_step", loop, loop_outs)
@@ -843,4 +863,4 @@ def compile_loops(program, params: list, fields: list, x: Tensor, drop) -> Loops
     lib.run_loop.restype = None
     return Loops(lib, _gemm_pointer(x.dtype), fwd_ws, loop_ws + tmp_off,
                  [None if k in fixed_out else o.cols for k, o in enumerate(fwd_outs)],
-                 fixed_out, [o.cols for o in loop_outs])
+                 fixed_out, [o.cols for o in loop_outs], fwd_dtypes)
