@@ -599,3 +599,46 @@ def test_by_default_no_compiler_means_the_reference_loop_after_one_warning(monke
         _grads(layer, xs, RAGGED)
     assert layer.path == "reference" and not _compiled(cell)
     _grads(layer, xs, RAGGED)                          # once: no second warning
+
+
+@needs_cc
+def test_pool_buffers_are_not_reused_while_retain_graph_can_read_them():
+    """The C loops' buffers go back to the pool only once autograd has released the node's
+    saved tensors: a second backward of a retained graph, with other calls in between,
+    gives the same gradients; after release the next call reuses them."""
+    cell = _cell(lambda: PeepholeLSTM(I, H))
+    layer = rnnlab.Recurrent(cell)
+    xs, _ = _inputs(cell)
+    x = xs.detach().requires_grad_(True)
+    ys, _ = layer(x)
+    assert _compiled(cell)
+    (g1,) = torch.autograd.grad(ys.pow(2).sum(), x, retain_graph=True)
+    for _ in range(3):                                  # other calls take pool buffers
+        _grads(layer, torch.randn_like(xs), RAGGED)
+    (g2,) = torch.autograd.grad(ys.pow(2).sum(), x)
+    torch.testing.assert_close(g1, g2, rtol=0, atol=0)
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        torch.autograd.grad(ys.pow(2).sum(), x)
+    fast_c.POOL.empty()
+    _grads(layer, xs, None)                             # fills the pool
+    with fast_c.POOL.lock:
+        fast_c.POOL._collect()                          # the forward's, its node now gone
+    before = len(fast_c.POOL.free)
+    assert before
+    ys, _ = layer(xs.detach().requires_grad_(True))     # takes from it
+    assert len(fast_c.POOL.free) < before
+    del ys
+
+
+def test_pool_keeps_at_most_its_limit():
+    pool = fast_c.Pool(limit=4 * 30_000)
+    blocks = [pool.take((100, 100), torch.float32) for _ in range(5)]
+    pool.give(blocks)
+    assert len(pool.free) == 3                                    # 3 x 40 KB of 120 KB
+    got = pool.take((50, 200), torch.float32)
+    assert got.shape == (50, 200) and got.data_ptr() in {b.data_ptr() for b in blocks}
+    assert pool.take((1000,), torch.float32).data_ptr() not in \
+        {b.data_ptr() for b in blocks}                            # too big a block: a new one
+    assert pool.take((100, 100), torch.float64).dtype == torch.float64
+    assert len(pool.free) == 2
+    fast_c.Pool(limit=0).give(blocks)                              # keeps nothing, no error

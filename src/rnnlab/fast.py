@@ -1,5 +1,8 @@
 """The generic path: any cell's step traced once into ATen graphs and run in one time loop
-inside one ``torch.autograd.Function`` (BPTT for any cell, no hand code, no compiler).
+inside one ``torch.autograd.Function`` (BPTT for any cell, no hand code). On by default
+(:data:`ENABLED`), the two time loops run as C generated from the graphs
+(:mod:`rnnlab.fast_c`); where that does not apply, the reference loop runs, or with
+:data:`GRAPHS` the graphs from Python.
 
 A cell that follows the contract (:mod:`rnnlab.cells.base`) is plain torch ops, so its step
 ``(state, x) -> (state', y)`` can be traced to ATen ops (``make_fx``, symbolic sizes: one
