@@ -557,11 +557,15 @@ def test_without_c_loops_the_kernel_runs_and_says_nothing(monkeypatch, tmp_path)
 
 
 @needs_cc
-def test_clockwork_cell_in_the_c_loops():
+@pytest.mark.parametrize("make", [
+    lambda: ClockworkCell(I, 2 * H, periods=[1, 2, 4, 8]),
+    lambda: SkipCell.build(lambda i, h: rnnlab.ElmanCell(i, h), I, H, delay=3)],
+    ids=["clockwork", "skip"])
+def test_chapter_cells_in_the_c_loops(make):
     """Comparisons, ``where`` and ``remainder`` (the clockwork's period masks, a step counter
-    in the state, scalar constants): translated, their bool values handed back to the
-    deferred part as bool."""
-    cell = _cell(lambda: ClockworkCell(I, 2 * H, periods=[1, 2, 4, 8]))
+    in the state, scalar constants), their bool values handed back to the deferred part as
+    bool; the skip cell's delay line (slices of the state and their backward)."""
+    cell = _cell(make)
     xs, state = _inputs(cell, t=9)
     for lengths in (None, torch.tensor([9, 2, 0, 5])):
         for reverse in (False, True):
@@ -570,8 +574,8 @@ def test_clockwork_cell_in_the_c_loops():
 
 
 @pytest.mark.parametrize("make", [
-    lambda: SkipCell.build(lambda i, h: rnnlab.ElmanCell(i, h), I, H, delay=2),
-    lambda: NTMCell(I, H, hidden=H, memory_slots=4, memory_width=3)], ids=["skip", "ntm"])
+    lambda: _MaxCell(),
+    lambda: NTMCell(I, H, hidden=H, memory_slots=4, memory_width=3)], ids=["amax", "ntm"])
 def test_by_default_a_step_not_compiled_to_c_runs_the_reference_loop(make, monkeypatch):
     """Where the C loops do not apply (here: steps they do not translate), the reference loop
     runs, silently, and the layer's path says so."""

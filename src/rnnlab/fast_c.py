@@ -153,6 +153,13 @@ class _T:
         return _T(self.ptr, self.rows, cols, self.rs, 0)
 
 
+def _whole(start, end, step) -> bool:
+    """Whether a slice takes every row: from 0 to the end (the batch size, or the int64
+    maximum that a slice to the end traces to), step 1."""
+    return (start or 0) == 0 and step == 1 and (end == "B" or
+                                                 (isinstance(end, int) and end >= 2**62))
+
+
 class _Lazy(_T):
     """An elementwise value not stored: its C expression, inlined into its one reader (an
     elementwise node over the same (B, W) block), so a chain of them is one loop."""
@@ -262,17 +269,38 @@ class _Gen:
                 raise Unsupported("split not along the last dimension")
             return [_T(f"({a.ptr} + {k * a.cs})", a.rows, min(size, a.cols - k), a.rs, a.cs)
                     for k in range(0, a.cols, size)]
+        if target is aten.split_with_sizes.default:
+            a, sizes = args[0], list(args[1])
+            dim = args[2] if len(args) > 2 else node.kwargs.get("dim", 0)
+            if dim not in (-1, 1) or not all(isinstance(n, int) for n in sizes):
+                raise Unsupported("split not along the last dimension")
+            offsets = [sum(sizes[:k]) for k in range(len(sizes))]
+            return [_T(f"({a.ptr} + {o * a.cs})", a.rows, n, a.rs, a.cs)
+                    for o, n in zip(offsets, sizes)]
         if target is aten.slice.Tensor:
             a, dim = args[0], args[1] if len(args) > 1 else 0
             start = args[2] if len(args) > 2 else 0
             end = args[3] if len(args) > 3 else a.cols
             step = args[4] if len(args) > 4 else 1
+            if dim == 0 and _whole(start, end, step):
+                return a                          # all rows: the value itself
             if not all(isinstance(v, int) for v in (start or 0, end, step)):
                 raise Unsupported("a slice bounded by the batch size")
             if dim not in (-1, 1) or step != 1:
                 raise Unsupported("slice not along the last dimension")
             start, end = max(0, start or 0), min(a.cols, end)
             return _T(f"({a.ptr} + {start * a.cs})", a.rows, end - start, a.rs, a.cs)
+        if target is aten.slice_backward.default:
+            g, sizes, dim, start, end, step = args
+            if dim == 0 and _whole(start, end, step):
+                return g
+            if dim not in (-1, 1) or step != 1 or not isinstance(sizes[-1], int):
+                raise Unsupported("slice_backward not along the last dimension")
+            out = self.alloc(sizes[-1], node)
+            start = max(0, start or 0)
+            self._loop(out, "(real)0")
+            self._loop(_T(f"({out.ptr} + {start})", "B", g.cols, out.rs), g.at())
+            return out
         if target is aten.select.int:
             a, dim, index = args
             if dim != 0 or a.rows in ("B", 1):
