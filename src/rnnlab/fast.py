@@ -667,11 +667,20 @@ def _c_forward(ctx, loops, cell, program, reverse, xs, drop, init, params, mask,
     for s, f in zip(states, init):
         s[T if reverse else 0].copy_(f)
     befores = [s[1:] if reverse else s[:T] for s in states]
-    outs = [(s[:T] if reverse else s[1:]) for s in states] + \
-        [(xs.new_empty(T, B, w) if k == n_state else take((T, B, w), xs.dtype))
-         if w is not None else
-         step_in[loops.fixed_out[k]] if loops.fixed_out[k] is not None else computed[k]
-         for k, w in enumerate(loops.fwd_widths) if k >= n_state]  # y: the caller's
+    outs = [(s[:T] if reverse else s[1:]) for s in states]
+    # an output that is an earlier one's value shares its buffer, unless lengths or zoneout
+    # change the state after the step (then y and the saved raw values differ from it)
+    same = loops.same if mask is None and zone is None else {}
+    for k, w in enumerate(loops.fwd_widths):
+        if k < n_state:
+            continue
+        if w is None:                    # the same tensor at every step
+            fixed_k = loops.fixed_out[k]
+            outs.append(step_in[fixed_k] if fixed_k is not None else computed[k])
+        elif k in same:
+            outs.append(outs[same[k]])
+        else:                            # y (k = n_state): the caller's, never pooled
+            outs.append(xs.new_empty(T, B, w) if k == n_state else take((T, B, w), xs.dtype))
     loops.forward(T, B, reverse, real, [_real(v, xs.dtype) for v in per_t], xs,
                   [*states, *(o for k, (o, w) in enumerate(zip(outs, loops.fwd_widths))
                               if w is not None and k >= n_state)], xs, keep, zone)
@@ -682,8 +691,10 @@ def _c_forward(ctx, loops, cell, program, reverse, xs, drop, init, params, mask,
     ctx.mask, ctx.zone = mask, zone
     # the forward's buffers go back to the pool once autograd has freed this node's saved
     # tensors (after its backward, or never while retain_graph keeps them)
-    fast_c.POOL.give([*states, *(o for k, (o, w) in enumerate(zip(outs, loops.fwd_widths))
-                                 if w is not None and k > n_state)], node=ctx)
+    y_in = same.get(n_state)             # y is state field y_in's buffer: the caller's
+    fast_c.POOL.give([*(s for f, s in enumerate(states) if f != y_in),
+                      *(o for k, (o, w) in enumerate(zip(outs, loops.fwd_widths))
+                        if w is not None and k > n_state and k not in same)], node=ctx)
     return (outs[n_state], *(o[last].clone() for o in outs[:n_state]))
 
 

@@ -511,7 +511,8 @@ def _mix_forward(n_par: int, widths: list[int], wy: int) -> list[str]:
                   f"t * B * {w};", "    #pragma omp simd",
                   f"    for (long i = 0; i < B * {w}; i++) n[i] += z[i] * (o[i] - n[i]); }}"]
     if wy == widths[0]:
-        lines.append(f"  memcpy(out[{len(widths)}], out[0], sizeof(real) * B * {wy});")
+        lines.append(f"  if (out[{len(widths)}] != out[0]) memcpy(out[{len(widths)}], out[0], "
+                     f"sizeof(real) * B * {wy});")
     lines += ["}", "if (keep) for (long b = 0; b < B; b++) if (keep[t * B + b] == 0) {"]
     for f, w in enumerate(widths):
         lines.append(f"  memcpy(out[{f}] + b * {w}, (real *)in[{n_par + f}] + b * {w}, "
@@ -572,14 +573,15 @@ class Loops:
     ``fwd_widths`` the width of each forward output (None: the same at every step, then
     ``fixed_out`` names the forward input it is, or None: computed from the weights),
     ``loop_widths`` the width of each loop output, ``fwd_dtypes`` each forward output's dtype
-    in ATen (a bool is a real 0 / 1 in the loops' buffers); ``fwd_ws``, ``loop_ws`` the scratch
+    in ATen (a bool is a real 0 / 1 in the loops' buffers), ``same`` {k: j} for a (B, W)
+    output k that is output j's value (j < k); ``fwd_ws``, ``loop_ws`` the scratch
     each loop needs, in (B, 1) columns."""
 
     def __init__(self, lib, gemm, fwd_ws: int, loop_ws: int, fwd_widths: list,
-                 fixed_out: dict, loop_widths: list, fwd_dtypes: list):
+                 fixed_out: dict, loop_widths: list, fwd_dtypes: list, same: dict):
         self.lib, self.gemm, self.fwd_ws, self.loop_ws = lib, gemm, fwd_ws, loop_ws
         self.fwd_widths, self.fixed_out, self.loop_widths = fwd_widths, fixed_out, loop_widths
-        self.fwd_dtypes = fwd_dtypes
+        self.fwd_dtypes, self.same = fwd_dtypes, same
 
     @staticmethod
     def _ptrs(tensors) -> ctypes.Array:
@@ -805,6 +807,10 @@ def compile_loops(program, params: list, fields: list, x: Tensor, drop) -> Loops
         if where is not None and where not in fixed_in:
             raise Unsupported("a step output that is not a (B, W) block")
         fixed_out[k] = where          # None: computed from the weights in the step
+    # a (B, W) output that is the same value as an earlier one (y = h, a saved c): its buffer
+    # may be the earlier one's, where nothing mixes the state after the step
+    same = {k: returned.index(node) for k, node in enumerate(returned)
+            if k not in fixed_out and returned.index(node) != k}
     for o in loop_outs:
         if not isinstance(o, _T) or o.rows != "B":
             raise Unsupported("a loop output that is not a (B, W) block")
@@ -891,4 +897,4 @@ def compile_loops(program, params: list, fields: list, x: Tensor, drop) -> Loops
     lib.run_loop.restype = None
     return Loops(lib, _gemm_pointer(x.dtype), fwd_ws, loop_ws + tmp_off,
                  [None if k in fixed_out else o.cols for k, o in enumerate(fwd_outs)],
-                 fixed_out, [o.cols for o in loop_outs], fwd_dtypes)
+                 fixed_out, [o.cols for o in loop_outs], fwd_dtypes, same)
