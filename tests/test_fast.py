@@ -88,18 +88,25 @@ def test_generic_gradcheck():
     layer = rnnlab.Recurrent(cell, reverse=True)
     xs, state = _inputs(cell, t=4, b=3)
     lengths = torch.tensor([4, 0, 2])
+    run, inputs = _as_function(layer, xs, state, lengths)
+    assert layer.path == "generic"
+    assert torch.autograd.gradcheck(run, inputs)
+
+
+def _as_function(layer, xs, state, lengths=None):
+    """``layer`` as a function of (x, the initial state's fields, its parameters) for
+    gradcheck, and those inputs as fresh leaves."""
     names = [n for n, _ in layer.named_parameters()]
     params = [p.detach().clone().requires_grad_(True) for p in layer.parameters()]
     states = [s.detach().clone().requires_grad_(True) for s in flat(state)]
 
     def run(x, *rest):
         weights = dict(zip(names, rest[len(states):]))
-        ys, final = torch.func.functional_call(
-            layer, weights, (x, rebuild(state, rest[:len(states)]), lengths))
+        args = (x, rebuild(state, rest[:len(states)]), lengths)
+        ys, final = torch.func.functional_call(layer, weights, args)
         return (ys, *flat(final))
 
-    assert layer.path == "generic"
-    assert torch.autograd.gradcheck(run, (xs.detach().requires_grad_(True), *states, *params))
+    return run, (xs.detach().requires_grad_(True), *states, *params)
 
 
 def _reference_copy(net):
@@ -180,17 +187,8 @@ def test_c_loops_gradcheck_with_lengths_and_zoneout(monkeypatch):
     layer = rnnlab.Recurrent(cell, zoneout=(0.3, 0.6), reverse=True).eval()
     xs, state = _inputs(cell, t=4, b=3)
     lengths = torch.tensor([4, 0, 2])
-    names = [n for n, _ in layer.named_parameters()]
-    params = [p.detach().clone().requires_grad_(True) for p in layer.parameters()]
-    states = [s.detach().clone().requires_grad_(True) for s in flat(state)]
-
-    def run(x, *rest):
-        weights = dict(zip(names, rest[len(states):]))
-        ys, final = torch.func.functional_call(
-            layer, weights, (x, rebuild(state, rest[:len(states)]), lengths))
-        return (ys, *flat(final))
-
-    assert torch.autograd.gradcheck(run, (xs.detach().requires_grad_(True), *states, *params))
+    run, inputs = _as_function(layer, xs, state, lengths)
+    assert torch.autograd.gradcheck(run, inputs)
     assert _compiled(cell)
 
 
@@ -370,17 +368,8 @@ def test_c_loops_gradcheck():
     cell = _cell(lambda: PeepholeLSTM(2, 3))
     layer = rnnlab.Recurrent(cell)
     xs, state = _inputs(cell, t=4, b=3)
-    names = [n for n, _ in layer.named_parameters()]
-    params = [p.detach().clone().requires_grad_(True) for p in layer.parameters()]
-    states = [s.detach().clone().requires_grad_(True) for s in flat(state)]
-
-    def run(x, *rest):
-        weights = dict(zip(names, rest[len(states):]))
-        ys, final = torch.func.functional_call(layer, weights,
-                                               (x, rebuild(state, rest[:len(states)])))
-        return (ys, *flat(final))
-
-    assert torch.autograd.gradcheck(run, (xs.detach().requires_grad_(True), *states, *params))
+    run, inputs = _as_function(layer, xs, state)
+    assert torch.autograd.gradcheck(run, inputs)
     assert _compiled(cell)
 
 
@@ -494,19 +483,9 @@ def test_double_backward_through_the_generic_path(c_loops, monkeypatch):
     layer = rnnlab.Recurrent(cell, zoneout=0.3).eval()
     xs, state = _inputs(cell, t=4, b=3)
     lengths = torch.tensor([4, 0, 2])
-    names = [n for n, _ in layer.named_parameters()]
-    params = [p.detach().clone().requires_grad_(True) for p in layer.parameters()]
-    states = [s.detach().clone().requires_grad_(True) for s in flat(state)]
-
-    def run(x, *rest):
-        weights = dict(zip(names, rest[len(states):]))
-        ys, final = torch.func.functional_call(
-            layer, weights, (x, rebuild(state, rest[:len(states)]), lengths))
-        return (ys, *flat(final))
-
+    run, inputs = _as_function(layer, xs, state, lengths)
     assert layer.path == "generic"
-    assert torch.autograd.gradgradcheck(run, (xs.detach().requires_grad_(True), *states,
-                                              *params))
+    assert torch.autograd.gradgradcheck(run, inputs)
     # a gradient penalty: ∂/∂θ of |∂L/∂x|², against the reference loop's
     x = xs.detach().requires_grad_(True)
     ref = _reference_copy(layer)
