@@ -52,6 +52,16 @@ def _no_warmup(monkeypatch):
     monkeypatch.setattr(fast, "MIN_STEPS", 1)
 
 
+@pytest.fixture
+def no_compiler(monkeypatch, tmp_path):
+    """No C compiler on PATH nor in $CC (and inductor's $CXX pointing nowhere); an empty disk
+    cache."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    for var in ("CC", "CXX"):
+        monkeypatch.setenv(var, str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("RNNLAB_CACHE", str(tmp_path / "cache"))
+
+
 def _cell(make, dtype=torch.float64, seed=0):
     torch.manual_seed(seed)
     return make().to(dtype)
@@ -317,13 +327,10 @@ def test_every_cell_of_the_chapter_on_the_generic_path(name, monkeypatch):
                                            allow_none=name.startswith("ntm"))
 
 
-def test_no_compiler_is_needed(monkeypatch, tmp_path):
+def test_no_compiler_is_needed(no_compiler):
     """The generic path runs ATen graphs as traced where it cannot compile its loops: with
     no toolchain on PATH (and inductor pointed at a compiler that does not exist) a new cell
     with ragged lengths still trains on it, after the one-line warning and no error."""
-    monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
-    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     cell = _cell(lambda: MyCell(I, H))
     layer = rnnlab.Recurrent(cell)
     xs, _ = _inputs(cell)
@@ -387,11 +394,7 @@ def test_c_loops_are_compiled_once_for_every_T_and_B_and_cached_on_disk():
     assert _compiled(cell) and sorted(fast_c.cache_dir().glob("rnnlab_loops_*.so")) == built
 
 
-def test_without_a_compiler_the_graphs_run_from_python_after_one_warning(monkeypatch,
-                                                                          tmp_path):
-    monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
-    monkeypatch.setenv("RNNLAB_CACHE", str(tmp_path / "cache"))
+def test_without_a_compiler_the_graphs_run_from_python_after_one_warning(no_compiler):
     cell = _cell(lambda: MyCell(I, H))
     xs, state = _inputs(cell)
     with pytest.warns(RuntimeWarning, match="no C compiler"):
@@ -514,9 +517,7 @@ def test_kernels_without_a_native_op_hand_over_to_the_c_loops(make, opts):
     assert _compiled(cell)
 
 
-def test_without_c_loops_the_kernel_runs_and_says_nothing(monkeypatch, tmp_path):
-    monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+def test_without_c_loops_the_kernel_runs_and_says_nothing(no_compiler):
     cell = _cell(lambda: LayerNormLSTMCell(I, H))
     layer, ref = rnnlab.Recurrent(cell), rnnlab.Recurrent(cell, use_kernel=False)
     xs, _ = _inputs(cell)
@@ -561,12 +562,9 @@ def test_by_default_a_step_not_compiled_to_c_runs_the_reference_loop(make, monke
     assert layer.path == "reference" and "not compiled to C" in fast._UNSUPPORTED[cell]
 
 
-def test_by_default_no_compiler_means_the_reference_loop_after_one_warning(monkeypatch,
-                                                                           tmp_path):
+def test_by_default_no_compiler_means_the_reference_loop_after_one_warning(no_compiler,
+                                                                           monkeypatch):
     monkeypatch.setattr(fast, "GRAPHS", False)
-    monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
-    monkeypatch.setenv("RNNLAB_CACHE", str(tmp_path / "cache"))
     cell = _cell(lambda: MyCell(I, H))
     layer = rnnlab.Recurrent(cell)
     xs, _ = _inputs(cell)
