@@ -456,10 +456,7 @@ class _Sequence(torch.autograd.Function):
         init, params = flat[:n_state], flat[n_state:]
         T = xs.shape[0]
         extra = (drop,) if drop is not None else ()
-        loops = _c_loops(cell, program, params, init, xs, drop)
-        if loops is not None and zone is not None and \
-                loops.fwd_widths[n_state] != init[0].shape[-1]:
-            loops = None                  # zoneout's y is the first field: not this step's
+        loops = _loops_for(cell, program, params, init, xs, drop, zone)
         if loops is not None:
             return _c_forward(ctx, loops, cell, program, reverse, xs, drop, init, params,
                               mask, zone)
@@ -490,8 +487,8 @@ class _Sequence(torch.autograd.Function):
             s = new
         ctx.cell, ctx.program, ctx.reverse, ctx.n_state = cell, program, reverse, n_state
         ctx.befores, ctx.saved = befores, saved
-        ctx.save_for_backward(xs, mask, drop, *(zone or ()), *params, *init)
-        ctx.has_zone = zone is not None
+        ctx.save_for_backward(xs, mask, drop, *params, *init)
+        ctx.zone = zone
         return (torch.stack(ys), *s)
 
     @staticmethod
@@ -501,10 +498,8 @@ class _Sequence(torch.autograd.Function):
         if getattr(ctx, "c", None) is not None:
             return _c_backward(ctx, dys, dfinal)
         program, n_state, reverse = ctx.program, ctx.n_state, ctx.reverse
-        tensors = ctx.saved_tensors
-        xs, mask, drop = tensors[:3]
-        zone = tensors[3:3 + n_state] if ctx.has_zone else None
-        params = tensors[3 + (n_state if ctx.has_zone else 0):len(tensors) - n_state]
+        xs, mask, drop, params, _ = _saved(ctx)
+        zone = ctx.zone
         T, B = xs.shape[:2]
         befores, saved = ctx.befores, ctx.saved
         x_t = xs.unbind(0)
@@ -549,6 +544,12 @@ class _Sequence(torch.autograd.Function):
         return (None, None, None, dxs, None, None, None, None, *ds, *dparams)
 
 
+def _saved(ctx) -> tuple:
+    """``(xs, mask, drop, params, init)`` as the forward saved them."""
+    tensors, n_state = ctx.saved_tensors, ctx.n_state
+    return (*tensors[:3], tensors[3:len(tensors) - n_state], tensors[len(tensors) - n_state:])
+
+
 def _reference_backward(ctx, dys, dfinal):
     """The backward when autograd records it (``create_graph=True``, e.g. a gradient
     penalty): the sequence recomputed by :func:`rnnlab.unroll` through the cell's own step
@@ -556,16 +557,8 @@ def _reference_backward(ctx, dys, dfinal):
     are (:mod:`rnnlab.kernels`)."""
     from .kernels._common import unrolled
 
-    program, n_state = ctx.program, ctx.n_state
-    tensors = ctx.saved_tensors
-    init = tensors[len(tensors) - n_state:]
-    if getattr(ctx, "c", None) is not None:
-        xs, drop, *params = tensors[:len(tensors) - n_state]
-        mask, zone = ctx.mask, ctx.zone
-    else:
-        xs, mask, drop = tensors[:3]
-        zone = tensors[3:3 + n_state] if ctx.has_zone else None
-        params = tensors[3 + (n_state if ctx.has_zone else 0):len(tensors) - n_state]
+    program, n_state, zone = ctx.program, ctx.n_state, ctx.zone
+    xs, mask, drop, params, init = _saved(ctx)
     state = program.state_type(*init) if program.state_type is not None else init[0]
     with torch.enable_grad():
         ys, final = unrolled(ctx.cell, dict(zip(program.names, params)), xs, state, mask,
@@ -644,6 +637,16 @@ def _real(t: Tensor, dtype) -> Tensor:
     return t.detach().to(dtype).contiguous()
 
 
+def _loops_for(cell, program, params, init, xs: Tensor, drop, zone, quiet: bool = False):
+    """:func:`_c_loops`, or None where they apply but not to this call: zoneout, whose y is
+    the first state field, of a step whose y is not."""
+    loops = _c_loops(cell, program, params, init, xs, drop, quiet)
+    if loops is not None and zone is not None and \
+            loops.fwd_widths[len(init)] != init[0].shape[-1]:
+        return None
+    return loops
+
+
 def _c_forward(ctx, loops, cell, program, reverse, xs, drop, init, params, mask, zone):
     T, B = xs.shape[:2]
     keep = mask.reshape(T, B).to(xs.dtype) if mask is not None else None
@@ -687,8 +690,8 @@ def _c_forward(ctx, loops, cell, program, reverse, xs, drop, init, params, mask,
     last = 0 if reverse else T - 1
     ctx.cell, ctx.program, ctx.reverse, ctx.n_state = cell, program, reverse, n_state
     ctx.c = (loops, outs, befores, keep, zone)
-    ctx.save_for_backward(xs, drop, *params, *init)
-    ctx.mask, ctx.zone = mask, zone
+    ctx.save_for_backward(xs, mask, drop, *params, *init)
+    ctx.zone = zone
     # the forward's buffers go back to the pool once autograd has freed this node's saved
     # tensors (after its backward, or never while retain_graph keeps them)
     y_in = same.get(n_state)             # y is state field y_in's buffer: the caller's
@@ -701,7 +704,7 @@ def _c_forward(ctx, loops, cell, program, reverse, xs, drop, init, params, mask,
 def _c_backward(ctx, dys, dfinal):
     program, n_state, reverse = ctx.program, ctx.n_state, ctx.reverse
     loops, outs, befores, keep, zone = ctx.c
-    xs, drop, *params = ctx.saved_tensors[:len(ctx.saved_tensors) - n_state]
+    xs, _, drop, params, _ = _saved(ctx)
     T, B = xs.shape[:2]
     n_par, n_out = len(params), program.n_out
     mixed = keep is not None or zone is not None
@@ -809,40 +812,37 @@ def fast_unroll(cell, xs: Tensor, state, mask: Tensor | None = None, reverse: bo
     gradients. ``state``: the initial state (not None); ``mask`` (T, B, 1) bool of valid
     steps or None; ``drop``, ``zone``: the regularisers' masks as in :func:`rnnlab.unroll`.
 
-    Returns ``(ys, state)``, or None when the step cannot be traced: the cell is then
-    marked (:func:`supports` turns False) after a one-line warning saying why. With
+    Returns ``(ys, state)``, or None when the reference loop is to run instead: the step
+    cannot be traced (the cell is then marked, :func:`supports` turns False, after a
+    one-line warning saying why), or the C loops do not apply and :data:`GRAPHS` is off
+    (marked too where that holds for the cell, not just this call's device or dtype). With
     ``compiled_only`` (a kernel handing over, :func:`rnnlab.kernels.compiled_first`), None
-    also where the C loops do not apply, and without a warning: the kernel then runs."""
-    if compiled_only and (not C_LOOPS or xs.device.type != "cpu" or
-                          xs.dtype not in (torch.float32, torch.float64) or
-                          torch.is_autocast_enabled(xs.device.type) or cell in _UNSUPPORTED):
+    wherever the C loops do not apply, and without a warning: the kernel then runs."""
+    needs_c = compiled_only or not GRAPHS
+    if needs_c and (xs.device.type != "cpu" or xs.dtype not in (torch.float32, torch.float64)
+                    or torch.is_autocast_enabled(xs.device.type)):
+        return None                          # the reference loop (or kernel), this call
+    if compiled_only and cell in _UNSUPPORTED:
         return None
     try:
         program = step_program(cell, state, xs[0], drop)
     except Unsupported as e:
-        if compiled_only:
-            _UNSUPPORTED[cell] = str(e)
-            return None
         _UNSUPPORTED[cell] = str(e)
-        warnings.warn(f"rnnlab: {type(cell).__name__} runs the reference loop: {e}",
-                      RuntimeWarning, stacklevel=3)
+        if not compiled_only:
+            warnings.warn(f"rnnlab: {type(cell).__name__} runs the reference loop: {e}",
+                          RuntimeWarning, stacklevel=3)
         return None
     fields = state_fields(state)
     tensors = dict(cell.named_parameters())
     tensors.update(cell.named_buffers())
     params = [tensors[n] for n in program.names]
-    if not (compiled_only or GRAPHS) and (xs.device.type != "cpu" or
-                                          xs.dtype not in (torch.float32, torch.float64)):
-        return None                          # the reference loop, this call
-    if not GRAPHS or compiled_only:
-        loops = _c_loops(cell, program, params, fields, xs, drop, quiet=compiled_only)
-        if loops is None or (zone is not None and
-                             loops.fwd_widths[len(fields)] != fields[0].shape[-1]):
-            if not compiled_only:            # the reference loop from now on (path says so)
-                _UNSUPPORTED[cell] = (
-                    "the C loops are off (RNNLAB_GENERIC_C=0)" if not C_LOOPS else
-                    _C_WHY.get(cell, "zoneout of a step whose y is not its first state field"))
-            return None
+    if needs_c and _loops_for(cell, program, params, fields, xs, drop, zone,
+                              compiled_only) is None:
+        if not compiled_only:                # the reference loop from now on (path says so)
+            _UNSUPPORTED[cell] = (
+                "the C loops are off (RNNLAB_GENERIC_C=0)" if not C_LOOPS else
+                _C_WHY.get(cell, "zoneout of a step whose y is not its first state field"))
+        return None
     out = _Sequence.apply(cell, program, reverse, xs, mask, drop,
                           None if zone is None else tuple(zone), len(fields), *fields, *params)
     ys, final = out[0], out[1:]
