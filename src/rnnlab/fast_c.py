@@ -647,12 +647,11 @@ class Pool:
     def take(self, shape, dtype) -> Tensor:
         n = math.prod(shape)
         with self.lock:
-            self._collect()
-            for k, block in enumerate(self.free):
-                if block.dtype == dtype and n <= block.numel() <= 2 * n + 4096:
-                    del self.free[k]
-                    return block[:n].view(shape)
-        return torch.empty(shape, dtype=dtype)
+            block = self._find(n, dtype)
+            if block is None and self.pending:       # only then look at the autograd nodes
+                self._collect()
+                block = self._find(n, dtype)
+        return block[:n].view(shape) if block is not None else torch.empty(shape, dtype=dtype)
 
     def give(self, tensors, node=None, keep=()) -> None:
         """Return ``tensors`` (taken here) once ``node`` (an autograd node's context, or
@@ -667,23 +666,38 @@ class Pool:
                 continue
             blocks.append(torch.empty(0, dtype=t.dtype).set_(storage))
         with self.lock:
-            self.pending.append((None if node is None else weakref.ref(node), blocks))
-            self._collect()
+            if node is None:
+                self._add(blocks)
+            else:                                # once per forward: the earlier ones freed
+                self._collect()
+                self.pending.append((weakref.ref(node), blocks))
+
+    def _find(self, n: int, dtype) -> Tensor | None:
+        for k, block in enumerate(self.free):
+            if block.dtype == dtype and n <= block.numel() <= 2 * n + 4096:
+                return self.free.pop(k)
+        return None
 
     def _collect(self) -> None:
-        still = []
+        """Move the blocks of the nodes autograd has released (or that are gone) to free."""
+        still, done = [], []
         for ref, blocks in self.pending:
-            node = ref() if ref is not None else None
+            node = ref()
             if node is not None and not _released(node):
                 still.append((ref, blocks))
-                continue
-            self.free += blocks
+            else:
+                done += blocks
         self.pending = still
+        self._add(done)
+
+    def _add(self, blocks: list) -> None:
+        """Blocks into free, smallest first, then the largest dropped past ``limit``."""
+        self.free += blocks
         self.free.sort(key=Tensor.numel)
         total = sum(b.numel() * b.element_size() for b in self.free)
-        while self.free and total > self.limit:          # drop the largest first
-            block = self.free.pop()
-            total -= block.numel() * block.element_size()
+        while self.free and total > self.limit:
+            total -= self.free[-1].numel() * self.free[-1].element_size()
+            self.free.pop()
 
     def empty(self) -> None:
         """Free every kept buffer."""
